@@ -1,0 +1,108 @@
+"""FASTA parsing and query validation: pure functions, no I/O."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+NUCLEOTIDE_LETTERS = frozenset("ACGTURYSWKMBDHVN")
+PROTEIN_LETTERS = frozenset("ABCDEFGHIKLMNPQRSTUVWYZXJO*")
+_CORE_NUCLEOTIDES = frozenset("ACGTUN")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_LINE_WIDTH = 80
+
+
+class FastaError(ValueError):
+    """The query is not acceptable; the message says why, for the user."""
+
+
+@dataclass(frozen=True)
+class Sequence:
+    header: str
+    residues: str
+
+    @property
+    def id(self) -> str:
+        return self.header.split(maxsplit=1)[0] if self.header.strip() else ""
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    max_bytes: int
+    max_sequences: int
+    max_letters: int
+
+
+def parse(text: str) -> list[Sequence]:
+    """Sequences of a FASTA text; a bare sequence without a header is one query."""
+    sequences: list[Sequence] = []
+    header: str | None = None
+    chunks: list[str] = []
+    for raw in text.splitlines():
+        line = raw.strip()
+        if line.startswith(">"):
+            if header is not None:
+                sequences.append(Sequence(header, "".join(chunks)))
+            header = _CONTROL.sub(" ", line[1:]).strip()
+            chunks = []
+        elif line.startswith(";") or not line:
+            continue
+        else:
+            if header is None:
+                header = ""
+            chunks.append("".join(line.split()).upper())
+    if header is not None:
+        sequences.append(Sequence(header, "".join(chunks)))
+    return sequences
+
+
+def validate(text: str, molecule: str, limits: QueryLimits) -> list[Sequence]:
+    """Parse `text` and check it as a query of `molecule` (`nucleotide` or `protein`)."""
+    size = len(text.encode())
+    if size > limits.max_bytes:
+        raise FastaError(f"is {size} bytes; the limit is {limits.max_bytes}")
+    sequences = parse(text)
+    if not sequences:
+        raise FastaError("holds no sequence")
+    if len(sequences) > limits.max_sequences:
+        raise FastaError(f"holds {len(sequences)} sequences; the limit is {limits.max_sequences}")
+    for index, sequence in enumerate(sequences, start=1):
+        name = f"sequence {index}" + (f" ({sequence.id})" if sequence.id else "")
+        _check_residues(name, sequence.residues, molecule, limits.max_letters)
+    return sequences
+
+
+def _check_residues(name: str, residues: str, molecule: str, max_letters: int) -> None:
+    if not residues:
+        raise FastaError(f"{name} is empty")
+    if len(residues) > max_letters:
+        raise FastaError(f"{name} has {len(residues)} letters; the limit is {max_letters}")
+    letters = set(residues)
+    if molecule == "nucleotide":
+        foreign = letters - NUCLEOTIDE_LETTERS
+        if foreign - PROTEIN_LETTERS:
+            raise FastaError(f"{name} has characters that are not sequence letters: "
+                             f"{_show(foreign - PROTEIN_LETTERS)}")
+        core = sum(residues.count(letter) for letter in _CORE_NUCLEOTIDES)
+        if foreign or core < len(residues) / 2:
+            raise FastaError(f"{name} looks like a protein sequence; this program needs "
+                             "nucleotides (IUPAC codes)")
+    else:
+        foreign = letters - PROTEIN_LETTERS
+        if foreign:
+            raise FastaError(f"{name} has characters outside the protein alphabet: "
+                             f"{_show(foreign)}")
+
+
+def _show(characters: set[str]) -> str:
+    return " ".join(repr(c) for c in sorted(characters)[:10])
+
+
+def format_fasta(sequences: list[Sequence]) -> str:
+    """Canonical FASTA; headerless queries are named Query_<n> so every hit names its query."""
+    lines: list[str] = []
+    for index, sequence in enumerate(sequences, start=1):
+        lines.append(">" + (sequence.header or f"Query_{index}"))
+        residues = sequence.residues
+        lines.extend(residues[i:i + _LINE_WIDTH] for i in range(0, len(residues), _LINE_WIDTH))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,232 @@
+"""The job: what a user may ask for, how it is validated, and the record kept of it.
+
+Pure logic, no I/O: database lookups are passed in.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import jsonschema
+
+from blast_core import fasta
+from blast_core.databases import DatabaseInfo
+
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+FINAL_STATUSES = frozenset({SUCCEEDED, FAILED})
+
+# program -> (tasks, default task, query molecule, database molecule)
+PROGRAMS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
+    "blastn": (("megablast", "dc-megablast", "blastn", "blastn-short"), "megablast",
+               "nucleotide", "nucleotide"),
+}
+
+DATABASE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+
+JOB_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["query", "database"],
+    "properties": {
+        "query": {"type": "string", "minLength": 1,
+                  "description": "FASTA text with one or more sequences (a bare sequence is one query)."},
+        "database": {"type": "string", "pattern": DATABASE_NAME,
+                     "description": "Name of a database listed by GET /api/databases."},
+        "program": {"type": "string", "enum": sorted(PROGRAMS), "default": "blastn"},
+        "task": {"type": "string", "enum": sorted({t for p in PROGRAMS.values() for t in p[0]}),
+                 "description": "BLAST+ -task; default: the program's usual task (megablast for blastn)."},
+        "evalue": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000, "default": 10},
+        "max_target_seqs": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 100},
+    },
+}
+NUMERIC_FIELDS = ("evalue", "max_target_seqs")
+
+_JOB_ID = re.compile(r"^[0-9a-f]{19}$")
+_INVERTED_EPOCH_MS = 0xFFFFFFFFFFF  # 11 hex digits: room until the year 2527
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    reason: str
+
+
+class InvalidRequest(ValueError):
+    def __init__(self, errors: list[FieldError]):
+        super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
+        self.errors = errors
+
+
+def new_job_id(now_ms: int | None = None) -> str:
+    """Inverted milliseconds then randomness: ids sort newest first in Table storage."""
+    now_ms = int(time.time() * 1000) if now_ms is None else now_ms
+    return f"{_INVERTED_EPOCH_MS - now_ms:011x}{secrets.token_hex(4)}"
+
+
+def is_job_id(text: str) -> bool:
+    return bool(_JOB_ID.match(text))
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class JobRequest:
+    """A validated request: every value here is safe to put on a BLAST command line."""
+
+    query: str
+    database: str
+    program: str
+    task: str
+    evalue: float
+    max_target_seqs: int
+    queries: int
+    query_letters: int
+
+
+def parse_request(payload: Any, limits: fasta.QueryLimits,
+                  find_database: Callable[[str], DatabaseInfo | None]) -> JobRequest:
+    """Validate a submitted job; raises InvalidRequest naming every bad field."""
+    if not isinstance(payload, Mapping):
+        raise InvalidRequest([FieldError("body", "must be a JSON object")])
+    errors = [_schema_error(e) for e in
+              jsonschema.Draft202012Validator(JOB_REQUEST_SCHEMA).iter_errors(payload)]
+    if errors:
+        raise InvalidRequest(sorted(errors, key=lambda e: e.field))
+    program = payload.get("program", "blastn")
+    tasks, default_task, query_molecule, db_molecule = PROGRAMS[program]
+    task = payload.get("task", default_task)
+    if task not in tasks:
+        errors.append(FieldError("task", f"{task!r} is not a task of {program}; "
+                                         f"choose one of {', '.join(tasks)}"))
+    try:
+        sequences = fasta.validate(payload["query"], query_molecule, limits)
+    except fasta.FastaError as error:
+        errors.append(FieldError("query", str(error)))
+        sequences = []
+    database = find_database(payload["database"])
+    if database is None:
+        errors.append(FieldError("database", f"no database named {payload['database']!r}; "
+                                             "GET /api/databases lists them"))
+    elif database.molecule != db_molecule:
+        errors.append(FieldError("database", f"{database.name!r} is a {database.molecule} "
+                                             f"database; {program} needs {db_molecule}"))
+    if errors:
+        raise InvalidRequest(errors)
+    return JobRequest(
+        query=fasta.format_fasta(sequences),
+        database=payload["database"],
+        program=program,
+        task=task,
+        evalue=float(payload.get("evalue", 10)),
+        max_target_seqs=int(payload.get("max_target_seqs", 100)),
+        queries=len(sequences),
+        query_letters=sum(len(s.residues) for s in sequences),
+    )
+
+
+def _schema_error(error: jsonschema.ValidationError) -> FieldError:
+    if error.validator == "additionalProperties":
+        allowed = set(JOB_REQUEST_SCHEMA["properties"])
+        unknown = sorted(set(error.instance) - allowed)
+        return FieldError(unknown[0] if unknown else "body",
+                          f"unknown field; allowed fields are {', '.join(sorted(allowed))}")
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        return FieldError(missing, "is required")
+    name = str(error.absolute_path[0]) if error.absolute_path else "body"
+    return FieldError(name, _reason(error))
+
+
+def _reason(error: jsonschema.ValidationError) -> str:
+    schema = error.schema
+    kind = error.validator
+    if kind == "type":
+        expected = {"number": "a number", "integer": "a whole number", "string": "a string"}
+        return f"must be {expected.get(schema['type'], schema['type'])}, not {_json(error.instance)}"
+    if kind == "enum":
+        return f"{_json(error.instance)} is not one of {', '.join(map(str, schema['enum']))}"
+    if kind in ("minimum", "maximum", "exclusiveMinimum"):
+        low = schema.get("minimum", schema.get("exclusiveMinimum"))
+        low_text = f"at least {low}" if "minimum" in schema else f"above {low}"
+        return f"must be {low_text} and at most {schema['maximum']}, not {error.instance}"
+    if kind == "pattern":
+        return ("must be a plain name (letters, digits, '.', '_', '-'; no paths), "
+                f"not {_json(error.instance)}")
+    if kind == "minLength":
+        return "must not be empty"
+    return error.message
+
+
+def _json(value: Any) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+@dataclass(frozen=True)
+class Job:
+    """The record of one job, as stored and as shown (without the query text)."""
+
+    id: str
+    status: str
+    database: str
+    program: str
+    task: str
+    evalue: float
+    max_target_seqs: int
+    queries: int
+    query_letters: int
+    submitted_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    attempts: int = 0
+    hits: int | None = None
+    error: str | None = None
+
+    @classmethod
+    def submitted(cls, job_id: str, request: JobRequest) -> Job:
+        return cls(id=job_id, status=QUEUED, database=request.database,
+                   program=request.program, task=request.task, evalue=request.evalue,
+                   max_target_seqs=request.max_target_seqs, queries=request.queries,
+                   query_letters=request.query_letters, submitted_at=utc_now())
+
+    def started(self) -> Job:
+        return replace(self, status=RUNNING, started_at=utc_now(), attempts=self.attempts + 1,
+                       error=None)
+
+    def succeeded(self, hits: int) -> Job:
+        return replace(self, status=SUCCEEDED, finished_at=utc_now(), hits=hits, error=None)
+
+    def failed(self, reason: str) -> Job:
+        return replace(self, status=FAILED, finished_at=utc_now(), error=reason)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def encode_message(job_id: str) -> str:
+    return json.dumps({"job_id": job_id})
+
+
+class MalformedMessage(ValueError):
+    """A queue message this service cannot read."""
+
+
+def decode_message(body: bytes | str) -> str:
+    """The job id a queue message carries."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedMessage("message body is not JSON") from None
+    job_id = data.get("job_id") if isinstance(data, dict) else None
+    if not isinstance(job_id, str) or not is_job_id(job_id):
+        raise MalformedMessage("message has no valid job_id")
+    return job_id

@@ -1,0 +1,87 @@
+"""Job records in Azure Table storage.
+
+All jobs share one partition and the row key is the job id, whose prefix is inverted
+milliseconds: a query of the partition returns the newest jobs first without scanning.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from blast_core.jobs import Job
+from blast_core.settings import Connection
+
+PARTITION = "job"
+_FIELDS = [f.name for f in dataclasses.fields(Job)]
+
+
+class RecordConflict(Exception):
+    """The record changed since it was read (another worker got there first)."""
+
+
+def to_entity(job: Job) -> dict[str, Any]:
+    entity = {"PartitionKey": PARTITION, "RowKey": job.id}
+    entity.update({k: v for k, v in job.to_dict().items() if k != "id" and v is not None})
+    return entity
+
+
+def from_entity(entity: dict[str, Any]) -> Job:
+    values = {name: entity.get(name) for name in _FIELDS if name != "id"}
+    values["evalue"] = float(values["evalue"])
+    values["attempts"] = int(values["attempts"] or 0)
+    return Job(id=entity["RowKey"], **values)
+
+
+class JobRecords:
+    def __init__(self, table: TableClient):
+        self._table = table
+
+    @classmethod
+    def connect(cls, connection: Connection, table_name: str) -> JobRecords:
+        if connection.string:
+            service = TableServiceClient.from_connection_string(connection.string)
+        else:
+            service = TableServiceClient(connection.service_uri("table"),
+                                         credential=connection.credential())
+        return cls(service.get_table_client(table_name))
+
+    def ensure(self) -> None:
+        try:
+            self._table.create_table()
+        except ResourceExistsError:
+            pass
+
+    def create(self, job: Job) -> None:
+        self._table.create_entity(to_entity(job))
+
+    def get(self, job_id: str) -> tuple[Job, str] | None:
+        """The job and its ETag, or None."""
+        try:
+            entity = self._table.get_entity(PARTITION, job_id)
+        except ResourceNotFoundError:
+            return None
+        return from_entity(entity), entity.metadata["etag"]
+
+    def replace(self, job: Job, etag: str) -> str:
+        """Write `job` only if the record is still at `etag`; returns the new ETag."""
+        try:
+            metadata = self._table.update_entity(
+                to_entity(job), mode=UpdateMode.REPLACE, etag=etag,
+                match_condition=MatchConditions.IfNotModified)
+        except (ResourceModifiedError, ResourceNotFoundError) as error:
+            raise RecordConflict(job.id) from error
+        return metadata["etag"]
+
+    def delete(self, job_id: str) -> None:
+        self._table.delete_entity(PARTITION, job_id)
+
+    def recent(self, limit: int) -> list[Job]:
+        pages = self._table.query_entities(f"PartitionKey eq '{PARTITION}'",
+                                           results_per_page=limit).by_page()
+        first_page = next(pages, [])
+        return [from_entity(e) for e in first_page][:limit]

@@ -1,0 +1,87 @@
+"""Queries and results in Azure Blob storage, under `<job id>/` in one container."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.storage.blob import (
+    BlobSasPermissions,
+    BlobServiceClient,
+    ContentSettings,
+    generate_blob_sas,
+)
+
+from blast_core.settings import Connection
+
+QUERY_BLOB = "query.fasta"
+_CHUNK = 4 * 1024 * 1024
+
+
+def result_blob(extension: str) -> str:
+    return f"result.{extension}"
+
+
+class ResultStore:
+    def __init__(self, service: BlobServiceClient, container: str):
+        self._service = service
+        self._container = service.get_container_client(container)
+
+    @classmethod
+    def connect(cls, connection: Connection, container: str) -> ResultStore:
+        if connection.string:
+            service = BlobServiceClient.from_connection_string(connection.string)
+        else:
+            service = BlobServiceClient(connection.service_uri("blob"),
+                                        credential=connection.credential())
+        return cls(service, container)
+
+    def ensure(self) -> None:
+        try:
+            self._container.create_container()
+        except ResourceExistsError:
+            pass
+
+    def put_text(self, job_id: str, name: str, text: str, content_type: str) -> None:
+        self._container.upload_blob(f"{job_id}/{name}", text.encode(), overwrite=True,
+                                    content_settings=ContentSettings(content_type=content_type))
+
+    def put_file(self, job_id: str, name: str, path: str, content_type: str) -> None:
+        with open(path, "rb") as data:
+            self._container.upload_blob(f"{job_id}/{name}", data, overwrite=True,
+                                        content_settings=ContentSettings(content_type=content_type))
+
+    def get_text(self, job_id: str, name: str) -> str:
+        return self._container.download_blob(f"{job_id}/{name}").readall().decode()
+
+    def stream(self, job_id: str, name: str) -> Iterator[bytes] | None:
+        """The blob's content in chunks, or None when it does not exist."""
+        try:
+            downloader = self._container.download_blob(f"{job_id}/{name}")
+        except ResourceNotFoundError:
+            return None
+        return downloader.chunks()
+
+    def delete_job(self, job_id: str) -> None:
+        for blob in self._container.list_blobs(name_starts_with=f"{job_id}/"):
+            self._container.delete_blob(blob.name)
+
+    def read_link(self, job_id: str, name: str, hours: int) -> str:
+        """A read-only link that expires after `hours`: signed with the account key when the
+        connection has one, else with a user delegation key (Azure caps those at 7 days)."""
+        now = datetime.now(UTC)
+        expiry = now + timedelta(hours=hours)
+        account_key = getattr(self._service.credential, "account_key", None)
+        if account_key:
+            signing = {"account_key": account_key}
+        else:
+            expiry = min(expiry, now + timedelta(days=7))
+            signing = {"user_delegation_key": self._service.get_user_delegation_key(
+                now - timedelta(minutes=5), expiry)}
+        blob = self._container.get_blob_client(f"{job_id}/{name}")
+        sas = generate_blob_sas(
+            account_name=self._service.account_name, container_name=self._container.container_name,
+            blob_name=blob.blob_name, permission=BlobSasPermissions(read=True), expiry=expiry,
+            start=now - timedelta(minutes=5), **signing)
+        return f"{blob.url}?{sas}"

@@ -1,0 +1,162 @@
+"""Every setting the service reads, in one place.
+
+Settings come from environment variables (app settings in Azure, `local.settings.json`
+under `func start`, flags of `python -m blast_core serve`). `SETTINGS` is also the table
+in the README and the list the deployment is checked against.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Setting:
+    name: str
+    default: str
+    description: str
+
+
+STORAGE_CONNECTION = "BLAST_STORAGE"
+SERVICEBUS_CONNECTION = "BLAST_SERVICEBUS"
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("BLAST_DB_DIR", "/mounts/blastdb",
+            "Directory holding the BLAST databases (in Azure: the Azure Files mount path)."),
+    Setting("BLAST_BIN_DIR", "",
+            "Directory holding `blastn`, `blast_formatter` and `blastdbcmd`; empty: found on PATH."),
+    Setting("BLAST_TIME_LIMIT", "3600",
+            "Seconds one BLAST run may take before it is killed and the job fails."),
+    Setting("BLAST_THREADS", "1", "`-num_threads` of each BLAST run."),
+    Setting("BLAST_QUEUE_TRANSPORT", "servicebus",
+            "`servicebus` (Azure Service Bus) or `storage` (Azure Storage Queue, runs on Azurite)."),
+    Setting("BLAST_QUEUE_NAME", "blast-jobs", "Name of the job queue."),
+    Setting(SERVICEBUS_CONNECTION, "",
+            "Service Bus connection string; or set `BLAST_SERVICEBUS__fullyQualifiedNamespace` "
+            "to use the managed identity."),
+    Setting(STORAGE_CONNECTION, "",
+            "Storage connection string for results, job records and the Storage Queue; or set "
+            "`BLAST_STORAGE__blobServiceUri`, `__tableServiceUri` and `__queueServiceUri` "
+            "to use the managed identity."),
+    Setting("BLAST_RESULTS_CONTAINER", "blast-results", "Blob container for queries and results."),
+    Setting("BLAST_JOBS_TABLE", "blastjobs", "Table holding the job records."),
+    Setting("BLAST_MAX_DELIVERIES", "5",
+            "Deliveries of one message before its job is marked failed and the message "
+            "dead-lettered; keep equal to the queue's max delivery / dequeue count."),
+    Setting("BLAST_VISIBILITY_TIMEOUT", "60",
+            "Storage Queue worker of `serve`: seconds a received message stays hidden; "
+            "renewed every third of it while BLAST runs."),
+    Setting("BLAST_RESULT_LINK_HOURS", "24", "Lifetime of read-only result links (SAS)."),
+    Setting("BLAST_MAX_QUERY_BYTES", "10000000", "Largest accepted query, in bytes of FASTA."),
+    Setting("BLAST_MAX_QUERIES", "25000", "Most sequences in one job."),
+    Setting("BLAST_MAX_SEQUENCE_LETTERS", "1000000", "Longest accepted query sequence."),
+    Setting("BLAST_API_KEY", "",
+            "`serve` only: when set, every route but health needs it in `x-functions-key` "
+            "or `?code=` (in Azure, function keys do this)."),
+)
+
+_DEFAULTS = {s.name: s.default for s in SETTINGS}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; raised at start-up, never per request."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_dir: str
+    bin_dir: str
+    time_limit: int
+    threads: int
+    queue_transport: str
+    queue_name: str
+    results_container: str
+    jobs_table: str
+    max_deliveries: int
+    visibility_timeout: int
+    result_link_hours: int
+    max_query_bytes: int
+    max_queries: int
+    max_sequence_letters: int
+    api_key: str = field(repr=False)
+    env: Mapping[str, str] = field(repr=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = dict(os.environ if env is None else env)
+
+        def text(name: str) -> str:
+            return env.get(name, "").strip() or _DEFAULTS[name]
+
+        def number(name: str, minimum: int = 1) -> int:
+            raw = text(name)
+            try:
+                value = int(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+            if value < minimum:
+                raise SettingsError(f"{name} must be at least {minimum}, not {value}")
+            return value
+
+        transport = text("BLAST_QUEUE_TRANSPORT").lower()
+        if transport not in ("servicebus", "storage"):
+            raise SettingsError(
+                f"BLAST_QUEUE_TRANSPORT must be 'servicebus' or 'storage', not {transport!r}")
+        return cls(
+            db_dir=text("BLAST_DB_DIR"),
+            bin_dir=text("BLAST_BIN_DIR"),
+            time_limit=number("BLAST_TIME_LIMIT"),
+            threads=number("BLAST_THREADS"),
+            queue_transport=transport,
+            queue_name=text("BLAST_QUEUE_NAME"),
+            results_container=text("BLAST_RESULTS_CONTAINER"),
+            jobs_table=text("BLAST_JOBS_TABLE"),
+            max_deliveries=number("BLAST_MAX_DELIVERIES"),
+            visibility_timeout=number("BLAST_VISIBILITY_TIMEOUT", minimum=3),
+            result_link_hours=number("BLAST_RESULT_LINK_HOURS"),
+            max_query_bytes=number("BLAST_MAX_QUERY_BYTES"),
+            max_queries=number("BLAST_MAX_QUERIES"),
+            max_sequence_letters=number("BLAST_MAX_SEQUENCE_LETTERS"),
+            api_key=env.get("BLAST_API_KEY", ""),
+            env=env,
+        )
+
+    def connection(self, name: str) -> Connection:
+        """The connection named `name`: a connection string, or service URIs for an identity."""
+        string = self.env.get(name, "").strip()
+        prefix = f"{name}__"
+        properties = {k[len(prefix):]: v for k, v in self.env.items() if k.startswith(prefix) and v}
+        if not string and not properties:
+            raise SettingsError(
+                f"{name} is not set: give a connection string, or {name}__<property> "
+                "settings for an identity-based connection")
+        return Connection(name=name, string=string, properties=properties)
+
+
+@dataclass(frozen=True)
+class Connection:
+    name: str
+    string: str = field(repr=False)
+    properties: Mapping[str, str]
+
+    def service_uri(self, service: str) -> str:
+        """`service` is `blob`, `table` or `queue` (identity-based connections only)."""
+        uri = self.properties.get(f"{service}ServiceUri")
+        if not uri:
+            raise SettingsError(f"{self.name}__{service}ServiceUri is not set")
+        return uri
+
+    def credential(self) -> Any:
+        """The managed identity (or developer login) for identity-based connections."""
+        return _default_credential()
+
+
+@functools.cache
+def _default_credential() -> Any:
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()

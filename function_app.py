@@ -1,0 +1,28 @@
+"""Azure Functions bindings only; all behaviour lives in `blast_core`."""
+
+import azure.functions as func
+
+from blast_core import functions, http
+from blast_core.settings import SERVICEBUS_CONNECTION, STORAGE_CONNECTION, Settings
+
+app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+for route in http.ROUTES:
+    app.function_name(route.name)(app.route(
+        route=route.template, methods=[route.method],
+        auth_level=func.AuthLevel.ANONYMOUS if route.anonymous else func.AuthLevel.FUNCTION,
+    )(functions.http_function(route)))
+
+if Settings.from_env().queue_transport == "servicebus":
+
+    @app.service_bus_queue_trigger(arg_name="msg", queue_name="%BLAST_QUEUE_NAME%",
+                                   connection=SERVICEBUS_CONNECTION)
+    def blast_worker(msg: func.ServiceBusMessage) -> None:
+        functions.process_delivery(msg.get_body(), msg.delivery_count)
+
+else:
+
+    @app.queue_trigger(arg_name="msg", queue_name="%BLAST_QUEUE_NAME%",
+                       connection=STORAGE_CONNECTION)
+    def blast_worker(msg: func.QueueMessage) -> None:
+        functions.process_delivery(msg.get_body(), msg.dequeue_count)
