@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import base64
+import functools
 import os
-import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,84 +16,21 @@ from pathlib import Path
 import pytest
 import requests
 
+from blast_core.local_storage import LocalAzurite, free_port
+from blast_core.samples import database_sequences, sample_fasta
+
 ROOT = Path(__file__).resolve().parent.parent
 RRNA_DATA = Path("/usr/share/ncbi/data")
 SMALL_DB = "Combined16SrRNA_2-12-2008"  # 5,681 sequences, 8 Mbases
 TINY_DB = "16SCore"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
-
-
-@dataclass
-class Azurite:
-    """A running Azurite; its account key is random, so no well-known key is needed."""
-
-    process: subprocess.Popen[bytes]
-    ports: dict[str, int]
-    account: str
-    key: str
-    workdir: Path
-    command: list[str]
-    env: dict[str, str]
-
-    @property
-    def connection_string(self) -> str:
-        endpoints = ";".join(f"{name.capitalize()}Endpoint=http://127.0.0.1:{port}/{self.account}"
-                             for name, port in self.ports.items())
-        return (f"DefaultEndpointsProtocol=http;AccountName={self.account};"
-                f"AccountKey={self.key};{endpoints};")
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(self.command, env=self.env, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.DEVNULL)
-        for port in self.ports.values():
-            wait_for_port(port)
-
-
-def azurite_binary() -> str:
-    local = ROOT / "node_modules" / ".bin" / "azurite"
-    if local.exists():
-        return str(local)
-    found = shutil.which("azurite")
-    if not found:
-        pytest.exit("Azurite is not installed: run `make test` (npm install) first", returncode=3)
-    return found
-
-
 @pytest.fixture(scope="session")
-def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]:
-    workdir = tmp_path_factory.mktemp("azurite")
-    ports = {"blob": free_port(), "queue": free_port(), "table": free_port()}
-    account, key = "devstoreaccount1", base64.b64encode(secrets.token_bytes(32)).decode()
-    command = [azurite_binary(), "--silent", "--skipApiVersionCheck", "--disableTelemetry", "--location", str(workdir),
-               "--blobHost", "127.0.0.1", "--queueHost", "127.0.0.1", "--tableHost", "127.0.0.1",
-               "--blobPort", str(ports["blob"]), "--queuePort", str(ports["queue"]),
-               "--tablePort", str(ports["table"])]
-    env = {**os.environ, "AZURITE_ACCOUNTS": f"{account}:{key}"}
-    server = Azurite(None, ports, account, key, workdir, command, env)  # type: ignore[arg-type]
-    server.start()
+def azurite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalAzurite]:
+    try:
+        server = LocalAzurite(ROOT, tmp_path_factory.mktemp("azurite")).start()
+    except FileNotFoundError as error:
+        pytest.exit(f"{error}; run `make test`", returncode=3)
     yield server
     server.stop()
 
@@ -106,7 +41,7 @@ def blast_available() -> None:
         pytest.exit("BLAST+ and ncbi-rrna-data are needed: run `make test`", returncode=3)
 
 
-def service_env(azurite: Azurite, db_dir: Path | str = RRNA_DATA, **overrides: str) -> dict[str, str]:
+def service_env(azurite: LocalAzurite, db_dir: Path | str = RRNA_DATA, **overrides: str) -> dict[str, str]:
     """Settings for one isolated service: its own container, table and queue in Azurite."""
     unique = uuid.uuid4().hex[:10]
     env = {
@@ -123,7 +58,7 @@ def service_env(azurite: Azurite, db_dir: Path | str = RRNA_DATA, **overrides: s
 
 
 @pytest.fixture
-def settings_env(azurite: Azurite, blast_available: None) -> dict[str, str]:
+def settings_env(azurite: LocalAzurite, blast_available: None) -> dict[str, str]:
     return service_env(azurite)
 
 
@@ -187,24 +122,14 @@ def wait_for_job(url: str, job_id: str, timeout: float = 120.0,
     raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
 
 
-def sample_queries(database: str, count: int, seed: int = 7, mutation_rate: float = 0.03,
-                   start: int = 0) -> str:
-    """FASTA of `count` real sequences from a database, mutated with a fixed seed."""
-    import random
+@functools.cache
+def _sequences(database: str) -> list[str]:
+    return database_sequences(str(RRNA_DATA / database))
 
-    entries = subprocess.run(
-        ["blastdbcmd", "-db", str(RRNA_DATA / database), "-entry", "all", "-outfmt", "%s"],
-        capture_output=True, text=True, check=True).stdout.split()
-    rng = random.Random(seed)
-    picked = rng.sample(range(len(entries)), count) if start == 0 else range(start, start + count)
-    lines = []
-    for number, index in enumerate(picked, start=1):
-        residues = list(entries[index][:1500])
-        for position in range(len(residues)):
-            if rng.random() < mutation_rate:
-                residues[position] = rng.choice("ACGT")
-        lines += [f">q{number} sample {index} of {database}", "".join(residues)]
-    return "\n".join(lines) + "\n"
+
+def sample_queries(database: str, count: int, seed: int = 7) -> str:
+    """FASTA of `count` real sequences of a database, mutated with a fixed seed."""
+    return sample_fasta(_sequences(database), count, seed=seed, label=f"of {database}")
 
 
 def direct_blastn(query_fasta: str, database: str, tmp_path: Path, *options: str) -> str:

@@ -7,8 +7,15 @@ import xml.etree.ElementTree as ElementTree
 
 import pytest
 import requests
-from conftest import (SMALL_DB, Server, direct_blastn, sample_queries, service_env, start_server,
-                      wait_for_job)
+from conftest import (
+    SMALL_DB,
+    Server,
+    direct_blastn,
+    sample_queries,
+    service_env,
+    start_server,
+    wait_for_job,
+)
 
 
 @pytest.fixture(scope="module")

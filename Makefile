@@ -1,0 +1,39 @@
+# `make demo` and `make test` install what is missing, start what they need and stop it again.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_PACKAGES := ncbi-blast+ ncbi-rrna-data
+
+.PHONY: setup system-packages test lint demo clean
+
+setup: system-packages $(VENV)/.installed node_modules/.installed
+
+# BLAST+ and the real rRNA databases (in /usr/share/ncbi/data) from the system's packages.
+system-packages:
+	@if ! command -v blastn >/dev/null || [ ! -e /usr/share/ncbi/data/16SCore.nsq ]; then \
+		$(SUDO) apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(APT_PACKAGES); \
+	fi
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+# Azurite, the Azure Storage emulator, into ./node_modules.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
+test: setup lint
+	$(PY) -m pytest
+
+demo: setup
+	$(PY) scripts/demo.py
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
