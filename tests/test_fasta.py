@@ -1,0 +1,56 @@
+"""FASTA parsing and query checks: pure functions."""
+
+import pytest
+
+from blast_core import fasta
+
+LIMITS = fasta.QueryLimits(max_bytes=10_000, max_sequences=3, max_letters=100)
+
+
+def test_parses_headers_wrapped_lines_comments_and_case():
+    text = ">s1 first one\nacgt\nAC GT\n;comment\n\n>s2\nNNNN\n"
+    assert fasta.parse(text) == [fasta.Sequence("s1 first one", "ACGTACGT"),
+                                 fasta.Sequence("s2", "NNNN")]
+    assert fasta.parse(text)[0].id == "s1"
+
+
+def test_a_bare_sequence_is_one_query_named_in_canonical_fasta():
+    sequences = fasta.validate("ACGTACGT\nACGT\n", "nucleotide", LIMITS)
+    assert fasta.format_fasta(sequences) == ">Query_1\nACGTACGTACGT\n"
+
+
+def test_canonical_fasta_wraps_at_80_and_drops_control_characters():
+    [sequence] = fasta.parse(">a\x00b\tc\n" + "A" * 170)
+    assert sequence.header == "a b c"
+    assert fasta.format_fasta([sequence]).splitlines()[1:] == ["A" * 80, "A" * 80, "A" * 10]
+
+
+@pytest.mark.parametrize("text, reason", [
+    ("", "holds no sequence"),
+    ("   \n\n", "holds no sequence"),
+    (">only a header\n", "sequence 1 (only) is empty"),
+    (">a\nACGT\n>b\n", "sequence 2 (b) is empty"),
+    (">a\nACGT-\n", "not sequence letters: '-'"),
+    (">a\nAC1GT\n", "not sequence letters: '1'"),
+    ("{\"query\": 1}", "not sequence letters"),
+    (">p\nMKVLAAGIVALLLAAGCSSEQ\n", "looks like a protein"),
+    (">p\nMKWVTHSRRKYDMVAAA\n", "looks like a protein"),
+    (">a\n" + "A" * 101, "has 101 letters; the limit is 100"),
+    ("".join(f">s{i}\nACGT\n" for i in range(4)), "holds 4 sequences; the limit is 3"),
+    (">a\n" + "ACGT\n" * 2600, "bytes; the limit is 10000"),
+])
+def test_bad_nucleotide_queries_say_why(text, reason):
+    with pytest.raises(fasta.FastaError, match=None) as caught:
+        fasta.validate(text, "nucleotide", LIMITS)
+    assert reason in str(caught.value)
+
+
+def test_iupac_ambiguity_codes_are_nucleotides():
+    [sequence] = fasta.validate(">amb\nACGTACGTACGTACGT RYSWKMBDHVN\n", "nucleotide", LIMITS)
+    assert sequence.residues == "ACGTACGTACGTACGTRYSWKMBDHVN"
+
+
+def test_protein_queries_use_the_protein_alphabet():
+    assert fasta.validate(">p\nMKVLA*\n", "protein", LIMITS)[0].residues == "MKVLA*"
+    with pytest.raises(fasta.FastaError, match="outside the protein alphabet"):
+        fasta.validate(">p\nMK1\n", "protein", LIMITS)

@@ -1,0 +1,108 @@
+"""Job request validation, ids and queue messages: pure functions."""
+
+import math
+
+import pytest
+
+from blast_core import fasta, jobs
+from blast_core.databases import DatabaseInfo
+
+LIMITS = fasta.QueryLimits(max_bytes=100_000, max_sequences=10, max_letters=10_000)
+DATABASES = {d.name: d for d in (
+    DatabaseInfo("16SCore", "16Score", "nucleotide", 1787, 142950),
+    DatabaseInfo("proteins", "test proteins", "protein", 3, 300),
+)}
+QUERY = ">q1\nACGTACGTACGTAGCTAGCTAGCATCGATCGA\n"
+
+
+def parse(payload):
+    return jobs.parse_request(payload, LIMITS, DATABASES.get)
+
+
+def errors_of(payload) -> dict[str, str]:
+    with pytest.raises(jobs.InvalidRequest) as caught:
+        parse(payload)
+    return {e.field: e.reason for e in caught.value.errors}
+
+
+def test_defaults_fill_in_the_optional_fields():
+    request = parse({"query": QUERY, "database": "16SCore"})
+    assert (request.program, request.task, request.evalue, request.max_target_seqs) == \
+        ("blastn", "megablast", 10.0, 100)
+    assert (request.queries, request.query_letters, request.query) == (1, 32, QUERY)
+
+
+def test_all_options_are_taken():
+    request = parse({"query": QUERY, "database": "16SCore", "program": "blastn",
+                     "task": "blastn-short", "evalue": 1e-5, "max_target_seqs": 5000})
+    assert (request.task, request.evalue, request.max_target_seqs) == ("blastn-short", 1e-5, 5000)
+
+
+@pytest.mark.parametrize("payload, field, reason", [
+    ([], "body", "must be a JSON object"),
+    ("text", "body", "must be a JSON object"),
+    ({}, "query", "is required"),
+    ({"query": QUERY}, "database", "is required"),
+    ({"query": "", "database": "16SCore"}, "query", "must not be empty"),
+    ({"query": 5, "database": "16SCore"}, "query", "must be a string"),
+    ({"query": ">x\nMKVLEEPQ\n", "database": "16SCore"}, "query", "looks like a protein"),
+    ({"query": QUERY, "database": "nope"}, "database", "no database named 'nope'"),
+    ({"query": QUERY, "database": "../etc/passwd"}, "database", "no paths"),
+    ({"query": QUERY, "database": "/etc/passwd"}, "database", "no paths"),
+    ({"query": QUERY, "database": "16SCore\x00"}, "database", "no paths"),
+    ({"query": QUERY, "database": "proteins"}, "database", "is a protein database"),
+    ({"query": QUERY, "database": "16SCore", "program": "blastz"}, "program", "is not one of"),
+    ({"query": QUERY, "database": "16SCore", "task": "megablast -remote"}, "task", "is not one of"),
+    ({"query": QUERY, "database": "16SCore", "evalue": "1 -out /tmp/x"}, "evalue",
+     "must be a number"),
+    ({"query": QUERY, "database": "16SCore", "evalue": True}, "evalue", "must be a number"),
+    ({"query": QUERY, "database": "16SCore", "evalue": -1}, "evalue", "must be above 0"),
+    ({"query": QUERY, "database": "16SCore", "evalue": 0}, "evalue", "must be above 0"),
+    ({"query": QUERY, "database": "16SCore", "max_target_seqs": 0}, "max_target_seqs",
+     "at least 1 and at most 5000"),
+    ({"query": QUERY, "database": "16SCore", "max_target_seqs": 1_000_000}, "max_target_seqs",
+     "at least 1 and at most 5000"),
+    ({"query": QUERY, "database": "16SCore", "max_target_seqs": 2.5}, "max_target_seqs",
+     "must be a whole number"),
+    ({"query": QUERY, "database": "16SCore", "outfmt": "6"}, "outfmt", "unknown field"),
+])
+def test_bad_requests_name_the_field_and_the_reason(payload, field, reason):
+    errors = errors_of(payload)
+    assert field in errors, errors
+    assert reason in errors[field]
+
+
+def test_every_bad_field_is_reported_at_once():
+    errors = errors_of({"query": QUERY, "database": "16SCore", "evalue": "x",
+                        "max_target_seqs": -3})
+    assert set(errors) == {"evalue", "max_target_seqs"}
+
+
+def test_not_a_number_evalue_is_refused():
+    assert "evalue" in errors_of({"query": QUERY, "database": "16SCore", "evalue": math.inf})
+
+
+def test_job_ids_sort_newest_first_and_are_recognised():
+    older, newer = jobs.new_job_id(1_000_000), jobs.new_job_id(2_000_000)
+    assert newer < older
+    assert jobs.is_job_id(older) and len(older) == 19
+    for bad in ("", "../x", older.upper(), older + "0", "g" * 19):
+        assert not jobs.is_job_id(bad)
+
+
+def test_job_lifecycle_records_attempts_and_outcome():
+    job = jobs.Job.submitted(jobs.new_job_id(), parse({"query": QUERY, "database": "16SCore"}))
+    assert (job.status, job.attempts) == ("queued", 0)
+    running = job.started()
+    assert (running.status, running.attempts) == ("running", 1) and running.started_at
+    assert running.succeeded(7).hits == 7
+    failed = running.failed("boom")
+    assert (failed.status, failed.error) == ("failed", "boom") and failed.finished_at
+
+
+def test_messages_carry_only_a_valid_job_id():
+    job_id = jobs.new_job_id()
+    assert jobs.decode_message(jobs.encode_message(job_id).encode()) == job_id
+    for body in (b"not json", b"[]", b'{"job_id": "../x"}', b"\xff\xfe", b"{}"):
+        with pytest.raises(jobs.MalformedMessage):
+            jobs.decode_message(body)

@@ -1,0 +1,117 @@
+"""The BLAST runner with the real blastn on the real rRNA databases."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from conftest import RRNA_DATA, SMALL_DB, TINY_DB, direct_blastn, sample_queries
+
+from blast_core import runner
+from blast_core.jobs import Job
+from blast_core.process import ToolError, run_tool
+
+TOOLS = runner.BlastTools(bin_dir="", threads=1, time_limit=120)
+
+
+def job(**options) -> Job:
+    values = {"id": "0" * 19, "status": "running", "database": SMALL_DB, "program": "blastn",
+              "task": "megablast", "evalue": 10.0, "max_target_seqs": 100, "queries": 1,
+              "query_letters": 1, "submitted_at": "now"}
+    values.update(options)
+    return Job(**values)
+
+
+def test_the_command_line_is_an_argument_list_of_validated_values():
+    args = runner.search_arguments(job(evalue=1e-5, max_target_seqs=7),
+                                   runner.BlastTools("/opt/blast/bin", 2, 60),
+                                   "/w/q.fa", "/db/x", "/w/r.asn")
+    assert args == ["/opt/blast/bin/blastn", "-task", "megablast", "-query", "/w/q.fa",
+                    "-db", "/db/x", "-evalue", "1e-05", "-max_target_seqs", "7",
+                    "-num_threads", "2", "-outfmt", "11", "-out", "/w/r.asn"]
+
+
+def test_one_search_gives_every_format_identical_to_direct_blastn(tmp_path, blast_available):
+    query = sample_queries(SMALL_DB, 2, seed=3)
+    (tmp_path / "q.fa").write_text(query)
+    result = runner.run_search(job(task="blastn", evalue=1e-30, max_target_seqs=10), TOOLS,
+                               str(tmp_path / "q.fa"), str(RRNA_DATA / SMALL_DB), str(tmp_path))
+    assert set(result.files) == {"archive", "tsv", "json", "xml", "text"}
+    tsv = open(result.files["tsv"]).read()
+    assert tsv == direct_blastn(query, SMALL_DB, tmp_path, "-task", "blastn", "-evalue", "1e-30",
+                                "-max_target_seqs", "10")
+    assert result.hits == runner.count_hits(tsv) > 0
+
+
+def test_blast_refusing_the_search_is_a_permanent_error(tmp_path, blast_available):
+    (tmp_path / "q.fa").write_text(">q\nACGTACGTACGTACGTACGT\n")
+    with pytest.raises(runner.SearchRejected, match="BLAST rejected the search"):
+        runner.run_search(job(), TOOLS, str(tmp_path / "q.fa"), str(tmp_path / "missing-db"),
+                          str(tmp_path))
+
+
+def test_the_time_limit_kills_blast_and_fails_the_job(tmp_path, blast_available):
+    (tmp_path / "q.fa").write_text(sample_queries("SSURef_93.fasta", 20, seed=1))
+    slow = runner.BlastTools(bin_dir="", threads=1, time_limit=0.5)
+    started = time.monotonic()
+    with pytest.raises(runner.SearchRejected, match="took longer than the limit"):
+        runner.run_search(job(task="blastn", database="SSURef_93.fasta"), slow,
+                          str(tmp_path / "q.fa"), str(RRNA_DATA / "SSURef_93.fasta"), str(tmp_path))
+    assert time.monotonic() - started < 10
+    assert not blastn_running(str(tmp_path / "q.fa"))
+
+
+def test_a_missing_program_is_not_a_permanent_error(tmp_path):
+    (tmp_path / "q.fa").write_text(">q\nACGT\n")
+    with pytest.raises(ToolError, match="program not found"):
+        runner.run_search(job(), runner.BlastTools("/nonexistent", 1, 10), str(tmp_path / "q.fa"),
+                          "/db", str(tmp_path))
+
+
+def test_hits_count_distinct_query_subject_pairs():
+    tabular = "q1\ts1\t99\nq1\ts1\t98\nq1\ts2\t97\nq2\ts1\t96\n# comment\n\n"
+    assert runner.count_hits(tabular) == 3
+
+
+def blastn_running(marker: str) -> bool:
+    return any(marker in open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
+               for pid in os.listdir("/proc") if pid.isdigit() and _readable(pid))
+
+
+def _readable(pid: str) -> bool:
+    try:
+        open(f"/proc/{pid}/cmdline", "rb").close()
+        return True
+    except OSError:
+        return False
+
+
+def test_blast_dies_with_its_worker_even_on_kill_9(tmp_path, blast_available):
+    query = tmp_path / "orphan-check.fa"
+    query.write_text(sample_queries("SSURef_93.fasta", 20, seed=2))
+    script = textwrap.dedent(f"""
+        from blast_core.process import run_tool
+        run_tool(["blastn", "-task", "blastn", "-query", {str(query)!r},
+                  "-db", {str(RRNA_DATA / "SSURef_93.fasta")!r}], timeout=600)
+    """)
+    worker = subprocess.Popen([sys.executable, "-c", script], cwd=os.getcwd())
+    deadline = time.monotonic() + 20
+    while not blastn_running(str(query)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert blastn_running(str(query)), "blastn did not start"
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    deadline = time.monotonic() + 10
+    while blastn_running(str(query)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not blastn_running(str(query)), "blastn outlived its killed worker"
+
+
+def test_run_tool_returns_output_and_raises_with_stderr():
+    assert run_tool(["echo", "hello"], timeout=5) == "hello\n"
+    with pytest.raises(ToolError, match="exit code 3") as caught:
+        run_tool(["sh", "-c", "exit 3"], timeout=5)
+    assert caught.value.returncode == 3
