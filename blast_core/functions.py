@@ -22,7 +22,9 @@ def api_request(req: func.HttpRequest) -> http.ApiRequest:
 
 def http_response(response: http.ApiResponse) -> func.HttpResponse:
     body = response.body if isinstance(response.body, bytes) else b"".join(response.body)
-    return func.HttpResponse(body, status_code=response.status, headers=response.headers)
+    content_type = response.headers.get("Content-Type", "")
+    return func.HttpResponse(body, status_code=response.status, headers=response.headers,
+                             mimetype=content_type.split(";")[0] or None)
 
 
 def http_function(route: http.Route) -> Callable[[func.HttpRequest], func.HttpResponse]:

@@ -22,7 +22,6 @@ from blast_core.samples import database_sequences, sample_fasta
 ROOT = Path(__file__).resolve().parent.parent
 RRNA_DATA = Path("/usr/share/ncbi/data")
 SMALL_DB = "Combined16SrRNA_2-12-2008"  # 5,681 sequences, 8 Mbases
-TINY_DB = "16SCore"
 
 
 @pytest.fixture(scope="session")

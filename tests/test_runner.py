@@ -8,7 +8,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import RRNA_DATA, SMALL_DB, TINY_DB, direct_blastn, sample_queries
+from conftest import RRNA_DATA, SMALL_DB, direct_blastn, sample_queries
 
 from blast_core import runner
 from blast_core.jobs import Job

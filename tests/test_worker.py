@@ -52,10 +52,10 @@ def test_blast_refusing_a_job_fails_it_without_retry(service, settings_env, tmp_
 def test_a_transient_error_retries_and_the_last_attempt_fails_the_job(service):
     job_id = submit(service)
     service.results._container.delete_blob(f"{job_id}/{QUERY_BLOB}")
-    with pytest.raises(Exception, match="BlobNotFound|not exist"):
+    with pytest.raises(Exception, match=r"BlobNotFound|not exist"):
         service.process(jobs.encode_message(job_id), 1)
     assert service.records.get(job_id)[0].status == "running"
-    with pytest.raises(Exception, match="BlobNotFound|not exist"):
+    with pytest.raises(Exception, match=r"BlobNotFound|not exist"):
         service.process(jobs.encode_message(job_id), service.settings.max_deliveries)
     failed, _ = service.records.get(job_id)
     assert failed.status == "failed"

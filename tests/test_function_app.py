@@ -1,0 +1,120 @@
+"""The Azure Functions app, invoked directly with the real `azure.functions` types (the
+Functions host itself cannot run here), against Azurite and the real blastn."""
+
+import importlib.util
+import json
+
+import azure.functions as func
+import pytest
+from azure.functions.queue import QueueMessage
+from azure.functions.servicebus import ServiceBusMessage
+from conftest import ROOT, SMALL_DB, direct_blastn, sample_queries
+
+from blast_core import http, jobs
+from blast_core.service import default_service
+
+# Building a client does not connect; the Service Bus function is only handed a message here.
+OFFLINE_SERVICEBUS = "Endpoint=sb://localhost/;SharedAccessKeyName=test;SharedAccessKey=unused"
+
+
+def load_app(monkeypatch, env: dict[str, str]):
+    """A fresh import of function_app.py under `env`, as the host would load it."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    default_service.cache_clear()
+    spec = importlib.util.spec_from_file_location(f"function_app_{id(env)}",
+                                                  ROOT / "function_app.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    functions = {f.get_function_name(): f for f in module.app.get_functions()}
+    yield functions
+    default_service.cache_clear()
+
+
+@pytest.fixture
+def storage_app(monkeypatch, settings_env):
+    yield from load_app(monkeypatch, settings_env)
+
+
+@pytest.fixture
+def servicebus_app(monkeypatch, settings_env):
+    yield from load_app(monkeypatch, {**settings_env, "BLAST_QUEUE_TRANSPORT": "servicebus",
+                                      "BLAST_SERVICEBUS": OFFLINE_SERVICEBUS})
+
+
+def bindings(function) -> dict[str, dict]:
+    return {b["type"]: b for b in json.loads(function.get_function_json())["bindings"]}
+
+
+def call(functions, name: str, method: str, path: str, body: bytes = b"", params=None,
+         route_params=None, headers=None) -> func.HttpResponse:
+    request = func.HttpRequest(method, f"https://blast.example.net/api/{path}", body=body,
+                               params=params or {}, route_params=route_params or {},
+                               headers=headers or {})
+    return functions[name].get_user_function()(request)
+
+
+def test_every_route_is_a_function_with_its_route_and_key_level(storage_app):
+    assert set(storage_app) == {r.name for r in http.ROUTES} | {"blast_worker"}
+    for route in http.ROUTES:
+        trigger = bindings(storage_app[route.name])["httpTrigger"]
+        assert (trigger["route"], trigger["methods"]) == (route.template, [route.method])
+        assert trigger["authLevel"] == ("ANONYMOUS" if route.name == "health" else "FUNCTION")
+
+
+def test_storage_transport_registers_the_queue_trigger(storage_app):
+    trigger = bindings(storage_app["blast_worker"])["queueTrigger"]
+    assert (trigger["queueName"], trigger["connection"]) == ("%BLAST_QUEUE_NAME%", "BLAST_STORAGE")
+
+
+def test_servicebus_transport_registers_the_service_bus_trigger(servicebus_app):
+    trigger = bindings(servicebus_app["blast_worker"])["serviceBusTrigger"]
+    assert (trigger["queueName"], trigger["connection"]) == ("%BLAST_QUEUE_NAME%",
+                                                             "BLAST_SERVICEBUS")
+
+
+def test_submit_work_and_fetch_through_the_functions(storage_app, settings_env, tmp_path):
+    query = sample_queries(SMALL_DB, 2, seed=12)
+    submitted = call(storage_app, "submit_job", "POST", "jobs", headers={
+        "Content-Type": "application/json"}, body=json.dumps({
+            "query": query, "database": SMALL_DB, "max_target_seqs": 10}).encode())
+    assert submitted.status_code == 202
+    job = json.loads(submitted.get_body())
+    assert submitted.headers["Location"] == f"https://blast.example.net/api/jobs/{job['id']}"
+
+    transport = default_service().transport
+    [message] = transport.queue.receive_messages(max_messages=1)
+    storage_app["blast_worker"].get_user_function()(QueueMessage(
+        id=message.id, body=message.content.encode(), dequeue_count=message.dequeue_count))
+
+    status = call(storage_app, "get_job", "GET", f"jobs/{job['id']}",
+                  route_params={"job_id": job["id"]})
+    done = json.loads(status.get_body())
+    assert done["status"] == "succeeded"
+    assert done["results"]["tsv"].startswith(f"https://blast.example.net/api/jobs/{job['id']}/")
+    result = call(storage_app, "get_result", "GET", f"jobs/{job['id']}/results",
+                  params={"format": "tsv"}, route_params={"job_id": job["id"]})
+    assert result.status_code == 200
+    assert result.get_body().decode() == direct_blastn(query, SMALL_DB, tmp_path,
+                                                       "-max_target_seqs", "10")
+
+
+def test_the_service_bus_function_processes_a_runtime_message(servicebus_app, service):
+    job_id = service.submit({"query": sample_queries(SMALL_DB, 1, seed=13),
+                             "database": SMALL_DB}).id
+    message = ServiceBusMessage(body=jobs.encode_message(job_id).encode(), delivery_count=1,
+                                message_id=job_id, application_properties={},
+                                user_properties={})
+    servicebus_app["blast_worker"].get_user_function()(message)
+    assert service.get(job_id).status == "succeeded"
+
+
+def test_bad_input_and_health_through_the_functions(storage_app):
+    bad = call(storage_app, "submit_job", "POST", "jobs", body=b'{"query": ">q\\nACGT"}',
+               headers={"Content-Type": "application/json"})
+    assert bad.status_code == 400 and bad.mimetype == "application/problem+json"
+    assert json.loads(bad.get_body())["errors"] == [{"field": "database", "reason": "is required"}]
+    health = call(storage_app, "health", "GET", "health")
+    assert json.loads(health.get_body())["status"] == "ok"
+    databases = json.loads(call(storage_app, "list_databases", "GET", "databases").get_body())
+    assert SMALL_DB in {d["name"] for d in databases["databases"]}

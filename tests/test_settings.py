@@ -1,0 +1,42 @@
+"""Settings: defaults, validation, connections, and no secret in their text."""
+
+import pytest
+
+from blast_core.settings import SETTINGS, Settings, SettingsError
+
+
+def test_defaults():
+    settings = Settings.from_env({})
+    assert (settings.queue_transport, settings.queue_name, settings.time_limit,
+            settings.max_deliveries) == ("servicebus", "blast-jobs", 3600, 5)
+
+
+@pytest.mark.parametrize("env, message", [
+    ({"BLAST_QUEUE_TRANSPORT": "kafka"}, "BLAST_QUEUE_TRANSPORT must be"),
+    ({"BLAST_TIME_LIMIT": "soon"}, "BLAST_TIME_LIMIT must be a whole number"),
+    ({"BLAST_THREADS": "0"}, "BLAST_THREADS must be at least 1"),
+])
+def test_bad_settings_are_named(env, message):
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_connections_by_string_or_identity():
+    secret = "DefaultEndpointsProtocol=https;AccountName=a;AccountKey=c2VjcmV0"
+    settings = Settings.from_env({"BLAST_STORAGE": secret,
+                                  "BLAST_SERVICEBUS__fullyQualifiedNamespace": "ns.example"})
+    assert settings.connection("BLAST_STORAGE").string == secret
+    identity = settings.connection("BLAST_SERVICEBUS")
+    assert (identity.string, identity.properties) == ("", {"fullyQualifiedNamespace": "ns.example"})
+    assert "c2VjcmV0" not in repr(settings) + repr(settings.connection("BLAST_STORAGE"))
+    with pytest.raises(SettingsError, match="BLAST_STORAGE__tableServiceUri is not set"):
+        Settings.from_env({"BLAST_STORAGE__blobServiceUri": "x"}).connection(
+            "BLAST_STORAGE").service_uri("table")
+    with pytest.raises(SettingsError, match="BLAST_SERVICEBUS is not set"):
+        Settings.from_env({}).connection("BLAST_SERVICEBUS")
+
+
+def test_every_setting_is_documented_once():
+    names = [s.name for s in SETTINGS]
+    assert len(names) == len(set(names))
+    assert all(s.description for s in SETTINGS)
