@@ -2,12 +2,12 @@
 
 import azure.functions as func
 
-from blast_core import functions, http
+from blast_core import functions, routes
 from blast_core.settings import SERVICEBUS_CONNECTION, STORAGE_CONNECTION, Settings
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for route in http.ROUTES:
+for route in routes.ROUTES:
     app.function_name(route.name)(app.route(
         route=route.template, methods=[route.method],
         auth_level=func.AuthLevel.ANONYMOUS if route.anonymous else func.AuthLevel.FUNCTION,

@@ -1,6 +1,6 @@
 """`serve`: the HTTP API on a local port (a WSGI app on waitress) plus worker processes.
 
-The routes are those of `blast_core.http`, the same the function app registers."""
+The routes are those of `blast_core.routes`, the same the function app registers."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl
 
 from blast_core import http
 from blast_core.process import die_with_parent
+from blast_core.routes import ROUTES
 from blast_core.service import BlastService
 
 log = logging.getLogger("blast_core.server")
@@ -40,7 +41,7 @@ def _respond(environ: dict[str, Any], service_factory: Callable[[], BlastService
     path = environ.get("PATH_INFO", "")
     if not path.startswith(http.PREFIX + "/"):
         return http.problem(404, f"no such endpoint: {path}; the API is under {http.PREFIX}/")
-    found = http.match(environ["REQUEST_METHOD"], path[len(http.PREFIX) + 1:])
+    found = http.match(ROUTES, environ["REQUEST_METHOD"], path[len(http.PREFIX) + 1:])
     if isinstance(found, http.ApiResponse):
         return found
     route, route_params = found

@@ -10,7 +10,7 @@ from azure.functions.queue import QueueMessage
 from azure.functions.servicebus import ServiceBusMessage
 from conftest import ROOT, SMALL_DB, direct_blastn, sample_queries
 
-from blast_core import http, jobs
+from blast_core import jobs, routes
 from blast_core.service import default_service
 
 # Building a client does not connect; the Service Bus function is only handed a message here.
@@ -55,8 +55,8 @@ def call(functions, name: str, method: str, path: str, body: bytes = b"", params
 
 
 def test_every_route_is_a_function_with_its_route_and_key_level(storage_app):
-    assert set(storage_app) == {r.name for r in http.ROUTES} | {"blast_worker"}
-    for route in http.ROUTES:
+    assert set(storage_app) == {r.name for r in routes.ROUTES} | {"blast_worker"}
+    for route in routes.ROUTES:
         trigger = bindings(storage_app[route.name])["httpTrigger"]
         assert (trigger["route"], trigger["methods"]) == (route.template, [route.method])
         assert trigger["authLevel"] == ("ANONYMOUS" if route.name == "health" else "FUNCTION")

@@ -1,0 +1,125 @@
+"""The job API's handlers and the route table: written once, registered as functions by
+`function_app.py` and dispatched by `serve`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import quote
+
+from blast_core import jobs, runner
+from blast_core.http import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
+from blast_core.jobs import FieldError, Job
+from blast_core.service import BlastService
+
+MAX_RECENT = 1000
+
+
+def health(service: BlastService, request: ApiRequest) -> ApiResponse:
+    return json_response(200, {"status": "ok", "queue": service.settings.queue_transport,
+                               "databases": len(service.databases())})
+
+
+def submit_job(service: BlastService, request: ApiRequest) -> ApiResponse:
+    job = service.submit(_submission(request))
+    url = job_url(request.base_url, job.id)
+    return json_response(202, job_view(job, request.base_url), {"Location": url})
+
+
+def _submission(request: ApiRequest) -> object:
+    """The job request: a JSON object, or FASTA text with the options in the query string."""
+    if not request.body.strip():
+        raise ApiError(400, "the request body is empty", [FieldError("body", "is empty")])
+    try:
+        text = request.body.decode()
+    except UnicodeDecodeError:
+        raise ApiError(400, "the request body is not UTF-8 text",
+                       [FieldError("body", "is not UTF-8 text")]) from None
+    content_type = request.header("content-type").split(";")[0].strip().lower()
+    if content_type == "application/json" or (not content_type and text.lstrip()[:1] in "{["):
+        try:
+            return json.loads(text)
+        except ValueError as error:
+            raise ApiError(400, f"the request body is not valid JSON: {error}",
+                           [FieldError("body", f"is not valid JSON: {error}")]) from None
+    if content_type and not content_type.startswith("text/"):
+        raise ApiError(415, f"unsupported content type {content_type!r}; send "
+                            "application/json or text/plain FASTA",
+                       [FieldError("body", "must be application/json or text/plain")])
+    payload: dict[str, object] = {k: _number_or_text(v) if k in jobs.NUMERIC_FIELDS else v
+                                  for k, v in request.params.items() if k != "code"}
+    payload["query"] = text
+    return payload
+
+
+def _number_or_text(value: str) -> object:
+    for kind in (int, float):
+        try:
+            return kind(value)
+        except ValueError:
+            pass
+    return value
+
+
+def get_job(service: BlastService, request: ApiRequest) -> ApiResponse:
+    job = service.get(_job_id(request))
+    return json_response(200, job_view(job, request.base_url))
+
+
+def list_jobs(service: BlastService, request: ApiRequest) -> ApiResponse:
+    raw = request.params.get("limit", "20")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_RECENT:
+        raise ApiError(400, "limit must be a whole number from 1 to 1000",
+                       [FieldError("limit", f"must be a whole number from 1 to {MAX_RECENT}")])
+    recent = service.recent(int(raw))
+    return json_response(200, {"jobs": [job_view(j, request.base_url) for j in recent]})
+
+
+def get_result(service: BlastService, request: ApiRequest) -> ApiResponse:
+    format_name = request.params.get("format", "tsv")
+    if format_name not in runner.OUTPUT_FORMATS:
+        choices = ", ".join(runner.OUTPUT_FORMATS)
+        raise ApiError(400, f"format must be one of {choices}",
+                       [FieldError("format", f"must be one of {choices}")])
+    job_id = _job_id(request)
+    if request.params.get("redirect", "").lower() in ("1", "true", "yes"):
+        return ApiResponse(302, b"", {"Location": service.result_link(job_id, format_name)})
+    result = service.result(job_id, format_name)
+    return ApiResponse(200, result.chunks, {
+        "Content-Type": result.content_type,
+        "Content-Disposition": f'inline; filename="{result.filename}"'})
+
+
+def list_databases(service: BlastService, request: ApiRequest) -> ApiResponse:
+    return json_response(200, {"databases": [d.to_dict() for d in service.databases()]})
+
+
+def _job_id(request: ApiRequest) -> str:
+    job_id = request.route_params.get("job_id", "")
+    if not jobs.is_job_id(job_id):
+        raise ApiError(400, f"{job_id!r} is not a job id",
+                       [FieldError("job_id", "is not a job id (19 lowercase hex digits)")])
+    return job_id
+
+
+def job_url(base_url: str, job_id: str) -> str:
+    return f"{base_url}{PREFIX}/jobs/{job_id}"
+
+
+def job_view(job: Job, base_url: str) -> dict[str, Any]:
+    view = job.to_dict()
+    view["results"] = ({name: f"{job_url(base_url, job.id)}/results?format={quote(name)}"
+                        for name in runner.OUTPUT_FORMATS}
+                       if job.status == jobs.SUCCEEDED else {})
+    return view
+
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("health", "GET", "health", health, anonymous=True),
+    Route("submit_job", "POST", "jobs", submit_job),
+    Route("list_jobs", "GET", "jobs", list_jobs),
+    Route("get_job", "GET", "jobs/{job_id}", get_job),
+    Route("get_result", "GET", "jobs/{job_id}/results", get_result),
+    Route("list_databases", "GET", "databases", list_databases),
+)
