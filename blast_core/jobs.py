@@ -48,7 +48,8 @@ JOB_REQUEST_SCHEMA: dict[str, Any] = {
 }
 NUMERIC_FIELDS = ("evalue", "max_target_seqs")
 
-_JOB_ID = re.compile(r"^[0-9a-f]{19}$")
+JOB_ID_PATTERN = r"^[0-9a-f]{19}$"
+_JOB_ID = re.compile(JOB_ID_PATTERN)
 _INVERTED_EPOCH_MS = 0xFFFFFFFFFFF  # 11 hex digits: room until the year 2527
 
 

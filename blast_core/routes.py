@@ -7,12 +7,10 @@ import json
 from typing import Any
 from urllib.parse import quote
 
-from blast_core import jobs, runner
+from blast_core import jobs, openapi, runner
 from blast_core.http import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
 from blast_core.jobs import FieldError, Job
 from blast_core.service import BlastService
-
-MAX_RECENT = 1000
 
 
 def health(service: BlastService, request: ApiRequest) -> ApiResponse:
@@ -68,9 +66,9 @@ def get_job(service: BlastService, request: ApiRequest) -> ApiResponse:
 
 def list_jobs(service: BlastService, request: ApiRequest) -> ApiResponse:
     raw = request.params.get("limit", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_RECENT:
+    if not raw.isdigit() or not 1 <= int(raw) <= openapi.MAX_RECENT:
         raise ApiError(400, "limit must be a whole number from 1 to 1000",
-                       [FieldError("limit", f"must be a whole number from 1 to {MAX_RECENT}")])
+                       [FieldError("limit", f"must be a whole number from 1 to {openapi.MAX_RECENT}")])
     recent = service.recent(int(raw))
     return json_response(200, {"jobs": [job_view(j, request.base_url) for j in recent]})
 
@@ -88,6 +86,10 @@ def get_result(service: BlastService, request: ApiRequest) -> ApiResponse:
     return ApiResponse(200, result.chunks, {
         "Content-Type": result.content_type,
         "Content-Disposition": f'inline; filename="{result.filename}"'})
+
+
+def openapi_document(service: BlastService, request: ApiRequest) -> ApiResponse:
+    return json_response(200, openapi.document(f"{request.base_url}{PREFIX}"))
 
 
 def list_databases(service: BlastService, request: ApiRequest) -> ApiResponse:
@@ -122,4 +124,5 @@ ROUTES: tuple[Route, ...] = (
     Route("get_job", "GET", "jobs/{job_id}", get_job),
     Route("get_result", "GET", "jobs/{job_id}/results", get_result),
     Route("list_databases", "GET", "databases", list_databases),
+    Route("openapi", "GET", "openapi.json", openapi_document, anonymous=True),
 )

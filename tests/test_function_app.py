@@ -59,7 +59,7 @@ def test_every_route_is_a_function_with_its_route_and_key_level(storage_app):
     for route in routes.ROUTES:
         trigger = bindings(storage_app[route.name])["httpTrigger"]
         assert (trigger["route"], trigger["methods"]) == (route.template, [route.method])
-        assert trigger["authLevel"] == ("ANONYMOUS" if route.name == "health" else "FUNCTION")
+        assert trigger["authLevel"] == ("ANONYMOUS" if route.anonymous else "FUNCTION")
 
 
 def test_storage_transport_registers_the_queue_trigger(storage_app):

@@ -1,0 +1,174 @@
+"""The OpenAPI 3.1 document of the job API, built from the definitions that validate requests
+(`jobs.JOB_REQUEST_SCHEMA`, the job id pattern, the output formats)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blast_core import jobs, runner
+
+MAX_RECENT = 1000
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _problem(description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/problem+json": {"schema": _ref("Problem")}}}
+
+
+def _json(description: str, schema: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+_NULLABLE_STRING = {"type": ["string", "null"]}
+_JOB_ID = {"type": "string", "pattern": jobs.JOB_ID_PATTERN}
+_KEY_REFUSED = _problem("No valid function key (Azure) or API key (`serve --api-key`).")
+
+SCHEMAS: dict[str, Any] = {
+    "JobRequest": jobs.JOB_REQUEST_SCHEMA,
+    "Job": {
+        "type": "object",
+        "required": ["id", "status", "database", "program", "task", "evalue", "max_target_seqs",
+                     "queries", "query_letters", "submitted_at", "started_at", "finished_at",
+                     "attempts", "hits", "error", "results"],
+        "properties": {
+            "id": _JOB_ID,
+            "status": {"type": "string", "enum": [jobs.QUEUED, jobs.RUNNING, jobs.SUCCEEDED,
+                                                  jobs.FAILED]},
+            "database": {"type": "string"}, "program": {"type": "string"},
+            "task": {"type": "string"}, "evalue": {"type": "number"},
+            "max_target_seqs": {"type": "integer"}, "queries": {"type": "integer"},
+            "query_letters": {"type": "integer"}, "submitted_at": {"type": "string"},
+            "started_at": _NULLABLE_STRING, "finished_at": _NULLABLE_STRING,
+            "attempts": {"type": "integer"}, "hits": {"type": ["integer", "null"]},
+            "error": _NULLABLE_STRING,
+            "results": {"type": "object", "additionalProperties": {"type": "string"},
+                        "description": "A URL per result format, once the job has succeeded."},
+        },
+    },
+    "JobList": {"type": "object", "required": ["jobs"],
+                "properties": {"jobs": {"type": "array", "items": _ref("Job")}}},
+    "Database": {
+        "type": "object", "required": ["name", "title", "molecule", "sequences", "letters"],
+        "properties": {"name": {"type": "string"}, "title": {"type": "string"},
+                       "molecule": {"type": "string", "enum": ["nucleotide", "protein"]},
+                       "sequences": {"type": "integer"}, "letters": {"type": "integer"}},
+    },
+    "DatabaseList": {"type": "object", "required": ["databases"],
+                     "properties": {"databases": {"type": "array", "items": _ref("Database")}}},
+    "Health": {"type": "object", "required": ["status"],
+               "properties": {"status": {"type": "string"}, "queue": {"type": "string"},
+                              "databases": {"type": "integer"}}},
+    "Problem": {
+        "type": "object", "required": ["type", "title", "status", "detail"],
+        "description": "RFC 9457 problem details; `errors` names each bad field.",
+        "properties": {
+            "type": {"type": "string"}, "title": {"type": "string"},
+            "status": {"type": "integer"}, "detail": {"type": "string"},
+            "errors": {"type": "array", "items": {
+                "type": "object", "required": ["field", "reason"],
+                "properties": {"field": {"type": "string"}, "reason": {"type": "string"}}}},
+        },
+    },
+}
+
+_JOB_ID_PARAMETER = {"name": "job_id", "in": "path", "required": True, "schema": _JOB_ID}
+_TEXT_OPTIONS = [
+    {"name": name, "in": "query", "required": False,
+     "description": f"With a text/plain FASTA body: the job's `{name}`.",
+     "schema": {k: v for k, v in jobs.JOB_REQUEST_SCHEMA["properties"][name].items()
+                if k != "description"}}
+    for name in ("database", "program", "task", "evalue", "max_target_seqs")]
+
+PATHS: dict[str, Any] = {
+    "/jobs": {
+        "post": {
+            "operationId": "submit_job", "summary": "Submit a BLAST job",
+            "parameters": _TEXT_OPTIONS,
+            "requestBody": {"required": True, "content": {
+                "application/json": {"schema": _ref("JobRequest")},
+                "text/plain": {"schema": {"type": "string", "description": "FASTA text"}}}},
+            "responses": {
+                "202": {**_json("Queued; `Location` names the job.", "Job"),
+                        "headers": {"Location": {"schema": {"type": "string"}}}},
+                "400": _problem("The request is invalid; `errors` says which field and why."),
+                "401": _KEY_REFUSED,
+                "413": _problem("The body is larger than the query size limit allows."),
+                "415": _problem("The body is neither JSON nor text."),
+            },
+        },
+        "get": {
+            "operationId": "list_jobs", "summary": "The most recent jobs, newest first",
+            "parameters": [{"name": "limit", "in": "query", "required": False,
+                            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_RECENT,
+                                       "default": 20}}],
+            "responses": {"200": _json("Recent jobs.", "JobList"),
+                          "400": _problem("`limit` is not a whole number from 1 to 1000."),
+                          "401": _KEY_REFUSED},
+        },
+    },
+    "/jobs/{job_id}": {
+        "get": {
+            "operationId": "get_job", "summary": "One job", "parameters": [_JOB_ID_PARAMETER],
+            "responses": {"200": _json("The job.", "Job"),
+                          "400": _problem("Not a job id."),
+                          "401": _KEY_REFUSED,
+                          "404": _problem("No such job.")},
+        },
+    },
+    "/jobs/{job_id}/results": {
+        "get": {
+            "operationId": "get_result", "summary": "A finished job's result",
+            "parameters": [
+                _JOB_ID_PARAMETER,
+                {"name": "format", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": list(runner.OUTPUT_FORMATS),
+                            "default": "tsv"}},
+                {"name": "redirect", "in": "query", "required": False,
+                 "description": "`true`: answer 302 to a read-only, expiring Blob storage link.",
+                 "schema": {"type": "string", "enum": ["true", "false"]}},
+            ],
+            "responses": {
+                "200": {"description": "The result in the asked format.", "content": {
+                    fmt.content_type.split(";")[0]: {"schema": {"type": "string"}}
+                    for fmt in runner.OUTPUT_FORMATS.values()}},
+                "302": {"description": "A link to the result in Blob storage.",
+                        "headers": {"Location": {"schema": {"type": "string"}}}},
+                "400": _problem("Not a job id, or an unknown format."),
+                "401": _KEY_REFUSED,
+                "404": _problem("No such job."),
+                "409": _problem("The job has not succeeded (yet)."),
+            },
+        },
+    },
+    "/databases": {
+        "get": {"operationId": "list_databases", "summary": "The searchable databases",
+                "responses": {"200": _json("Databases.", "DatabaseList"), "401": _KEY_REFUSED}},
+    },
+    "/health": {
+        "get": {"operationId": "health", "summary": "Liveness", "security": [],
+                "responses": {"200": _json("Up.", "Health"),
+                              "503": _problem("The databases cannot be listed.")}},
+    },
+}
+
+
+def document(server_url: str) -> dict[str, Any]:
+    """The OpenAPI document, with `server_url` (…/api) as its server."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "BLAST search service", "version": "1.0.0",
+                 "description": "Submit BLAST jobs, follow them, fetch their results."},
+        "servers": [{"url": server_url}],
+        "paths": PATHS,
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {
+                "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
+                "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"}},
+        },
+        "security": [{"functionKey": []}, {"functionKeyQuery": []}],
+    }
