@@ -104,7 +104,8 @@ def handle(route: Route, request: ApiRequest,
                             "has succeeded", headers={"Retry-After": "5"})
     except ToolError as error:
         log.error("route %s: %s", route.name, error)
-        return problem(503, "the BLAST databases cannot be listed right now")
+        return problem(503, f"{error.program} failed; the databases may be unavailable right "
+                            "now (the service log has the details)", headers={"Retry-After": "30"})
     except Exception:
         log.exception("route %s failed", route.name)
         return problem(500, "internal error; the service log has the details")

@@ -22,10 +22,25 @@ from blast_core.databases import DatabaseInfo
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 FINAL_STATUSES = frozenset({SUCCEEDED, FAILED})
 
-# program -> (tasks, default task, query molecule, database molecule)
+# program -> (tasks, default task, query molecule, database molecule), as in BLAST+ 2.12;
+# tblastx has no -task option, so its one "task" is the program itself (the runner omits -task).
 PROGRAMS: dict[str, tuple[tuple[str, ...], str, str, str]] = {
     "blastn": (("megablast", "dc-megablast", "blastn", "blastn-short"), "megablast",
                "nucleotide", "nucleotide"),
+    "blastp": (("blastp", "blastp-fast", "blastp-short"), "blastp", "protein", "protein"),
+    "blastx": (("blastx", "blastx-fast"), "blastx", "nucleotide", "protein"),
+    "tblastn": (("tblastn", "tblastn-fast"), "tblastn", "protein", "nucleotide"),
+    "tblastx": (("tblastx",), "tblastx", "nucleotide", "nucleotide"),
+}
+
+# task -> the -word_size range BLAST+ 2.12 accepts for it (dc-megablast: 11 or 12; protein
+# words below 8, tblastx below 6); 1000 is this service's own ceiling for blastn.
+MAX_WORD_SIZE = 1000
+WORD_SIZES: dict[str, tuple[int, int]] = {
+    "megablast": (4, MAX_WORD_SIZE), "dc-megablast": (11, 12), "blastn": (4, MAX_WORD_SIZE),
+    "blastn-short": (4, MAX_WORD_SIZE), "blastp": (2, 7), "blastp-fast": (2, 7),
+    "blastp-short": (2, 7), "blastx": (2, 7), "blastx-fast": (2, 7), "tblastn": (2, 7),
+    "tblastn-fast": (2, 7), "tblastx": (2, 5),
 }
 
 DATABASE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
@@ -44,9 +59,17 @@ JOB_REQUEST_SCHEMA: dict[str, Any] = {
                  "description": "BLAST+ -task; default: the program's usual task (megablast for blastn)."},
         "evalue": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000, "default": 10},
         "max_target_seqs": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 100},
+        "word_size": {"type": "integer", "minimum": 2, "maximum": MAX_WORD_SIZE,
+                      "description": "BLAST+ -word_size; the range depends on the task "
+                                     "(dc-megablast: 11 or 12; protein tasks: 2 to 7; tblastx: "
+                                     "2 to 5; other blastn tasks: at least 4). Default: the task's."},
+        "filter": {"type": "string", "enum": ["yes", "no"],
+                   "description": "Low-complexity filter of the query: DUST for blastn, SEG for "
+                                  "the other programs. Default: the program's (on, but off for "
+                                  "blastp)."},
     },
 }
-NUMERIC_FIELDS = ("evalue", "max_target_seqs")
+NUMERIC_FIELDS = ("evalue", "max_target_seqs", "word_size")
 
 JOB_ID_PATTERN = r"^[0-9a-f]{19}$"
 _JOB_ID = re.compile(JOB_ID_PATTERN)
@@ -91,6 +114,12 @@ class JobRequest:
     max_target_seqs: int
     queries: int
     query_letters: int
+    word_size: int | None = None
+    filter: str | None = None
+
+
+_NUCLEOTIDE_CODES = "ACGTUN"
+_MIN_LETTERS_TO_JUDGE = 20  # shorter peptides of only these letters are plausible proteins
 
 
 def parse_request(payload: Any, limits: fasta.QueryLimits,
@@ -108,8 +137,15 @@ def parse_request(payload: Any, limits: fasta.QueryLimits,
     if task not in tasks:
         errors.append(FieldError("task", f"{task!r} is not a task of {program}; "
                                          f"choose one of {', '.join(tasks)}"))
+    elif "word_size" in payload:
+        low, high = WORD_SIZES[task]
+        if not low <= payload["word_size"] <= high:
+            errors.append(FieldError("word_size", f"must be from {low} to {high} for task "
+                                                  f"{task}, not {payload['word_size']}"))
     try:
         sequences = fasta.validate(payload["query"], query_molecule, limits)
+        if query_molecule == "protein":
+            _refuse_nucleotides(sequences, program)
     except fasta.FastaError as error:
         errors.append(FieldError("query", str(error)))
         sequences = []
@@ -131,7 +167,21 @@ def parse_request(payload: Any, limits: fasta.QueryLimits,
         max_target_seqs=int(payload.get("max_target_seqs", 100)),
         queries=len(sequences),
         query_letters=sum(len(s.residues) for s in sequences),
+        word_size=int(payload["word_size"]) if "word_size" in payload else None,
+        filter=payload.get("filter"),
     )
+
+
+def _refuse_nucleotides(sequences: list[fasta.Sequence], program: str) -> None:
+    """A DNA query passes the protein alphabet, and blastp or tblastn would search it as
+    protein without a word of warning: refuse what is (nearly) all A, C, G, T, U and N."""
+    for index, sequence in enumerate(sequences, start=1):
+        residues = sequence.residues
+        nucleotides = sum(residues.count(letter) for letter in _NUCLEOTIDE_CODES)
+        if len(residues) >= _MIN_LETTERS_TO_JUDGE and nucleotides >= 0.9 * len(residues):
+            name = f"sequence {index}" + (f" ({sequence.id})" if sequence.id else "")
+            raise fasta.FastaError(f"{name} looks like a nucleotide sequence; {program} needs "
+                                   "a protein query")
 
 
 def _schema_error(error: jsonschema.ValidationError) -> FieldError:
@@ -191,13 +241,16 @@ class Job:
     attempts: int = 0
     hits: int | None = None
     error: str | None = None
+    word_size: int | None = None
+    filter: str | None = None
 
     @classmethod
     def submitted(cls, job_id: str, request: JobRequest) -> Job:
         return cls(id=job_id, status=QUEUED, database=request.database,
                    program=request.program, task=request.task, evalue=request.evalue,
                    max_target_seqs=request.max_target_seqs, queries=request.queries,
-                   query_letters=request.query_letters, submitted_at=utc_now())
+                   query_letters=request.query_letters, submitted_at=utc_now(),
+                   word_size=request.word_size, filter=request.filter)
 
     def started(self) -> Job:
         return replace(self, status=RUNNING, started_at=utc_now(), attempts=self.attempts + 1,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import subprocess
 import sys
@@ -30,12 +31,15 @@ def die_with_parent() -> None:
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-def run_tool(args: list[str], timeout: float, cwd: str | None = None) -> str:
-    """Run a program (never through a shell) and return its standard output."""
+def run_tool(args: list[str], timeout: float, cwd: str | None = None,
+             env: dict[str, str] | None = None) -> str:
+    """Run a program (never through a shell) and return its standard output; `env` adds to
+    this process's environment."""
     program = args[0].rsplit("/", 1)[-1]
     try:
         completed = subprocess.run(
             args, cwd=cwd, capture_output=True, text=True, timeout=timeout, check=False,
+            env={**os.environ, **env} if env else None,
             preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
     except subprocess.TimeoutExpired:
         raise ToolTimeout(program, f"took longer than the limit of {timeout:g} s", None) from None

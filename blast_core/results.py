@@ -16,7 +16,7 @@ from azure.storage.blob import (
 from blast_core.settings import Connection
 
 QUERY_BLOB = "query.fasta"
-_CHUNK = 4 * 1024 * 1024
+ARCHIVE_BLOB = "result.asn"
 
 
 def result_blob(extension: str) -> str:
@@ -54,6 +54,13 @@ class ResultStore:
 
     def get_text(self, job_id: str, name: str) -> str:
         return self._container.download_blob(f"{job_id}/{name}").readall().decode()
+
+    def download(self, job_id: str, name: str, path: str) -> None:
+        with open(path, "wb") as out:
+            self._container.download_blob(f"{job_id}/{name}").readinto(out)
+
+    def exists(self, job_id: str, name: str) -> bool:
+        return self._container.get_blob_client(f"{job_id}/{name}").exists()
 
     def stream(self, job_id: str, name: str) -> Iterator[bytes] | None:
         """The blob's content in chunks, or None when it does not exist."""

@@ -1,14 +1,15 @@
-"""The BLAST run of a job: one search into an ASN.1 archive, then every format from it.
+"""The BLAST run of a job: one search into an ASN.1 archive, and each format from it.
 
-As SequenceServer does, the search runs once (`-outfmt 11`) and `blast_formatter` turns the
-archive into each output format, so no format ever costs a second search.
+As SequenceServer and NCBI's own service do, the search runs once (`-outfmt 11`) and
+`blast_formatter` turns the archive into an output format when one is first asked for, so no
+format ever costs a second search and a job costs one BLAST process.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from blast_core.jobs import Job
@@ -31,9 +32,13 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {f.name: f for f in (
     OutputFormat("tsv", f"6 {TABULAR_COLUMNS}", "tsv", "text/tab-separated-values; charset=utf-8"),
     OutputFormat("json", "15", "json", "application/json"),
     OutputFormat("xml", "5", "xml", "application/xml"),
+    OutputFormat("xml2", "16", "xml2.xml", "application/xml"),
     OutputFormat("text", "0", "txt", "text/plain; charset=utf-8"),
 )}
 ARCHIVE = OutputFormat("archive", "11", "asn", "text/plain; charset=utf-8")
+
+PROGRAMS_WITHOUT_TASK = frozenset({"tblastx"})  # `tblastx -task` is an error in BLAST+ 2.12
+_YES_NO = {"yes": "yes", "no": "no"}  # the -dust / -seg values, never the request's own text
 
 
 class SearchRejected(Exception):
@@ -57,7 +62,7 @@ class BlastTools:
 
 @dataclass(frozen=True)
 class SearchResult:
-    files: dict[str, str]
+    archive: str
     hits: int
     blast_seconds: float
 
@@ -65,24 +70,35 @@ class SearchResult:
 def search_arguments(job: Job, tools: BlastTools, query_path: str, db_path: str,
                      out_path: str) -> list[str]:
     """The BLAST command line; every value comes from a validated Job."""
-    return [
-        tools.path(job.program), "-task", job.task,
+    args = [tools.path(job.program)]
+    if job.program not in PROGRAMS_WITHOUT_TASK:
+        args += ["-task", job.task]
+    args += [
         "-query", query_path, "-db", db_path,
         "-evalue", repr(float(job.evalue)),
         "-max_target_seqs", str(int(job.max_target_seqs)),
         "-num_threads", str(tools.threads),
         "-outfmt", ARCHIVE.outfmt, "-out", out_path,
     ]
+    if job.word_size is not None:
+        args += ["-word_size", str(int(job.word_size))]
+    if job.filter is not None:
+        args += ["-dust" if job.program == "blastn" else "-seg", _YES_NO[job.filter]]
+    return args
 
 
 def run_search(job: Job, tools: BlastTools, query_path: str, db_path: str,
                workdir: str) -> SearchResult:
-    """Search once, then write every output format; raises SearchRejected for permanent faults."""
+    """Search once into an ASN.1 archive; raises SearchRejected for permanent faults.
+
+    The database is named relative to BLASTDB, so that the archive can be formatted later on
+    any instance that sees the databases, wherever they are mounted or cached there."""
     archive = os.path.join(workdir, f"result.{ARCHIVE.extension}")
+    db_dir, db_name = os.path.split(db_path)
     started = time.monotonic()
     try:
-        run_tool(search_arguments(job, tools, query_path, db_path, archive),
-                 timeout=tools.time_limit, cwd=workdir)
+        run_tool(search_arguments(job, tools, query_path, db_name, archive),
+                 timeout=tools.time_limit, cwd=workdir, env={"BLASTDB": db_dir})
     except ToolTimeout as error:
         raise SearchRejected(f"BLAST {error.message}") from None
     except ToolError as error:
@@ -90,25 +106,49 @@ def run_search(job: Job, tools: BlastTools, query_path: str, db_path: str,
             raise  # not started, or killed by a signal: worth another attempt
         raise SearchRejected(f"BLAST rejected the search: {error.message}") from None
     blast_seconds = time.monotonic() - started
-    files = {ARCHIVE.name: archive}
-    with ThreadPoolExecutor(max_workers=len(OUTPUT_FORMATS)) as pool:
-        outputs = {name: pool.submit(_format, tools, archive, fmt, workdir)
-                   for name, fmt in OUTPUT_FORMATS.items()}
-        files.update({name: future.result() for name, future in outputs.items()})
-    with open(files["tsv"]) as tabular:
-        hits = count_hits(tabular.read())
-    return SearchResult(files=files, hits=hits, blast_seconds=blast_seconds)
+    with open(archive) as text:
+        hits = count_archive_hits(text.read())
+    return SearchResult(archive=archive, hits=hits, blast_seconds=blast_seconds)
 
 
-def _format(tools: BlastTools, archive: str, fmt: OutputFormat, workdir: str) -> str:
-    out = os.path.join(workdir, f"result.{fmt.extension}")
+def format_archive(tools: BlastTools, archive: str, fmt: OutputFormat, db_dir: str,
+                   out_path: str) -> None:
+    """Write one output format of a search from its archive (`blast_formatter`)."""
     run_tool([tools.path("blast_formatter"), "-archive", archive, "-outfmt", fmt.outfmt,
-              "-out", out], timeout=tools.time_limit, cwd=workdir)
-    return out
+              "-out", out_path], timeout=tools.time_limit, env={"BLASTDB": db_dir})
 
 
-def count_hits(tabular: str) -> int:
-    """Distinct (query, subject) pairs of a tabular result."""
-    pairs = {tuple(line.split("\t", 2)[:2]) for line in tabular.splitlines()
-             if line and not line.startswith("#")}
+_RESULTS = re.compile(r"^\s*results\s*\{", re.MULTILINE)
+_IDS = re.compile(r"\bids\s*\{")
+
+
+def count_archive_hits(archive: str) -> int:
+    """Distinct (query, subject) pairs among the alignments of an ASN.1 archive: the `ids`
+    of every Seq-align name its query first and its subject second."""
+    found = _RESULTS.search(archive)
+    if not found:
+        return 0
+    text = archive[found.end():]
+    pairs = set()
+    for match in _IDS.finditer(text):
+        query, subject = _top_level_items(text, match.end())[:2]
+        pairs.add((query, subject))
     return len(pairs)
+
+
+def _top_level_items(text: str, start: int) -> list[str]:
+    """The comma-separated items of the ASN.1 set that opens just before `start`."""
+    items, depth, begin = [], 0, start
+    for position in range(start, len(text)):
+        char = text[position]
+        if char == "{":
+            depth += 1
+        elif char == "}":
+            if depth == 0:
+                items.append(" ".join(text[begin:position].split()))
+                return items
+            depth -= 1
+        elif char == "," and depth == 0:
+            items.append(" ".join(text[begin:position].split()))
+            begin = position + 1
+    raise ValueError("unbalanced braces in the BLAST archive")

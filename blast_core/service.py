@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from blast_core import fasta, jobs, runner
 from blast_core.databases import DatabaseCatalog, DatabaseInfo
 from blast_core.jobs import Job
 from blast_core.records import JobRecords, RecordConflict
-from blast_core.results import QUERY_BLOB, ResultStore, result_blob
+from blast_core.results import ARCHIVE_BLOB, QUERY_BLOB, ResultStore, result_blob
 from blast_core.settings import STORAGE_CONNECTION, Settings
 from blast_core.transports import Transport, connect
 
@@ -105,22 +106,40 @@ class BlastService:
         return self.catalog.list()
 
     def result(self, job_id: str, format_name: str) -> ResultBody:
-        job = self.get(job_id)
-        if job.status != jobs.SUCCEEDED:
-            raise ResultNotReady(job)
+        """A succeeded job's result in one format, formatted from its archive on first use."""
+        job = self._succeeded(job_id)
         fmt = runner.OUTPUT_FORMATS[format_name]
         chunks = self.results.stream(job.id, result_blob(fmt.extension))
         if chunks is None:
-            raise RuntimeError(f"job {job.id} succeeded but its {format_name} result is missing")
+            self._format(job, fmt)
+            chunks = self.results.stream(job.id, result_blob(fmt.extension))
+        if chunks is None:
+            raise RuntimeError(f"job {job.id}: the {format_name} result vanished after formatting")
         return ResultBody(chunks, fmt.content_type, f"{job.id}.{fmt.extension}")
 
     def result_link(self, job_id: str, format_name: str) -> str:
+        job = self._succeeded(job_id)
+        fmt = runner.OUTPUT_FORMATS[format_name]
+        if not self.results.exists(job.id, result_blob(fmt.extension)):
+            self._format(job, fmt)
+        return self.results.read_link(job.id, result_blob(fmt.extension),
+                                      self.settings.result_link_hours)
+
+    def _succeeded(self, job_id: str) -> Job:
         job = self.get(job_id)
         if job.status != jobs.SUCCEEDED:
             raise ResultNotReady(job)
-        extension = runner.OUTPUT_FORMATS[format_name].extension
-        return self.results.read_link(job.id, result_blob(extension),
-                                      self.settings.result_link_hours)
+        return job
+
+    def _format(self, job: Job, fmt: runner.OutputFormat) -> None:
+        """Turn the job's archive into `fmt` and keep it; two requests racing write the same."""
+        with tempfile.TemporaryDirectory(prefix=f"format-{job.id}-") as workdir:
+            archive = os.path.join(workdir, ARCHIVE_BLOB)
+            self.results.download(job.id, ARCHIVE_BLOB, archive)
+            formatted = os.path.join(workdir, f"result.{fmt.extension}")
+            runner.format_archive(self.tools, archive, fmt, self.settings.db_dir, formatted)
+            self.results.put_file(job.id, result_blob(fmt.extension), formatted,
+                                  fmt.content_type)
 
     # Working
 
@@ -158,16 +177,14 @@ class BlastService:
         log.info("job %s succeeded with %d hits", job.id, hits)
 
     def _run(self, job: Job) -> int:
-        """Search and upload every result; the caller marks the job succeeded only after."""
+        """Search and store the archive; the caller marks the job succeeded only after."""
         with tempfile.TemporaryDirectory(prefix=f"blast-{job.id}-") as workdir:
-            query_path = f"{workdir}/query.fasta"
-            with open(query_path, "w") as query:
-                query.write(self.results.get_text(job.id, QUERY_BLOB))
+            query_path = os.path.join(workdir, "query.fasta")
+            self.results.download(job.id, QUERY_BLOB, query_path)
             result = runner.run_search(job, self.tools, query_path,
                                        self.catalog.path(job.database), workdir)
-            for name, path in result.files.items():
-                fmt = runner.OUTPUT_FORMATS.get(name, runner.ARCHIVE)
-                self.results.put_file(job.id, result_blob(fmt.extension), path, fmt.content_type)
+            self.results.put_file(job.id, ARCHIVE_BLOB, result.archive,
+                                  runner.ARCHIVE.content_type)
         return result.hits
 
     def _finish(self, job: Job, etag: str) -> None:

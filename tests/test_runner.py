@@ -34,16 +34,33 @@ def test_the_command_line_is_an_argument_list_of_validated_values():
                     "-num_threads", "2", "-outfmt", "11", "-out", "/w/r.asn"]
 
 
-def test_one_search_gives_every_format_identical_to_direct_blastn(tmp_path, blast_available):
+def test_one_search_gives_every_format_and_tabular_is_identical_to_direct_blastn(
+        tmp_path, blast_available):
     query = sample_queries(SMALL_DB, 2, seed=3)
     (tmp_path / "q.fa").write_text(query)
     result = runner.run_search(job(task="blastn", evalue=1e-30, max_target_seqs=10), TOOLS,
                                str(tmp_path / "q.fa"), str(RRNA_DATA / SMALL_DB), str(tmp_path))
-    assert set(result.files) == {"archive", "tsv", "json", "xml", "text"}
-    tsv = open(result.files["tsv"]).read()
-    assert tsv == direct_blastn(query, SMALL_DB, tmp_path, "-task", "blastn", "-evalue", "1e-30",
-                                "-max_target_seqs", "10")
-    assert result.hits == runner.count_hits(tsv) > 0
+    formatted = {}
+    for name, fmt in runner.OUTPUT_FORMATS.items():
+        runner.format_archive(TOOLS, result.archive, fmt, str(RRNA_DATA), str(tmp_path / name))
+        formatted[name] = (tmp_path / name).read_text()
+    assert formatted["tsv"] == direct_blastn(query, SMALL_DB, tmp_path, "-task", "blastn",
+                                             "-evalue", "1e-30", "-max_target_seqs", "10")
+    assert result.hits == distinct_pairs(formatted["tsv"]) > 10
+    assert formatted["json"].count('"query_title"') == 2
+    assert formatted["text"].count("Query= q") == 2
+
+
+@pytest.mark.parametrize("database, task", [("UniVec_Core", "blastn"), ("16SCore", "megablast")])
+def test_hits_counted_in_the_archive_equal_the_tabular_pairs(tmp_path, blast_available,
+                                                             database, task):
+    (tmp_path / "q.fa").write_text(sample_queries(database, 3, seed=5)
+                                   + ">none\nACGTTGCAACGTTGCAACGTTGCA\n")
+    result = runner.run_search(job(task=task, database=database, max_target_seqs=50), TOOLS,
+                               str(tmp_path / "q.fa"), str(RRNA_DATA / database), str(tmp_path))
+    runner.format_archive(TOOLS, result.archive, runner.OUTPUT_FORMATS["tsv"], str(RRNA_DATA),
+                          str(tmp_path / "out.tsv"))
+    assert result.hits == distinct_pairs((tmp_path / "out.tsv").read_text()) > 0
 
 
 def test_blast_refusing_the_search_is_a_permanent_error(tmp_path, blast_available):
@@ -71,9 +88,8 @@ def test_a_missing_program_is_not_a_permanent_error(tmp_path):
                           "/db", str(tmp_path))
 
 
-def test_hits_count_distinct_query_subject_pairs():
-    tabular = "q1\ts1\t99\nq1\ts1\t98\nq1\ts2\t97\nq2\ts1\t96\n# comment\n\n"
-    assert runner.count_hits(tabular) == 3
+def distinct_pairs(tabular: str) -> int:
+    return len({tuple(line.split("\t")[:2]) for line in tabular.splitlines() if line})
 
 
 def blastn_running(marker: str) -> bool:

@@ -36,7 +36,7 @@ def test_a_job_left_running_by_a_dead_worker_runs_again(service):
     service.process(jobs.encode_message(job_id), 2)
     done, _ = service.records.get(job_id)
     assert (done.status, done.attempts) == ("succeeded", 2)
-    assert service.results.get_text(job_id, "result.tsv")
+    assert b"".join(service.result(job_id, "tsv").chunks)
 
 
 def test_blast_refusing_a_job_fails_it_without_retry(service, settings_env, tmp_path):
@@ -46,7 +46,7 @@ def test_blast_refusing_a_job_fails_it_without_retry(service, settings_env, tmp_
     no_databases.process(jobs.encode_message(job_id), 1)
     failed, _ = service.records.get(job_id)
     assert failed.status == "failed" and "BLAST rejected the search" in failed.error
-    assert list(service.results.stream(job_id, "result.tsv") or []) == []
+    assert not service.results.exists(job_id, "result.asn")
 
 
 def test_a_transient_error_retries_and_the_last_attempt_fails_the_job(service):
