@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_PACKAGES := ncbi-blast+ ncbi-rrna-data
 
-.PHONY: setup system-packages test lint demo clean
+.PHONY: setup system-packages test lint infra-check demo clean
 
 setup: system-packages $(VENV)/.installed node_modules/.installed
 
@@ -29,11 +29,15 @@ node_modules/.installed: package.json package-lock.json
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 
-test: setup lint
+# The offline checks of infra/ (Bicep parse, checkov) use a virtualenv of their own.
+infra-check:
+	bash infra/check.sh
+
+test: setup lint infra-check
 	$(PY) -m pytest
 
 demo: setup
 	$(PY) scripts/demo.py
 
 clean:
-	rm -rf $(VENV) node_modules .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-infra node_modules .pytest_cache .ruff_cache

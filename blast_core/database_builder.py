@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import subprocess
 from collections.abc import Sequence
+from contextlib import suppress
 from pathlib import Path
 
 from azure.core.exceptions import ResourceExistsError
@@ -55,7 +56,7 @@ def build_database(
         makeblastdb, "-in", "-", "-dbtype", dbtype, "-out", name, "-title", title,
         "-parse_seqids", "-blastdb_version", "5",
     ]
-    with open(fasta_path, "rb") as fasta:
+    with Path(fasta_path).open("rb") as fasta:
         try:
             result = subprocess.run(
                 command, stdin=fasta, cwd=out, capture_output=True, text=True, check=False)
@@ -110,10 +111,8 @@ def upload_database(
 def _upload(files: Sequence[Path], client: ShareClient, directory: str) -> list[str]:
     parts = [part for part in directory.strip("/").split("/") if part]
     for depth in range(1, len(parts) + 1):
-        try:
+        with suppress(ResourceExistsError):
             client.get_directory_client("/".join(parts[:depth])).create_directory()
-        except ResourceExistsError:
-            pass
     prefix = "".join(f"{part}/" for part in parts)
     uploaded = []
     for path in files:

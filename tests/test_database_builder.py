@@ -105,7 +105,7 @@ def test_missing_makeblastdb(tmp_path: Path) -> None:
 def test_rejects_bad_names_and_types(tmp_path: Path, name: str, dbtype: str) -> None:
     fasta = write_fasta(tmp_path / "a.fa", "ACGT", count=1, length=10)
 
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"database name|dbtype"):
         build_database(fasta, name, dbtype, "T", tmp_path / "db")
 
 

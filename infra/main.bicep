@@ -1,0 +1,209 @@
+// BLAST search service: a Python Azure Functions app on a Linux Elastic Premium plan that
+// takes jobs from a Service Bus queue, runs BLAST+ against databases on an Azure Files
+// share and keeps results in blob storage. Deployed into an existing resource group:
+//   az deployment group create -g <group> -f infra/main.bicep -p infra/main.parameters.json
+// See infra/README.md.
+
+@description('Short prefix of every resource name: 3-10 lowercase letters and digits.')
+@minLength(3)
+@maxLength(10)
+param namePrefix string = 'blast'
+
+param location string = resourceGroup().location
+param tags object = {}
+
+@description('Elastic Premium plan size: EP1 1 core and 3.5 GB, EP2 2 cores and 7 GB, EP3 4 cores and 14 GB per instance.')
+@allowed([
+  'EP1'
+  'EP2'
+  'EP3'
+])
+param planSku string = 'EP1'
+
+@description('Most instances the plan may burst to.')
+@minValue(1)
+@maxValue(100)
+param maximumBurst int = 10
+
+@description('-num_threads of each BLAST run (BLAST_THREADS); an instance runs cores / threads jobs at once.')
+@minValue(1)
+@maxValue(4)
+param blastThreads int = 1
+
+@description('Seconds one BLAST run may take (BLAST_TIME_LIMIT); at most 80 minutes, to stay below host.json functionTimeout (01:30:00) with time left to store results.')
+@minValue(60)
+@maxValue(4800)
+param blastTimeLimitSeconds int = 3600
+
+@allowed([
+  'Standard'
+  'Premium'
+])
+param serviceBusSku string = 'Standard'
+
+param queueName string = 'blast-jobs'
+
+@description('Deliveries of a job message before it is dead-lettered and the job marked failed (also BLAST_MAX_DELIVERIES).')
+@minValue(1)
+@maxValue(100)
+param maxDeliveryCount int = 5
+
+@description('ISO 8601 time a job may wait in the queue before it expires to the dead-letter queue.')
+param messageTimeToLive string = 'P1D'
+
+@description('ISO 8601 window in which a resubmitted job (same MessageId) is dropped as a duplicate.')
+param duplicateDetectionWindow string = 'PT1H'
+
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+])
+param storageSku string = 'Standard_LRS'
+
+@description('Size limit of the BLAST database share in GiB.')
+@minValue(1)
+@maxValue(102400)
+param dbShareQuotaGiB int = 100
+
+@description('Mount path of the database share in the app, and BLAST_DB_DIR. Must not start with /home.')
+param dbMountPath string = '/mounts/blastdb'
+
+@description('Days after which result blobs are deleted; 0 keeps them.')
+@minValue(0)
+param resultRetentionDays int = 30
+
+@description('Where BLAST+ comes from: container (the Dockerfile image, pushed to the registry this template creates) or share (Python 3.11 code deployment; BLAST+ binaries uploaded to the database share).')
+@allowed([
+  'container'
+  'share'
+])
+param blastSource string = 'share'
+
+@description('blastSource container: image to run; empty means blast-functions:latest in the created registry.')
+param containerImage string = ''
+
+@description('blastSource share: directory under the database share holding blastn, blast_formatter and blastdbcmd.')
+param blastBinSubdirectory string = 'ncbi-blast/bin'
+
+@description('Give the app Azure Service Bus Data Owner on the queue so target-based scaling sees the exact queue length.')
+param accurateScaleMetrics bool = true
+
+var token = uniqueString(resourceGroup().id, namePrefix)
+var prefix = toLower(namePrefix)
+var useContainer = blastSource == 'container'
+
+module monitoring 'modules/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    logAnalyticsName: '${prefix}-log-${token}'
+    appInsightsName: '${prefix}-appi-${token}'
+    location: location
+    tags: tags
+  }
+}
+
+module hostStorage 'modules/hoststorage.bicep' = {
+  name: 'host-storage'
+  params: {
+    name: take('${prefix}host${token}', 24)
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'modules/storage.bicep' = {
+  name: 'data-storage'
+  params: {
+    name: take('${prefix}data${token}', 24)
+    location: location
+    tags: tags
+    sku: storageSku
+    dbShareQuotaGiB: dbShareQuotaGiB
+    resultRetentionDays: resultRetentionDays
+  }
+}
+
+module serviceBus 'modules/servicebus.bicep' = {
+  name: 'service-bus'
+  params: {
+    name: '${prefix}-sb-${token}'
+    location: location
+    tags: tags
+    sku: serviceBusSku
+    queueName: queueName
+    maxDeliveryCount: maxDeliveryCount
+    messageTimeToLive: messageTimeToLive
+    duplicateDetectionWindow: duplicateDetectionWindow
+  }
+}
+
+module registry 'modules/registry.bicep' = if (useContainer) {
+  name: 'registry'
+  params: {
+    name: take('${prefix}acr${token}', 50)
+    location: location
+    tags: tags
+  }
+}
+
+module plan 'modules/plan.bicep' = {
+  name: 'plan'
+  params: {
+    name: '${prefix}-plan-${token}'
+    location: location
+    tags: tags
+    sku: planSku
+    maximumBurst: maximumBurst
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'function-app'
+  params: {
+    name: '${prefix}-func-${token}'
+    location: location
+    tags: tags
+    planId: plan.outputs.id
+    planSku: planSku
+    blastSource: blastSource
+    containerImage: useContainer && empty(containerImage) ? '${registry.outputs.loginServer}/blast-functions:latest' : containerImage
+    hostStorageName: hostStorage.outputs.name
+    dataStorageName: storage.outputs.name
+    dataBlobEndpoint: storage.outputs.blobEndpoint
+    dataTableEndpoint: storage.outputs.tableEndpoint
+    resultsContainerName: storage.outputs.resultsContainerName
+    jobsTableName: storage.outputs.jobsTableName
+    dbShareName: storage.outputs.dbShareName
+    dbMountPath: dbMountPath
+    blastBinSubdirectory: blastBinSubdirectory
+    serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
+    queueName: serviceBus.outputs.queueName
+    maxDeliveryCount: maxDeliveryCount
+    appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
+    blastThreads: blastThreads
+    blastTimeLimitSeconds: blastTimeLimitSeconds
+  }
+}
+
+module roles 'modules/roles.bicep' = {
+  name: 'roles'
+  params: {
+    principalId: functionApp.outputs.principalId
+    hostStorageName: hostStorage.outputs.name
+    dataStorageName: storage.outputs.name
+    serviceBusName: serviceBus.outputs.name
+    queueName: serviceBus.outputs.queueName
+    appInsightsName: monitoring.outputs.appInsightsName
+    registryName: useContainer ? registry.outputs.name : ''
+    accurateScaleMetrics: accurateScaleMetrics
+  }
+}
+
+// Names and addresses only: no key or connection string leaves the deployment.
+output FUNCTION_APP_NAME string = functionApp.outputs.name
+output FUNCTION_APP_URL string = 'https://${functionApp.outputs.defaultHostName}'
+output DATA_STORAGE_ACCOUNT string = storage.outputs.name
+output DB_SHARE_NAME string = storage.outputs.dbShareName
+output SERVICEBUS_NAMESPACE string = serviceBus.outputs.name
+output CONTAINER_REGISTRY string = useContainer ? registry.outputs.name : ''

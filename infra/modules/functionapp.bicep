@@ -1,0 +1,186 @@
+// The Linux function app: Python 3.11 code or the BLAST+ container image, a system-assigned
+// identity for every connection that accepts one, and the database share mounted at
+// BLAST_DB_DIR. The names written here are checked against blast_core/settings.py by
+// tests/test_infra.py.
+
+param name string
+param location string
+param tags object = {}
+param planId string
+
+@allowed([
+  'EP1'
+  'EP2'
+  'EP3'
+])
+param planSku string
+
+@description('container: run the image built from the Dockerfile (BLAST+ on PATH); share: run Python 3.11 code and take BLAST+ from the database share.')
+@allowed([
+  'container'
+  'share'
+])
+param blastSource string
+
+@description('Image reference for blastSource container, e.g. myregistry.azurecr.io/blast-functions:1.')
+param containerImage string = ''
+
+param hostStorageName string
+param dataStorageName string
+param dataBlobEndpoint string
+param dataTableEndpoint string
+param resultsContainerName string
+param jobsTableName string
+param dbShareName string
+
+@description('Where the database share is mounted; also BLAST_DB_DIR. Must not start with /home.')
+param dbMountPath string
+
+@description('Directory under the database share holding blastn and friends (blastSource share).')
+param blastBinSubdirectory string
+
+param serviceBusFullyQualifiedNamespace string
+param queueName string
+param maxDeliveryCount int
+param appInsightsConnectionString string
+
+@minValue(1)
+@maxValue(4)
+param blastThreads int
+
+@description('Seconds one BLAST run may take; host.json functionTimeout and maxAutoLockRenewalDuration (01:30:00) must be longer, with time left to store results.')
+@minValue(60)
+@maxValue(4800)
+param blastTimeLimitSeconds int
+
+var useContainer = blastSource == 'container'
+
+var coresPerInstance = {
+  EP1: 1
+  EP2: 2
+  EP3: 4
+}
+
+// BLAST is CPU-bound: messages handled at once on an instance times threads per BLAST run
+// should equal the instance's cores. Target-based scaling then adds an instance for every
+// maxConcurrentCalls messages waiting in the queue.
+var maxConcurrentCalls = max(1, coresPerInstance[planSku] / blastThreads)
+
+resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: hostStorageName
+}
+
+resource dataStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: dataStorageName
+}
+
+// App settings, as a map that tests/test_infra.py reads. Values must be known when the
+// deployment starts (they feed a for-expression): the key-bearing setting is separate.
+var appSettings = union({
+  FUNCTIONS_EXTENSION_VERSION: '~4'
+  FUNCTIONS_WORKER_RUNTIME: 'python'
+  AzureWebJobsStorage__accountName: hostStorage.name
+  WEBSITE_CONTENTSHARE: take(toLower(name), 63)
+  APPLICATIONINSIGHTS_CONNECTION_STRING: appInsightsConnectionString
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'Authorization=AAD'
+  AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls: string(maxConcurrentCalls)
+  BLAST_DB_DIR: dbMountPath
+  BLAST_BIN_DIR: useContainer ? '' : '${dbMountPath}/${blastBinSubdirectory}'
+  BLAST_THREADS: string(blastThreads)
+  BLAST_TIME_LIMIT: string(blastTimeLimitSeconds)
+  BLAST_QUEUE_TRANSPORT: 'servicebus'
+  BLAST_QUEUE_NAME: queueName
+  BLAST_MAX_DELIVERIES: string(maxDeliveryCount)
+  BLAST_RESULTS_CONTAINER: resultsContainerName
+  BLAST_JOBS_TABLE: jobsTableName
+  BLAST_SERVICEBUS__fullyQualifiedNamespace: serviceBusFullyQualifiedNamespace
+  BLAST_STORAGE__blobServiceUri: dataBlobEndpoint
+  BLAST_STORAGE__tableServiceUri: dataTableEndpoint
+}, useContainer ? {
+  // The image carries the app; /home is not the content of a code deployment.
+  WEBSITES_ENABLE_APP_SERVICE_STORAGE: 'false'
+} : {
+  // Zip deployments (azd deploy) install requirements.txt on the server.
+  SCM_DO_BUILD_DURING_DEPLOYMENT: 'true'
+})
+
+var appSettingsList = [for setting in items(appSettings): {
+  name: setting.key
+  value: setting.value
+}]
+
+// Unavoidable key: the Elastic Premium content share (WEBSITE_CONTENTSHARE) accepts only a
+// connection string with the host storage account's key.
+var contentShareConnection = {
+  name: 'WEBSITE_CONTENTAZUREFILECONNECTIONSTRING'
+  value: 'DefaultEndpointsProtocol=https;AccountName=${hostStorage.name};AccountKey=${hostStorage.listKeys().keys[0].value};EndpointSuffix=${environment().suffixes.storage}'
+}
+
+resource site 'Microsoft.Web/sites@2023-12-01' = {
+  //checkov:skip=CKV_AZURE_222:The HTTP API is public by design; every route but /api/health needs a function key.
+  //checkov:skip=CKV_AZURE_17:Clients authenticate with function keys, not client certificates.
+  //checkov:skip=CKV_AZURE_212:numberOfWorkers applies to Dedicated plans; Elastic Premium keeps an always-ready instance and scales out on queue length.
+  name: name
+  location: location
+  tags: union(tags, {
+    'azd-service-name': 'api'
+  })
+  kind: useContainer ? 'functionapp,linux,container' : 'functionapp,linux'
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    serverFarmId: planId
+    reserved: true
+    httpsOnly: true
+    clientAffinityEnabled: false
+    siteConfig: {
+      linuxFxVersion: useContainer ? 'DOCKER|${containerImage}' : 'Python|3.11'
+      acrUseManagedIdentityCreds: useContainer
+      ftpsState: 'Disabled'
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      http20Enabled: true
+      // Instances whose health route stops answering are replaced.
+      healthCheckPath: '/api/health'
+      appSettings: concat(appSettingsList, [
+        contentShareConnection
+      ])
+    }
+  }
+}
+
+resource dbMount 'Microsoft.Web/sites/config@2023-12-01' = {
+  // checkov reads every sites/config resource as web settings; this one only mounts a share.
+  //checkov:skip=CKV_AZURE_13:Not web settings (azurestorageaccounts); routes are guarded by function keys.
+  //checkov:skip=CKV_AZURE_63:Not web settings (azurestorageaccounts); logs go to Application Insights.
+  //checkov:skip=CKV_AZURE_65:Not web settings (azurestorageaccounts); logs go to Application Insights.
+  //checkov:skip=CKV_AZURE_66:Not web settings (azurestorageaccounts); logs go to Application Insights.
+  //checkov:skip=CKV_AZURE_80:Not web settings (azurestorageaccounts); the app is Python, not .NET.
+  //checkov:skip=CKV_AZURE_88:This resource is the Azure Files mount the check asks for.
+  //checkov:skip=CKV_AZURE_222:Not web settings (azurestorageaccounts); public access is decided on the site.
+  parent: site
+  name: 'azurestorageaccounts'
+  properties: {
+    blastdb: {
+      type: 'AzureFiles'
+      accountName: dataStorage.name
+      shareName: dbShareName
+      mountPath: dbMountPath
+      // Unavoidable key: App Service mounts Azure Files with the account key only.
+      accessKey: dataStorage.listKeys().keys[0].value
+    }
+  }
+}
+
+resource ftpPublishing 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2023-12-01' = {
+  parent: site
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+output name string = site.name
+output principalId string = site.identity.principalId
+output defaultHostName string = site.properties.defaultHostName

@@ -1,0 +1,183 @@
+"""The deployment (infra/, host.json) against the settings the code reads.
+
+The Bicep is read as text: its syntax is checked by infra/check.sh (pycep-parser, checkov),
+which lives in its own virtualenv.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from blast_core.settings import SERVICEBUS_CONNECTION, SETTINGS, STORAGE_CONNECTION
+
+ROOT = Path(__file__).resolve().parent.parent
+INFRA = ROOT / "infra"
+DEFAULTS = {s.name: s.default for s in SETTINGS}
+
+# App settings of the platform and the Functions host, not of blast_core.
+HOST_SETTINGS = {
+    "FUNCTIONS_EXTENSION_VERSION",
+    "FUNCTIONS_WORKER_RUNTIME",
+    "AzureWebJobsStorage__accountName",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "WEBSITE_CONTENTSHARE",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
+    "WEBSITES_ENABLE_APP_SERVICE_STORAGE",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+}
+
+# Identity-based forms of the two connections (settings.Connection reads `<NAME>__<property>`).
+CONNECTION_PROPERTIES = {
+    STORAGE_CONNECTION: {"blobServiceUri", "tableServiceUri", "queueServiceUri"},
+    SERVICEBUS_CONNECTION: {"fullyQualifiedNamespace"},
+}
+
+# Settings the deployment leaves at the code's default, and why.
+LEFT_AT_DEFAULT = {
+    "BLAST_API_KEY": "serve only; in Azure function keys guard the routes",
+    "BLAST_VISIBILITY_TIMEOUT": "the Storage Queue worker of serve only",
+    "BLAST_RESULT_LINK_HOURS": "24 h is within the 7-day limit of user delegation SAS",
+    "BLAST_MAX_QUERY_BYTES": "request limits: change them as app settings if needed",
+    "BLAST_MAX_QUERIES": "request limits: change them as app settings if needed",
+    "BLAST_MAX_SEQUENCE_LETTERS": "request limits: change them as app settings if needed",
+}
+
+
+def app_settings() -> dict[str, str]:
+    """Name -> Bicep expression of every app setting functionapp.bicep writes."""
+    text = (INFRA / "modules" / "functionapp.bicep").read_text()
+    block = re.search(r"^var appSettings = union\(\{\n(.*?)^\}\)$", text, re.MULTILINE | re.DOTALL)
+    assert block, "functionapp.bicep: no `var appSettings = union({ ... })` block"
+    settings = dict(re.findall(r"^\s+'?([A-Za-z_][A-Za-z0-9_]*)'?: (.+)$", block.group(1), re.MULTILINE))
+    # The one setting that holds a key is written apart from the map.
+    keyed = re.search(r"^var contentShareConnection = \{\n\s+name: '(\w+)'\n\s+value: (.+)$", text,
+                      re.MULTILINE)
+    assert keyed, "functionapp.bicep: no `var contentShareConnection` setting"
+    settings[keyed.group(1)] = keyed.group(2)
+    return settings
+
+
+def bicep_params(path: Path) -> dict[str, tuple[str | None, dict[str, str]]]:
+    """Name -> (default expression, single-line decorators) of each `param` in a Bicep file."""
+    params = {}
+    pattern = r"((?:^@[^\n]*\n)*)^param (\w+) \w+(?: = ([^\n]+))?$"
+    for decorators, name, default in re.findall(pattern, path.read_text(), re.MULTILINE):
+        params[name] = (default or None, dict(re.findall(r"^@(\w+)\((.*)\)$", decorators, re.MULTILINE)))
+    return params
+
+
+def bicep_string(expression: str) -> str:
+    assert re.fullmatch(r"'[^']*'", expression), f"not a string literal: {expression}"
+    return expression[1:-1]
+
+
+def host_json() -> dict:
+    return json.loads((ROOT / "host.json").read_text())
+
+
+def seconds(timespan: str) -> int:
+    """host.json timespans: `hh:mm:ss` or `d.hh:mm:ss`."""
+    match = re.fullmatch(r"(?:(\d+)\.)?(\d+):(\d\d):(\d\d)", timespan)
+    assert match, f"not a timespan: {timespan}"
+    days, hours, minutes, secs = (int(g or 0) for g in match.groups())
+    return ((days * 24 + hours) * 60 + minutes) * 60 + secs
+
+
+def test_every_setting_written_is_one_the_code_or_the_host_reads() -> None:
+    unknown = []
+    for name in app_settings():
+        if name in HOST_SETTINGS or name in DEFAULTS or name.startswith("AzureFunctionsJobHost__"):
+            continue
+        connection, _, prop = name.partition("__")
+        if prop not in CONNECTION_PROPERTIES.get(connection, ()):
+            unknown.append(name)
+    assert not unknown, f"functionapp.bicep writes settings nobody reads: {unknown}"
+
+
+def test_every_setting_the_code_reads_is_written_or_left_at_its_default_on_purpose() -> None:
+    written = set(app_settings())
+    for connection, properties in CONNECTION_PROPERTIES.items():
+        if any(f"{connection}__{p}" in written for p in properties):
+            written.add(connection)
+    missing = set(DEFAULTS) - written - set(LEFT_AT_DEFAULT)
+    assert not missing, f"settings the code reads that functionapp.bicep does not write: {missing}"
+    assert set(LEFT_AT_DEFAULT) <= set(DEFAULTS), "LEFT_AT_DEFAULT names a setting that is gone"
+    assert not set(LEFT_AT_DEFAULT) & written, "LEFT_AT_DEFAULT names a setting that is written"
+
+
+def test_connections_use_the_managed_identity() -> None:
+    settings = app_settings()
+    assert STORAGE_CONNECTION not in settings and SERVICEBUS_CONNECTION not in settings
+    # The app stores results and job records; the queue of the storage transport is unused.
+    assert {f"{STORAGE_CONNECTION}__blobServiceUri", f"{STORAGE_CONNECTION}__tableServiceUri",
+            f"{SERVICEBUS_CONNECTION}__fullyQualifiedNamespace", "AzureWebJobsStorage__accountName",
+            } <= set(settings)
+    assert bicep_string(settings["BLAST_QUEUE_TRANSPORT"]) == "servicebus"
+
+
+def test_host_json_overrides_name_existing_host_json_settings() -> None:
+    for name in app_settings():
+        if not name.startswith("AzureFunctionsJobHost__"):
+            continue
+        node = host_json()
+        for key in name.split("__")[1:]:
+            matches = [k for k in node if k.lower() == key.lower()]
+            assert matches, f"{name}: host.json has no {key!r} there"
+            node = node[matches[0]]
+
+
+def test_bicep_defaults_are_the_code_defaults() -> None:
+    main = bicep_params(INFRA / "main.bicep")
+    storage = bicep_params(INFRA / "modules" / "storage.bicep")
+    servicebus = bicep_params(INFRA / "modules" / "servicebus.bicep")
+    assert bicep_string(main["queueName"][0]) == DEFAULTS["BLAST_QUEUE_NAME"]
+    assert bicep_string(servicebus["queueName"][0]) == DEFAULTS["BLAST_QUEUE_NAME"]
+    assert bicep_string(main["dbMountPath"][0]) == DEFAULTS["BLAST_DB_DIR"]
+    assert main["blastThreads"][0] == DEFAULTS["BLAST_THREADS"]
+    assert main["blastTimeLimitSeconds"][0] == DEFAULTS["BLAST_TIME_LIMIT"]
+    assert bicep_string(storage["resultsContainerName"][0]) == DEFAULTS["BLAST_RESULTS_CONTAINER"]
+    assert bicep_string(storage["jobsTableName"][0]) == DEFAULTS["BLAST_JOBS_TABLE"]
+
+
+def test_parameters_file_names_real_parameters_with_the_code_defaults() -> None:
+    values = {name: p["value"] for name, p in
+              json.loads((INFRA / "main.parameters.json").read_text())["parameters"].items()}
+    assert set(values) <= set(bicep_params(INFRA / "main.bicep"))
+    mirrored = {"queueName": "BLAST_QUEUE_NAME", "dbMountPath": "BLAST_DB_DIR",
+                "blastThreads": "BLAST_THREADS", "blastTimeLimitSeconds": "BLAST_TIME_LIMIT",
+                "maxDeliveryCount": "BLAST_MAX_DELIVERIES"}
+    for param, setting in mirrored.items():
+        if param in values:
+            assert str(values[param]) == DEFAULTS[setting], param
+
+
+@pytest.mark.parametrize("key", ["functionTimeout", "maxAutoLockRenewalDuration"])
+def test_host_time_limits_cover_the_blast_time_limit(key: str) -> None:
+    host = host_json()
+    limit = seconds(host["functionTimeout"] if key == "functionTimeout"
+                    else host["extensions"]["serviceBus"][key])
+    assert limit >= int(DEFAULTS["BLAST_TIME_LIMIT"])
+    # Nor may a deployment set a longer BLAST run than the host lets finish.
+    for path in (INFRA / "main.bicep", INFRA / "modules" / "functionapp.bicep"):
+        assert int(bicep_params(path)["blastTimeLimitSeconds"][1]["maxValue"]) < limit, path
+
+
+def test_queue_max_delivery_count_is_the_max_deliveries_setting() -> None:
+    max_deliveries = DEFAULTS["BLAST_MAX_DELIVERIES"]
+    assert bicep_params(INFRA / "main.bicep")["maxDeliveryCount"][0] == max_deliveries
+    assert bicep_params(INFRA / "modules" / "servicebus.bicep")["maxDeliveryCount"][0] == max_deliveries
+    assert str(host_json()["extensions"]["queues"]["maxDequeueCount"]) == max_deliveries
+    assert app_settings()["BLAST_MAX_DELIVERIES"] == "string(maxDeliveryCount)"
+
+
+def test_job_queue_properties() -> None:
+    text = (INFRA / "modules" / "servicebus.bicep").read_text()
+    for line in ("lockDuration: 'PT5M'", "maxDeliveryCount: maxDeliveryCount",
+                 "deadLetteringOnMessageExpiration: true", "requiresDuplicateDetection: true",
+                 "disableLocalAuth: true"):
+        assert re.search(rf"^\s+{re.escape(line)}$", text, re.MULTILINE), line
