@@ -259,6 +259,11 @@ class Job:
     def succeeded(self, hits: int) -> Job:
         return replace(self, status=SUCCEEDED, finished_at=utc_now(), hits=hits, error=None)
 
+    def requeued(self) -> Job:
+        """Back to the queue after a give-up; `attempts` keeps counting."""
+        return replace(self, status=QUEUED, started_at=None, finished_at=None, error=None,
+                       hits=None)
+
     def failed(self, reason: str) -> Job:
         return replace(self, status=FAILED, finished_at=utc_now(), error=reason)
 

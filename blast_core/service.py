@@ -187,12 +187,65 @@ class BlastService:
                                   runner.ARCHIVE.content_type)
         return result.hits
 
+    # Dead letters
+
+    def dead_letters(self, limit: int = 32) -> list[DeadLetterView]:
+        """Messages that gave up, with the job each one names (if any) and its state."""
+        views = []
+        for letter in self.transport.peek_dead_letters(limit):
+            job_id, found = self._job_of(letter.body)
+            views.append(DeadLetterView(job_id, found[0].status if found else None,
+                                        letter.reason, found[0].error if found else None))
+        return views
+
+    def requeue_dead_letters(self, limit: int = 1000) -> tuple[list[str], int]:
+        """Put dead-lettered jobs back in the queue as new; returns the requeued job ids and
+        how many messages were left (unreadable, or naming no job).
+
+        Order: reset the record, send a new message, then remove the dead letter; a crash
+        in between leaves at most a duplicate message, which processing ignores."""
+        requeued: list[str] = []
+        unreadable = []
+        for _ in range(limit):
+            delivery = self.transport.receive_dead_letter()
+            if delivery is None:
+                break
+            job_id, found = self._job_of(delivery.body)
+            if found is None:
+                unreadable.append(delivery)  # held until the loop ends, so it is seen once
+                continue
+            if job_id not in requeued:
+                job, etag = found
+                self.records.replace(job.requeued(), etag)
+                self.transport.send(jobs.encode_message(job.id), message_id=job.id)
+                requeued.append(job.id)
+                log.info("job %s requeued from the dead letters", job.id)
+            delivery.complete()
+        for delivery in unreadable:
+            delivery.retry_later(0)
+        return requeued, len(unreadable)
+
+    def _job_of(self, body: bytes) -> tuple[str | None, tuple[Job, str] | None]:
+        try:
+            job_id = jobs.decode_message(body)
+        except jobs.MalformedMessage:
+            return None, None
+        return job_id, self.records.get(job_id)
+
     def _finish(self, job: Job, etag: str) -> None:
         try:
             self.records.replace(job, etag)
         except RecordConflict:
             log.warning("job %s changed while it ran; its outcome is left to the newer attempt",
                         job.id)
+
+
+@dataclass(frozen=True)
+class DeadLetterView:
+    job_id: str | None
+    status: str | None
+    reason: str
+    error: str | None
 
 
 def _describe(error: Exception) -> str:

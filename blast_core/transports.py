@@ -7,6 +7,7 @@ Both carry the same message (`jobs.encode_message`). Submitting sends; receiving
 from __future__ import annotations
 
 import threading
+from dataclasses import dataclass
 from typing import Protocol
 
 from azure.core.exceptions import ResourceExistsError
@@ -27,10 +28,18 @@ class Delivery(Protocol):
     def dead_letter(self, reason: str) -> None: ...
 
 
+@dataclass(frozen=True)
+class DeadLetter:
+    body: bytes
+    reason: str
+
+
 class Transport(Protocol):
     def ensure(self) -> None: ...
     def send(self, body: str, message_id: str) -> None: ...
     def receive(self) -> Delivery | None: ...
+    def peek_dead_letters(self, limit: int) -> list[DeadLetter]: ...
+    def receive_dead_letter(self) -> Delivery | None: ...
     def close(self) -> None: ...
 
 
@@ -64,22 +73,38 @@ class StorageQueueTransport:
         self.queue.send_message(body)
 
     def receive(self) -> StorageQueueDelivery | None:
-        messages = self.queue.receive_messages(max_messages=1,
-                                               visibility_timeout=self.visibility_timeout)
+        return self._receive(self.queue)
+
+    def peek_dead_letters(self, limit: int) -> list[DeadLetter]:
+        """Up to 32 (the Storage Queue peek limit) messages of the poison queue."""
+        return [DeadLetter(_content(m), "poisoned after the maximum deliveries")
+                for m in self.poison.peek_messages(max_messages=min(limit, 32))]
+
+    def receive_dead_letter(self) -> StorageQueueDelivery | None:
+        return self._receive(self.poison)
+
+    def _receive(self, queue: QueueClient) -> StorageQueueDelivery | None:
+        messages = queue.receive_messages(max_messages=1, visibility_timeout=self.visibility_timeout)
         message = next(iter(messages), None)
-        return None if message is None else StorageQueueDelivery(self, message)
+        return None if message is None else StorageQueueDelivery(self, queue, message)
 
     def close(self) -> None:
         self.queue.close()
         self.poison.close()
 
 
+def _content(message: QueueMessage) -> bytes:
+    return message.content.encode() if isinstance(message.content, str) else message.content
+
+
 class StorageQueueDelivery:
-    def __init__(self, transport: StorageQueueTransport, message: QueueMessage):
+    def __init__(self, transport: StorageQueueTransport, queue: QueueClient,
+                 message: QueueMessage):
         self._transport = transport
+        self._queue = queue
         self._message = message
         self._lock = threading.Lock()
-        self.body = message.content.encode() if isinstance(message.content, str) else message.content
+        self.body = _content(message)
         self.delivery_count = message.dequeue_count
 
     def renew(self) -> None:
@@ -90,16 +115,16 @@ class StorageQueueDelivery:
 
     def complete(self) -> None:
         with self._lock:
-            self._transport.queue.delete_message(self._message.id, self._message.pop_receipt)
+            self._queue.delete_message(self._message.id, self._message.pop_receipt)
 
     def dead_letter(self, reason: str) -> None:
         with self._lock:
             self._transport.poison.send_message(self._message.content)
-            self._transport.queue.delete_message(self._message.id, self._message.pop_receipt)
+            self._queue.delete_message(self._message.id, self._message.pop_receipt)
 
     def _update(self, seconds: int) -> None:
         with self._lock:
-            receipt = self._transport.queue.update_message(
+            receipt = self._queue.update_message(
                 self._message.id, self._message.pop_receipt, visibility_timeout=seconds)
             self._message.pop_receipt = receipt.pop_receipt
 
@@ -113,6 +138,7 @@ class ServiceBusTransport:
         self._lock = threading.Lock()
         self._sender = None
         self._receiver = None
+        self._dead_letters = None
         self._renewer = None
 
     @classmethod
@@ -149,8 +175,26 @@ class ServiceBusTransport:
         messages = self._receiver.receive_messages(max_message_count=1, max_wait_time=5)
         return ServiceBusDelivery(self._receiver, messages[0]) if messages else None
 
+    def peek_dead_letters(self, limit: int) -> list[DeadLetter]:
+        with self._dead_letter_receiver() as receiver:
+            return [DeadLetter(_body(m), m.dead_letter_reason or "")
+                    for m in receiver.peek_messages(max_message_count=limit)]
+
+    def receive_dead_letter(self) -> ServiceBusDelivery | None:
+        if self._dead_letters is None:
+            self._dead_letters = self._dead_letter_receiver()
+        messages = self._dead_letters.receive_messages(max_message_count=1, max_wait_time=5)
+        return ServiceBusDelivery(self._dead_letters, messages[0]) if messages else None
+
+    def _dead_letter_receiver(self):
+        from azure.servicebus import ServiceBusSubQueue
+
+        return self._client.get_queue_receiver(self._queue_name,
+                                               sub_queue=ServiceBusSubQueue.DEAD_LETTER)
+
     def close(self) -> None:
-        for part in (self._sender, self._receiver, self._renewer, self._client):
+        for part in (self._sender, self._receiver, self._dead_letters, self._renewer,
+                     self._client):
             if part is not None:
                 part.close()
 
@@ -159,7 +203,7 @@ class ServiceBusDelivery:
     def __init__(self, receiver, message):
         self._receiver = receiver
         self._message = message
-        self.body = b"".join(bytes(part) for part in message.body)
+        self.body = _body(message)
         self.delivery_count = message.delivery_count + 1
 
     def renew(self) -> None:
@@ -173,6 +217,10 @@ class ServiceBusDelivery:
 
     def dead_letter(self, reason: str) -> None:
         self._receiver.dead_letter_message(self._message, reason=reason[:4096])
+
+
+def _body(message) -> bytes:
+    return b"".join(bytes(part) for part in message.body)
 
 
 def connect(settings: Settings) -> Transport:

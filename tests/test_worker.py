@@ -92,3 +92,40 @@ def test_the_worker_poisons_bad_messages_and_keeps_serving(azurite, blast_availa
     assert service.records.get(good)[0].status == "succeeded"
     assert sorted(m.content[:4] for m in poisoned) == sorted(['{"jo', "this"])
     assert service.transport.queue.peek_messages(max_messages=5) == []
+
+
+def run_worker_until(service: BlastService, done, timeout: float = 60) -> None:
+    stop = threading.Event()
+    worker = threading.Thread(target=run_worker, args=(service, stop))
+    worker.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while not done() and time.monotonic() < deadline:
+            time.sleep(0.2)
+    finally:
+        stop.set()
+        worker.join(timeout=30)
+    assert done()
+
+
+def test_dead_lettered_jobs_are_listed_and_requeued(azurite, blast_available):
+    env = service_env(azurite, BLAST_MAX_DELIVERIES="1", BLAST_VISIBILITY_TIMEOUT="3")
+    service = BlastService.from_settings(Settings.from_env(env))
+    service.ensure_storage()
+    job_id = submit(service, seed=40)
+    query = service.results.get_text(job_id, QUERY_BLOB)
+    service.results._container.delete_blob(f"{job_id}/{QUERY_BLOB}")
+    service.transport.poison.send_message("not a job at all")
+    run_worker_until(service, lambda: service.get(job_id).status == "failed")
+
+    letters = {letter.job_id: letter for letter in service.dead_letters()}
+    assert letters[job_id].status == "failed"
+    assert letters[job_id].error.startswith("gave up after 1 attempts")
+    assert letters[None].status is None
+
+    service.results.put_text(job_id, QUERY_BLOB, query, "text/x-fasta")
+    assert service.requeue_dead_letters() == ([job_id], 1)
+    assert service.get(job_id).status == "queued"
+    run_worker_until(service, lambda: service.get(job_id).status == "succeeded")
+    assert service.get(job_id).attempts == 2
+    assert [letter.job_id for letter in service.dead_letters()] == [None]
