@@ -3,15 +3,17 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-APT_PACKAGES := ncbi-blast+ ncbi-rrna-data
+APT_PACKAGES := ncbi-blast+ ncbi-rrna-data chromium
 
 .PHONY: setup system-packages test lint infra-check demo clean
 
 setup: system-packages $(VENV)/.installed node_modules/.installed
 
-# BLAST+ and the real rRNA databases (in /usr/share/ncbi/data) from the system's packages.
+# BLAST+, the real rRNA databases (in /usr/share/ncbi/data) and Chromium for the browser tests,
+# from the system's packages.
 system-packages:
-	@if ! command -v blastn >/dev/null || [ ! -e /usr/share/ncbi/data/16SCore.nsq ]; then \
+	@if ! command -v blastn >/dev/null || [ ! -e /usr/share/ncbi/data/16SCore.nsq ] \
+		|| [ ! -x /usr/bin/chromium ]; then \
 		$(SUDO) apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q $(APT_PACKAGES); \
 	fi

@@ -249,7 +249,9 @@ class DeadLetterView:
 
 
 def _describe(error: Exception) -> str:
-    return f"{type(error).__name__}: {error}"[:500]
+    """One line for a job record: SDK errors carry whole response documents after it."""
+    first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
+    return f"{type(error).__name__}: {first_line}"[:500]
 
 
 @functools.cache

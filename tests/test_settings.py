@@ -50,3 +50,22 @@ def test_the_readme_settings_table_is_the_settings():
     assert [row.split("`")[1] for row in rows] == [s.name for s in SETTINGS]
     for row, setting in zip(rows, SETTINGS, strict=True):
         assert (f"`{setting.default}`" if setting.default else "(none)") in row
+
+
+def test_identity_based_storage_clients_need_no_secret():
+    from blast_core.records import JobRecords
+    from blast_core.results import ResultStore
+    from blast_core.transports import StorageQueueTransport
+
+    settings = Settings.from_env({
+        "BLAST_STORAGE__blobServiceUri": "https://acct.blob.core.windows.net",
+        "BLAST_STORAGE__tableServiceUri": "https://acct.table.core.windows.net",
+        "BLAST_STORAGE__queueServiceUri": "https://acct.queue.core.windows.net"})
+    connection = settings.connection("BLAST_STORAGE")
+    results = ResultStore.connect(connection, "results")
+    records = JobRecords.connect(connection, "jobs")
+    queue = StorageQueueTransport.connect(settings)
+    assert results._service.url.startswith("https://acct.blob.core.windows.net")
+    assert records._table.url.startswith("https://acct.table.core.windows.net")
+    assert queue.queue.url.startswith("https://acct.queue.core.windows.net")
+    assert type(results._service.credential).__name__ == "DefaultAzureCredential"

@@ -1,0 +1,81 @@
+"""The web page: a single page served through the route table (so by the function app and by
+`serve` alike), and the limits its form checks, read from the definitions the API validates with.
+
+The page's files are plain HTML, CSS and JavaScript in `blast_core/web/`; nothing is built or
+fetched at run time. The page routes need no key; the page sends the key on its API calls.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+from blast_core import fasta, jobs, runner
+from blast_core.http import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
+from blast_core.service import BlastService
+
+WEB_DIR = Path(__file__).with_name("web")
+ASSETS: dict[str, str] = {
+    "app.js": "text/javascript; charset=utf-8",
+    "style.css": "text/css; charset=utf-8",
+}
+PAGE_HEADERS: dict[str, str] = {
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+# The job request's fields the form shows as its own controls; it builds one for each other field.
+FORM_FIELDS = ("query", "database", "program", "task")
+OPTION_KEYWORDS = ("type", "enum", "minimum", "exclusiveMinimum", "maximum", "default", "description")
+
+
+@functools.cache
+def _read(name: str) -> bytes:
+    return (WEB_DIR / name).read_bytes()
+
+
+def page(service: BlastService, request: ApiRequest) -> ApiResponse:
+    """GET ui: the page, with the API's path prefix filled in."""
+    body = _read("index.html").replace(b"{{api}}", PREFIX.encode())
+    return ApiResponse(200, body, {"Content-Type": "text/html; charset=utf-8", **PAGE_HEADERS})
+
+
+def asset(service: BlastService, request: ApiRequest) -> ApiResponse:
+    """GET ui/static/{asset}: one of the page's own files, by an exact name only."""
+    name = request.route_params.get("asset", "")
+    if name not in ASSETS:
+        raise ApiError(404, f"no such file: {name!r}")
+    return ApiResponse(200, _read(name), {"Content-Type": ASSETS[name], **PAGE_HEADERS})
+
+
+def config(service: BlastService, request: ApiRequest) -> ApiResponse:
+    """GET ui/config: programs, tasks, the other request fields with their ranges or choices,
+    query limits and result formats, as the API checks them, so that the page checks the same
+    before it submits."""
+    fields = jobs.JOB_REQUEST_SCHEMA["properties"]
+    settings = service.settings
+    return json_response(200, {
+        "programs": {
+            name: {"tasks": list(tasks), "default_task": default_task,
+                   "query_molecule": query_molecule, "database_molecule": db_molecule}
+            for name, (tasks, default_task, query_molecule, db_molecule) in jobs.PROGRAMS.items()},
+        "default_program": fields["program"]["default"],
+        "options": {name: {k: v for k, v in field.items() if k in OPTION_KEYWORDS}
+                    for name, field in fields.items() if name not in FORM_FIELDS},
+        "query": {"max_bytes": settings.max_query_bytes,
+                  "max_sequences": settings.max_queries,
+                  "max_letters": settings.max_sequence_letters},
+        "alphabets": {"nucleotide": "".join(sorted(fasta.NUCLEOTIDE_LETTERS)),
+                      "protein": "".join(sorted(fasta.PROTEIN_LETTERS))},
+        "formats": {name: fmt.extension for name, fmt in runner.OUTPUT_FORMATS.items()},
+    })
+
+
+WEB_ROUTES: tuple[Route, ...] = (
+    Route("web", "GET", "ui", page, anonymous=True),
+    Route("web_asset", "GET", "ui/static/{asset}", asset, anonymous=True),
+    Route("web_config", "GET", "ui/config", config),
+)

@@ -1,0 +1,916 @@
+// The BLAST search page: submit jobs, follow them, and show their results.
+// Every text from the API or from results goes into the page as text nodes, never as markup.
+"use strict";
+
+const API = document.body.dataset.api;
+const KEY_STORAGE = "blast-function-key";
+const PAGE_SIZE = 100;
+const OVERVIEW_HITS = 100;
+const JOBS_SHOWN = 20;
+const REFRESH_MS = 2000;
+const ALIGNMENT_WIDTH = 60;
+const JOB_ID = /^[0-9a-f]{19}$/;
+const SVG_NS = "http://www.w3.org/2000/svg";
+const STATUSES = ["queued", "running", "succeeded", "failed"];
+// Bit score classes of NCBI's graphic summary, lowest first.
+const SCORE_CLASSES = [
+  { below: 40, label: "< 40", colour: "#222222" },
+  { below: 50, label: "40 – 50", colour: "#1f4fe0" },
+  { below: 80, label: "50 – 80", colour: "#2a9d3a" },
+  { below: 200, label: "80 – 200", colour: "#c42bc4" },
+  { below: Infinity, label: "≥ 200", colour: "#e0242b" },
+];
+// Labels of the job request's optional fields; a field without one shows its own name.
+const OPTION_LABELS = {
+  evalue: "E-value threshold",
+  max_target_seqs: "Hits per query",
+  word_size: "Word size",
+  filter: "Low-complexity filter",
+};
+const COLUMNS = [
+  { key: "rank", label: "#", numeric: true, descending: false },
+  { key: "subject", label: "Subject", numeric: false, descending: false },
+  { key: "description", label: "Description", numeric: false, descending: false },
+  { key: "identity", label: "Identity", numeric: true, descending: true },
+  { key: "coverage", label: "Query cover", numeric: true, descending: true },
+  { key: "evalue", label: "E-value", numeric: true, descending: false },
+  { key: "bitScore", label: "Bit score", numeric: true, descending: true },
+];
+
+const state = {
+  key: "",
+  config: null,
+  databases: [],
+  jobsTimer: 0,
+  jobTimer: 0,
+  job: null,
+  reports: null,
+  rows: new Map(),
+  query: 0,
+  sort: { key: "rank", descending: false },
+  page: 0,
+  selected: 0,
+};
+
+// DOM helpers
+
+const $ = (id) => document.getElementById(id);
+
+function el(tag, attributes = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, value);
+  node.append(...children.filter((child) => child !== null && child !== undefined));
+  return node;
+}
+
+function svg(tag, attributes = {}, ...children) {
+  const node = document.createElementNS(SVG_NS, tag);
+  for (const [name, value] of Object.entries(attributes)) node.setAttribute(name, String(value));
+  node.append(...children);
+  return node;
+}
+
+function setText(id, text) {
+  $(id).textContent = text;
+}
+
+// The function key: from the page's URL (?code=) or asked for once; kept for the session.
+
+function takeKeyFromUrl() {
+  const url = new URL(window.location.href);
+  const code = url.searchParams.get("code");
+  if (code) {
+    sessionStorage.setItem(KEY_STORAGE, code);
+    url.searchParams.delete("code");
+    window.history.replaceState(null, "", url);
+  }
+  return sessionStorage.getItem(KEY_STORAGE) || "";
+}
+
+let keyPrompt = null;
+
+function askForKey(message) {
+  if (!keyPrompt) {
+    keyPrompt = new Promise((resolve) => {
+      const dialog = $("key-dialog");
+      const form = $("key-form");
+      const finish = (entered) => {
+        form.removeEventListener("submit", onSubmit);
+        $("key-cancel").removeEventListener("click", onCancel);
+        dialog.removeEventListener("cancel", onCancel);
+        if (dialog.open) dialog.close();
+        keyPrompt = null;
+        resolve(entered);
+      };
+      const onSubmit = (event) => {
+        event.preventDefault();
+        const key = $("key-input").value.trim();
+        if (!key) return;
+        state.key = key;
+        sessionStorage.setItem(KEY_STORAGE, key);
+        finish(true);
+      };
+      const onCancel = (event) => {
+        event.preventDefault();
+        finish(false);
+      };
+      form.addEventListener("submit", onSubmit);
+      $("key-cancel").addEventListener("click", onCancel);
+      dialog.addEventListener("cancel", onCancel);
+      setText("key-message", message);
+      $("key-input").value = "";
+      dialog.showModal();
+    });
+  }
+  return keyPrompt;
+}
+
+// The API
+
+class ApiFailure extends Error {
+  constructor(status, detail, errors = []) {
+    super(detail);
+    this.status = status;
+    this.errors = errors;
+  }
+}
+
+async function api(path, options = {}) {
+  for (;;) {
+    const headers = new Headers(options.headers || {});
+    if (state.key) headers.set("x-functions-key", state.key);
+    const response = await fetch(API + path, { ...options, headers });
+    if (response.status !== 401) return response;
+    const message = state.key
+      ? "The service refused this key. Enter a valid function key."
+      : "This service needs a function key (in Azure: a function or host key of the app).";
+    if (!(await askForKey(message))) {
+      throw new ApiFailure(401, "a function key is needed; use “Function key…” to enter one");
+    }
+  }
+}
+
+async function failure(response) {
+  let detail = `${response.status} ${response.statusText}`;
+  let errors = [];
+  try {
+    const problem = await response.json();
+    if (typeof problem.detail === "string") detail = problem.detail;
+    if (Array.isArray(problem.errors)) errors = problem.errors;
+  } catch {
+    // Not a problem document: the status line says enough.
+  }
+  return new ApiFailure(response.status, detail, errors);
+}
+
+async function apiJson(path, options) {
+  const response = await api(path, options);
+  if (!response.ok) throw await failure(response);
+  return response.json();
+}
+
+function showStatus(message, isError = false) {
+  const status = $("status");
+  status.textContent = message;
+  status.classList.toggle("error", isError);
+}
+
+// Formatting
+
+const integer = new Intl.NumberFormat("en");
+
+function formatLetters(count, molecule) {
+  const unit = molecule === "protein" ? "residues" : "bases";
+  for (const [size, prefix] of [[1e9, "G"], [1e6, "M"], [1e3, "k"]]) {
+    if (count >= size) return `${(count / size).toFixed(1)} ${prefix}${unit}`;
+  }
+  return `${count} ${unit}`;
+}
+
+function formatEvalue(value) {
+  if (value === 0) return "0.0";
+  if (value < 1e-3) return value.toExponential(0);
+  return String(Number(value.toPrecision(2)));
+}
+
+function formatTime(iso) {
+  return iso ? new Date(iso).toLocaleString(undefined, { dateStyle: "short", timeStyle: "medium" }) : "";
+}
+
+function formatSeconds(seconds) {
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  const minutes = Math.floor(seconds / 60);
+  return `${minutes} min ${Math.round(seconds - minutes * 60)} s`;
+}
+
+function duration(job) {
+  if (!job.started_at) return "";
+  const end = job.finished_at ? new Date(job.finished_at) : new Date();
+  return formatSeconds((end - new Date(job.started_at)) / 1000);
+}
+
+function statusBadge(job) {
+  const known = STATUSES.includes(job.status) ? job.status : "unknown";
+  const text = job.status === "running" ? `running ${duration(job)}` : job.status;
+  const badge = el("span", { class: `badge status-${known}` }, text);
+  if (job.error) badge.title = job.error;
+  return badge;
+}
+
+// The submit form and its checks, with the API's limits (GET ui/config)
+
+function fillSelect(select, options, chosen) {
+  select.replaceChildren(...options.map(({ value, label, disabled }) => {
+    const option = el("option", { value }, label);
+    option.disabled = Boolean(disabled);
+    return option;
+  }));
+  if (chosen !== undefined && options.some((o) => o.value === chosen && !o.disabled)) {
+    select.value = chosen;
+  } else {
+    const first = options.find((o) => !o.disabled);
+    if (first) select.value = first.value;
+  }
+}
+
+function fillDatabases() {
+  const molecules = new Set(Object.values(state.config.programs).map((p) => p.database_molecule));
+  const usable = state.databases.filter((d) => molecules.has(d.molecule));
+  fillSelect($("field-database"), usable.map((d) => ({
+    value: d.name,
+    label: `${d.name} — ${d.title} (${integer.format(d.sequences)} sequences, `
+      + `${formatLetters(d.letters, d.molecule)})`,
+  })), $("field-database").value);
+  if (!usable.length) showFieldErrors([{ field: "database", reason: "no database is available" }]);
+  fillPrograms();
+}
+
+function fillPrograms() {
+  const database = state.databases.find((d) => d.name === $("field-database").value);
+  const programs = Object.entries(state.config.programs);
+  fillSelect($("field-program"), programs.map(([name, program]) => ({
+    value: name,
+    label: name,
+    disabled: database && program.database_molecule !== database.molecule,
+  })), $("field-program").value || state.config.default_program);
+  fillTasks();
+}
+
+function fillTasks() {
+  const program = state.config.programs[$("field-program").value];
+  if (!program) return;
+  fillSelect($("field-task"), program.tasks.map((task) => ({ value: task, label: task })),
+    program.default_task);
+}
+
+function parseFasta(text) {
+  const sequences = [];
+  let current = null;
+  for (const raw of text.split(/\r\n|\r|\n/)) {
+    const line = raw.trim();
+    if (line.startsWith(">")) {
+      current = { header: line.slice(1).replace(/[\x00-\x1f\x7f]/g, " ").trim(), residues: [] };
+      sequences.push(current);
+    } else if (line && !line.startsWith(";")) {
+      if (!current) {
+        current = { header: "", residues: [] };
+        sequences.push(current);
+      }
+      current.residues.push(line.replace(/\s+/g, "").toUpperCase());
+    }
+  }
+  return sequences.map((s) => ({ id: s.header.split(/\s+/)[0], residues: s.residues.join("") }));
+}
+
+function showLetters(letters) {
+  return [...letters].sort().slice(0, 10).map((c) => `'${c}'`).join(" ");
+}
+
+// What fasta.validate checks, in the same words; the API decides the rest (e.g. protein-like
+// sequences for a nucleotide program) and its message is shown the same way.
+function checkQuery(text, molecule) {
+  const limits = state.config.query;
+  const size = new TextEncoder().encode(text).length;
+  if (size > limits.max_bytes) return `is ${size} bytes; the limit is ${limits.max_bytes}`;
+  const sequences = parseFasta(text);
+  if (!sequences.length) return text.trim() ? "holds no sequence" : "must not be empty";
+  if (sequences.length > limits.max_sequences) {
+    return `holds ${sequences.length} sequences; the limit is ${limits.max_sequences}`;
+  }
+  const alphabets = state.config.alphabets;
+  const allowed = new Set(molecule === "nucleotide"
+    ? alphabets.nucleotide + alphabets.protein : alphabets.protein);
+  for (const [index, sequence] of sequences.entries()) {
+    const name = `sequence ${index + 1}${sequence.id ? ` (${sequence.id})` : ""}`;
+    if (!sequence.residues) return `${name} is empty`;
+    if (sequence.residues.length > limits.max_letters) {
+      return `${name} has ${sequence.residues.length} letters; the limit is ${limits.max_letters}`;
+    }
+    const foreign = new Set([...sequence.residues].filter((c) => !allowed.has(c)));
+    if (foreign.size) {
+      return molecule === "nucleotide"
+        ? `${name} has characters that are not sequence letters: ${showLetters(foreign)}`
+        : `${name} has characters outside the protein alphabet: ${showLetters(foreign)}`;
+    }
+  }
+  return "";
+}
+
+function optionLabel(name) {
+  return OPTION_LABELS[name] || name.replace(/_/g, " ");
+}
+
+// A control for each optional field of the job request, from its JSON Schema.
+function buildOptions() {
+  $("options").replaceChildren(...Object.entries(state.config.options).map(([name, rule]) => {
+    const id = `field-${name}`;
+    let control;
+    if (rule.enum) {
+      const fallback = rule.default === undefined ? "default" : `default (${rule.default})`;
+      control = el("select", { id, name }, el("option", { value: "" }, fallback),
+        ...rule.enum.map((choice) => el("option", { value: String(choice) }, String(choice))));
+    } else {
+      control = el("input", {
+        id, name, type: "text", autocomplete: "off",
+        inputmode: rule.type === "integer" ? "numeric" : "decimal",
+        placeholder: rule.default === undefined ? "the task's default" : "",
+      });
+      if (rule.default !== undefined) control.value = String(rule.default);
+    }
+    control.setAttribute("aria-describedby", `error-${name}`);
+    if (rule.description) control.title = rule.description;
+    return el("div", { class: "field" }, el("label", { for: id }, optionLabel(name)), control,
+      el("p", { class: "field-error", id: `error-${name}`, role: "alert" }));
+  }));
+}
+
+// The words of jobs._reason for a number outside its JSON Schema range.
+function checkNumber(text, rule) {
+  const value = Number(text);
+  if (!Number.isFinite(value) || (rule.type === "integer" && !Number.isInteger(value))) {
+    const kind = rule.type === "integer" ? "a whole number" : "a number";
+    return { error: `must be ${kind}, not ${JSON.stringify(text)}` };
+  }
+  const low = "minimum" in rule ? rule.minimum : rule.exclusiveMinimum;
+  const tooLow = "minimum" in rule ? value < low : value <= low;
+  if (tooLow || value > rule.maximum) {
+    const lowText = "minimum" in rule ? `at least ${low}` : `above ${low}`;
+    return { error: `must be ${lowText} and at most ${rule.maximum}, not ${text}` };
+  }
+  return { value };
+}
+
+function readForm() {
+  const program = $("field-program").value;
+  const payload = {
+    query: $("field-query").value,
+    database: $("field-database").value,
+    program,
+    task: $("field-task").value,
+  };
+  const errors = [];
+  const molecule = state.config.programs[program]?.query_molecule || "nucleotide";
+  const queryError = checkQuery(payload.query, molecule);
+  if (queryError) errors.push({ field: "query", reason: queryError });
+  if (!payload.database) errors.push({ field: "database", reason: "is required" });
+  for (const [name, rule] of Object.entries(state.config.options)) {
+    const text = $(`field-${name}`).value.trim();
+    if (!text) continue;
+    if (rule.enum) {
+      payload[name] = rule.enum.find((choice) => String(choice) === text);
+    } else if (rule.type === "number" || rule.type === "integer") {
+      const checked = checkNumber(text, rule);
+      if (checked.error) errors.push({ field: name, reason: checked.error });
+      else payload[name] = checked.value;
+    } else {
+      payload[name] = text;
+    }
+  }
+  return { payload, errors };
+}
+
+function clearErrors() {
+  for (const node of document.querySelectorAll(".field-error, #form-error")) node.textContent = "";
+  for (const node of document.querySelectorAll("[aria-invalid]")) node.removeAttribute("aria-invalid");
+}
+
+// Shows each error next to its field; returns those that name no field of the form.
+function showFieldErrors(errors) {
+  const unplaced = [];
+  for (const { field, reason } of errors) {
+    const slot = $(`error-${field}`);
+    if (!slot) {
+      unplaced.push({ field, reason });
+      continue;
+    }
+    slot.textContent = slot.textContent ? `${slot.textContent}; ${reason}` : reason;
+    $(`field-${field}`).setAttribute("aria-invalid", "true");
+  }
+  return unplaced;
+}
+
+async function submitForm(event) {
+  event.preventDefault();
+  clearErrors();
+  const { payload, errors } = readForm();
+  if (errors.length) {
+    showFieldErrors(errors);
+    return;
+  }
+  const button = $("submit-button");
+  button.disabled = true;
+  try {
+    const job = await apiJson("/jobs", {
+      method: "POST",
+      headers: { "Content-Type": "application/json" },
+      body: JSON.stringify(payload),
+    });
+    window.location.hash = `job=${job.id}`;
+    refreshJobs();
+  } catch (error) {
+    const unplaced = error instanceof ApiFailure ? showFieldErrors(error.errors) : [];
+    if (!(error instanceof ApiFailure) || unplaced.length || !error.errors.length) {
+      setText("form-error", error.message);
+    }
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function readFile() {
+  const file = $("query-file").files[0];
+  if (!file) return;
+  clearErrors();
+  const limit = state.config ? state.config.query.max_bytes : Infinity;
+  if (file.size > limit) {
+    showFieldErrors([{ field: "query", reason: `${file.name} is ${file.size} bytes; the limit is ${limit}` }]);
+    return;
+  }
+  $("field-query").value = await file.text();
+}
+
+// Recent jobs, refreshed while any is queued or running
+
+async function refreshJobs() {
+  window.clearTimeout(state.jobsTimer);
+  let jobs;
+  try {
+    jobs = (await apiJson(`/jobs?limit=${JOBS_SHOWN}`)).jobs;
+  } catch (error) {
+    showStatus(`Recent jobs: ${error.message}`, true);
+    return;
+  }
+  showStatus("");
+  const current = state.job ? state.job.id : "";
+  $("jobs").tBodies[0].replaceChildren(...jobs.map((job) => {
+    const row = el("tr", {},
+      el("td", {}, el("a", { href: `#job=${job.id}`, class: "mono" }, job.id),
+        el("span", { class: "when" }, formatTime(job.submitted_at))),
+      el("td", {}, job.database),
+      el("td", {}, `${job.program} / ${job.task}`),
+      el("td", { class: "num" }, integer.format(job.queries)),
+      el("td", {}, statusBadge(job)),
+      el("td", { class: "num" }, job.hits === null ? "" : integer.format(job.hits)));
+    if (job.id === current) row.classList.add("current");
+    return row;
+  }));
+  $("jobs-empty").hidden = jobs.length > 0;
+  if (jobs.some((job) => job.status === "queued" || job.status === "running")) {
+    state.jobsTimer = window.setTimeout(refreshJobs, REFRESH_MS);
+  }
+}
+
+// One job: its record, then its results once it has succeeded
+
+function route() {
+  if (!state.config) return;
+  const params = new URLSearchParams(window.location.hash.slice(1));
+  const id = params.get("job") || "";
+  if (!JOB_ID.test(id)) {
+    $("job-view").hidden = true;
+    return;
+  }
+  const query = Math.max(0, (Number.parseInt(params.get("query"), 10) || 1) - 1);
+  if (state.job && state.job.id === id && state.reports) {
+    showQuery(Math.min(query, state.reports.length - 1));
+  } else {
+    loadJob(id, query);
+  }
+}
+
+async function loadJob(id, query) {
+  window.clearTimeout(state.jobTimer);
+  if (!state.job || state.job.id !== id) {
+    state.job = null;
+    state.reports = null;
+    state.rows = new Map();
+    state.query = -1;
+    $("results").hidden = true;
+    $("downloads").hidden = true;
+  }
+  $("job-view").hidden = false;
+  setText("job-heading", `Job ${id}`);
+  let job;
+  try {
+    job = await apiJson(`/jobs/${id}`);
+  } catch (error) {
+    setText("job-summary", "");
+    showJobError(error.message);
+    return;
+  }
+  if (currentJobId() !== id) return;
+  state.job = job;
+  showJobSummary(job);
+  showJobError(job.error || "");
+  for (const row of $("jobs").tBodies[0].rows) {
+    row.classList.toggle("current", row.cells[0].firstChild.textContent === id);
+  }
+  if (job.status === "queued" || job.status === "running") {
+    state.jobTimer = window.setTimeout(() => loadJob(id, query), REFRESH_MS / 2);
+    return;
+  }
+  if (job.status !== "succeeded") return;
+  showDownloads(job);
+  try {
+    const report = await apiJson(`/jobs/${id}/results?format=json`);
+    if (currentJobId() !== id) return;
+    state.reports = report.BlastOutput2.map((entry) => entry.report.results.search);
+  } catch (error) {
+    showJobError(`The results cannot be read: ${error.message}`);
+    return;
+  }
+  fillQuerySelect();
+  $("results").hidden = false;
+  showQuery(Math.min(query, state.reports.length - 1));
+}
+
+function currentJobId() {
+  return new URLSearchParams(window.location.hash.slice(1)).get("job") || "";
+}
+
+function showJobError(message) {
+  $("job-error").hidden = !message;
+  setText("job-error", message);
+}
+
+function showJobSummary(job) {
+  const parts = [
+    statusBadge(job),
+    ` ${job.database} · ${job.program} / ${job.task} · `
+      + `${integer.format(job.queries)} ${job.queries === 1 ? "query" : "queries"} `
+      + `(${integer.format(job.query_letters)} letters)`,
+  ];
+  for (const name of Object.keys(state.config.options)) {
+    if (job[name] !== null && job[name] !== undefined) parts.push(` · ${optionLabel(name)} ${job[name]}`);
+  }
+  if (job.hits !== null) parts.push(` · ${integer.format(job.hits)} hits`);
+  parts.push(` · submitted ${formatTime(job.submitted_at)}`);
+  if (job.finished_at) parts.push(` · took ${duration(job)}`);
+  $("job-summary").replaceChildren(...parts);
+}
+
+function showDownloads(job) {
+  const links = Object.keys(job.results).filter((f) => f in state.config.formats).map((format) => {
+    const filename = `${job.id}.${state.config.formats[format]}`;
+    const link = el("a", {
+      href: `${API}/jobs/${job.id}/results?format=${encodeURIComponent(format)}`,
+      download: filename,
+      "data-format": format,
+    }, format.toUpperCase());
+    link.addEventListener("click", (event) => {
+      if (!state.key) return;
+      event.preventDefault();
+      downloadWithKey(link.getAttribute("href"), filename);
+    });
+    return link;
+  });
+  $("downloads").replaceChildren("Download: ", ...links.flatMap((link, i) => (i ? [" · ", link] : [link])));
+  $("downloads").hidden = false;
+}
+
+// A plain link cannot carry the key header: fetch the file, then save it from memory.
+async function downloadWithKey(href, filename) {
+  try {
+    const response = await api(href.slice(API.length));
+    if (!response.ok) throw await failure(response);
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", { href: url, download: filename });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    window.setTimeout(() => URL.revokeObjectURL(url), 10000);
+  } catch (error) {
+    showJobError(`Download failed: ${error.message}`);
+  }
+}
+
+// Results of one query: overview, hit table, alignments
+
+function fillQuerySelect() {
+  fillSelect($("query-select"), state.reports.map((search, index) => ({
+    value: String(index),
+    label: `${index + 1}. ${search.query_title || search.query_id} `
+      + `(${integer.format(search.query_len)} letters, ${integer.format((search.hits || []).length)} hits)`,
+  })));
+  $("query-nav").hidden = state.reports.length < 2;
+}
+
+function goToQuery(index) {
+  if (!state.reports || index < 0 || index >= state.reports.length) return;
+  window.location.hash = `job=${state.job.id}&query=${index + 1}`;
+}
+
+function subjectNames(description) {
+  const title = description.title || "";
+  // Databases made without -parse_seqids have ordinal ids: name the subject as BLAST's
+  // tabular output does, by the first word of its title.
+  if (!description.id || description.id.startsWith("gnl|BL_ORD_ID|")) {
+    const space = title.search(/\s/);
+    return space < 0 ? [title, ""] : [title.slice(0, space), title.slice(space + 1).trim()];
+  }
+  return [description.accession || description.id, title];
+}
+
+function coveredLength(hsps) {
+  const ranges = hsps.map((h) => [Math.min(h.query_from, h.query_to), Math.max(h.query_from, h.query_to)])
+    .sort((a, b) => a[0] - b[0]);
+  let covered = 0;
+  let end = 0;
+  for (const [from, to] of ranges) {
+    if (to > end) {
+      covered += to - Math.max(from, end + 1) + 1;
+      end = to;
+    }
+  }
+  return covered;
+}
+
+function hitRows(index) {
+  if (!state.rows.has(index)) {
+    const search = state.reports[index];
+    state.rows.set(index, (search.hits || []).map((hit, position) => {
+      const [subject, description] = subjectNames(hit.description[0] || {});
+      const best = hit.hsps.reduce((a, b) => (b.bit_score > a.bit_score ? b : a));
+      return {
+        rank: position + 1,
+        hit,
+        subject,
+        description,
+        identity: (100 * best.identity) / best.align_len,
+        coverage: (100 * coveredLength(hit.hsps)) / search.query_len,
+        evalue: Math.min(...hit.hsps.map((h) => h.evalue)),
+        bitScore: best.bit_score,
+      };
+    }));
+  }
+  return state.rows.get(index);
+}
+
+function showQuery(index) {
+  if (index !== state.query) {
+    state.sort = { key: "rank", descending: false };
+    state.page = 0;
+    state.selected = hitRows(index).length ? 1 : 0;
+  }
+  state.query = index;
+  const search = state.reports[index];
+  $("query-select").value = String(index);
+  $("query-prev").disabled = index === 0;
+  $("query-next").disabled = index === state.reports.length - 1;
+  setText("query-title", `Query ${index + 1} of ${state.reports.length}: `
+    + `${search.query_title || search.query_id} (${integer.format(search.query_len)} letters)`);
+  drawOverview(search, hitRows(index));
+  drawTable();
+  drawAlignment();
+}
+
+function scoreClass(bitScore) {
+  return SCORE_CLASSES.find((c) => bitScore < c.below);
+}
+
+function niceStep(length) {
+  const rough = length / 10;
+  const power = 10 ** Math.floor(Math.log10(rough));
+  return [1, 2, 5, 10].map((m) => m * power).find((step) => step >= rough) || power * 10;
+}
+
+function drawOverview(search, rows) {
+  const width = Math.max(480, Math.floor($("overview").getBoundingClientRect().width));
+  const left = 16;
+  const right = 16;
+  const span = width - left - right;
+  const length = Math.max(1, search.query_len);
+  const x = (position) => left + ((position - 1) / length) * span;
+  const shown = rows.slice(0, OVERVIEW_HITS);
+  const legendY = 8;
+  const queryY = 52;
+  const firstHitY = queryY + 40;
+  const rowHeight = 9;
+  const height = firstHitY + Math.max(1, shown.length) * rowHeight + 8;
+  const figure = svg("svg", {
+    viewBox: `0 0 ${width} ${height}`, width, height, role: "img",
+    "aria-label": `Graphical overview of ${shown.length} hits on the query`,
+  });
+  const keyWidth = 110;
+  figure.append(svg("text", { x: left, y: legendY + 10, class: "legend-title" }, "Bit score"));
+  SCORE_CLASSES.forEach((score, i) => {
+    const keyX = left + 70 + i * keyWidth;
+    figure.append(
+      svg("rect", { x: keyX, y: legendY, width: 28, height: 12, fill: score.colour }),
+      svg("text", { x: keyX + 34, y: legendY + 10, class: "legend" }, score.label));
+  });
+  figure.append(svg("rect", { x: left, y: queryY - 14, width: span, height: 10, class: "query-bar" }),
+    svg("text", { x: left + span / 2, y: queryY - 17, class: "axis-title", "text-anchor": "middle" }, "Query"));
+  const step = niceStep(length);
+  for (let tick = 0; tick <= length; tick += step) {
+    const position = Math.max(1, tick);
+    figure.append(
+      svg("line", { x1: x(position), x2: x(position), y1: queryY - 4, y2: queryY + 2, class: "tick" }),
+      svg("text", { x: x(position), y: queryY + 14, class: "tick-label", "text-anchor": "middle" },
+        String(position)));
+  }
+  shown.forEach((row, i) => {
+    const y = firstHitY + i * rowHeight;
+    const group = svg("g", { class: "hit", "data-rank": row.rank });
+    const ends = row.hit.hsps.flatMap((h) => [h.query_from, h.query_to]);
+    group.append(svg("title", {}, `${row.subject} ${row.description}\nbit score ${row.bitScore}, `
+      + `e-value ${formatEvalue(row.evalue)}, ${row.hit.hsps.length} HSP(s)`));
+    group.append(svg("line", { x1: x(Math.min(...ends)), x2: x(Math.max(...ends) + 1), y1: y + 3,
+      y2: y + 3, class: "hit-line" }));
+    for (const hsp of row.hit.hsps) {
+      const from = Math.min(hsp.query_from, hsp.query_to);
+      const to = Math.max(hsp.query_from, hsp.query_to);
+      group.append(svg("rect", { x: x(from), y, width: Math.max(1, x(to + 1) - x(from)), height: 6,
+        fill: scoreClass(hsp.bit_score).colour, class: "hsp" }));
+    }
+    group.addEventListener("click", () => selectHit(row.rank, true));
+    figure.append(group);
+  });
+  if (!shown.length) {
+    figure.append(svg("text", { x: left, y: firstHitY + 6, class: "legend" },
+      search.message || "No hits found"));
+  }
+  const caption = el("figcaption", {}, rows.length > shown.length
+    ? `Graphical overview: the best ${shown.length} of ${integer.format(rows.length)} hits`
+    : "Graphical overview");
+  $("overview").replaceChildren(caption, figure);
+}
+
+function sortedRows() {
+  const column = COLUMNS.find((c) => c.key === state.sort.key);
+  const direction = state.sort.descending ? -1 : 1;
+  return [...hitRows(state.query)].sort((a, b) => {
+    const [p, q] = [a[column.key], b[column.key]];
+    const order = column.numeric ? p - q : p.localeCompare(q);
+    return order * direction || a.rank - b.rank;
+  });
+}
+
+function drawTable() {
+  const rows = sortedRows();
+  const header = el("tr", {}, ...COLUMNS.map((column) => {
+    const active = state.sort.key === column.key;
+    const arrow = active ? (state.sort.descending ? " ▼" : " ▲") : "";
+    const button = el("button", { type: "button", "data-sort": column.key }, column.label + arrow);
+    button.addEventListener("click", () => sortBy(column));
+    const cell = el("th", { class: column.numeric ? "num" : "", scope: "col" }, button);
+    cell.setAttribute("aria-sort", active ? (state.sort.descending ? "descending" : "ascending") : "none");
+    return cell;
+  }));
+  $("hits").tHead.replaceChildren(header);
+  const pages = Math.max(1, Math.ceil(rows.length / PAGE_SIZE));
+  state.page = Math.min(state.page, pages - 1);
+  const start = state.page * PAGE_SIZE;
+  const page = rows.slice(start, start + PAGE_SIZE);
+  $("hits").tBodies[0].replaceChildren(...page.map((row) => {
+    const subject = el("button", { type: "button", class: "link" }, row.subject);
+    subject.addEventListener("click", () => selectHit(row.rank, true));
+    const line = el("tr", { "data-rank": row.rank },
+      el("td", { class: "num" }, String(row.rank)),
+      el("td", { class: "mono" }, subject),
+      el("td", {}, row.description),
+      el("td", { class: "num" }, `${row.identity.toFixed(1)} %`),
+      el("td", { class: "num" }, `${Math.round(row.coverage)} %`),
+      el("td", { class: "num" }, formatEvalue(row.evalue)),
+      el("td", { class: "num" }, row.bitScore.toFixed(1)));
+    if (row.rank === state.selected) line.classList.add("selected");
+    return line;
+  }));
+  $("pager").hidden = rows.length <= PAGE_SIZE;
+  setText("page-label", rows.length
+    ? `Hits ${start + 1}–${start + page.length} of ${integer.format(rows.length)}` : "");
+  $("page-prev").disabled = state.page === 0;
+  $("page-next").disabled = state.page >= pages - 1;
+}
+
+function sortBy(column) {
+  state.sort = state.sort.key === column.key
+    ? { key: column.key, descending: !state.sort.descending }
+    : { key: column.key, descending: column.descending };
+  state.page = 0;
+  drawTable();
+}
+
+function selectHit(rank, scroll) {
+  state.selected = rank;
+  const position = sortedRows().findIndex((row) => row.rank === rank);
+  state.page = Math.floor(position / PAGE_SIZE);
+  drawTable();
+  drawAlignment();
+  if (scroll) $("alignment").scrollIntoView({ behavior: "smooth", block: "start" });
+}
+
+// The pairwise alignment lines of one HSP, numbered like BLAST's text report.
+function alignmentLines(hsp) {
+  const sides = [
+    { label: "Query", seq: hsp.qseq, from: hsp.query_from, to: hsp.query_to },
+    { label: "Sbjct", seq: hsp.hseq, from: hsp.hit_from, to: hsp.hit_to },
+  ].map((side) => {
+    const letters = side.seq.replace(/-/g, "").length;
+    const direction = side.to >= side.from ? 1 : -1;
+    const step = Math.max(1, Math.round((Math.abs(side.to - side.from) + 1) / Math.max(1, letters)));
+    return { ...side, direction, step, next: side.from };
+  });
+  const digits = String(Math.max(hsp.query_from, hsp.query_to, hsp.hit_from, hsp.hit_to)).length;
+  const lines = [];
+  for (let offset = 0; offset < hsp.qseq.length; offset += ALIGNMENT_WIDTH) {
+    const block = sides.map((side) => {
+      const chunk = side.seq.slice(offset, offset + ALIGNMENT_WIDTH);
+      const letters = chunk.replace(/-/g, "").length;
+      const start = side.next;
+      const end = letters ? start + side.direction * (letters * side.step - 1) : start;
+      if (letters) side.next = end + side.direction;
+      return `${side.label}  ${String(start).padEnd(digits)}  ${chunk}  ${end}`;
+    });
+    const middle = (hsp.midline || "").slice(offset, offset + ALIGNMENT_WIDTH);
+    lines.push(block[0], `${" ".repeat(7 + digits + 2)}${middle}`, block[1], "");
+  }
+  return lines.join("\n");
+}
+
+function drawAlignment() {
+  const section = $("alignment");
+  const row = hitRows(state.query).find((r) => r.rank === state.selected);
+  if (!row) {
+    section.replaceChildren();
+    return;
+  }
+  const parts = [
+    el("h3", {}, "Alignments of ", el("span", { class: "mono" }, row.subject)),
+    el("p", { class: "description" }, `${row.description} · length ${integer.format(row.hit.len)}`),
+  ];
+  row.hit.hsps.forEach((hsp, i) => {
+    const gaps = hsp.gaps || 0;
+    const strands = hsp.query_strand ? ` · strand ${hsp.query_strand}/${hsp.hit_strand}` : "";
+    const frames = hsp.query_frame || hsp.hit_frame
+      ? ` · frame ${hsp.query_frame ?? "–"}/${hsp.hit_frame ?? "–"}` : "";
+    parts.push(
+      el("h4", {}, `HSP ${i + 1}: ${hsp.bit_score.toFixed(1)} bits (${hsp.score}), `
+        + `e-value ${formatEvalue(hsp.evalue)}`),
+      el("p", { class: "hsp-stats" }, `Identities ${hsp.identity}/${hsp.align_len} `
+        + `(${Math.round((100 * hsp.identity) / hsp.align_len)} %) · gaps ${gaps}/${hsp.align_len} `
+        + `(${Math.round((100 * gaps) / hsp.align_len)} %)${strands}${frames}`),
+      el("pre", { class: "pairwise" }, alignmentLines(hsp)));
+  });
+  section.replaceChildren(...parts);
+}
+
+// Start
+
+function bind() {
+  $("submit-form").addEventListener("submit", submitForm);
+  $("query-file").addEventListener("change", readFile);
+  $("field-database").addEventListener("change", fillPrograms);
+  $("field-program").addEventListener("change", fillTasks);
+  $("query-select").addEventListener("change", (e) => goToQuery(Number(e.target.value)));
+  $("query-prev").addEventListener("click", () => goToQuery(state.query - 1));
+  $("query-next").addEventListener("click", () => goToQuery(state.query + 1));
+  $("page-prev").addEventListener("click", () => { state.page -= 1; drawTable(); });
+  $("page-next").addEventListener("click", () => { state.page += 1; drawTable(); });
+  $("change-key").addEventListener("click", async () => {
+    if (await askForKey("Enter the function key to use on this page.")) start();
+  });
+  window.addEventListener("hashchange", route);
+}
+
+async function start() {
+  showStatus("Loading…");
+  try {
+    const [config, databases] = await Promise.all([apiJson("/ui/config"), apiJson("/databases")]);
+    state.config = config;
+    state.databases = databases.databases;
+  } catch (error) {
+    showStatus(error.message, true);
+    return;
+  }
+  if (!$("options").childElementCount) buildOptions();
+  fillDatabases();
+  showStatus("");
+  document.body.dataset.ready = "true";
+  refreshJobs();
+  route();
+}
+
+state.key = takeKeyFromUrl();
+bind();
+start();

@@ -1,0 +1,306 @@
+"""The web page in a real headless Chromium (Debian's `chromium`, driven by Playwright) against
+`serve`, Azurite and the real blastn: a search through the form, its graphical overview, hit
+table, alignments and queries checked against a direct blastn run; field errors; the key."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import io
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import azure.functions as func
+import pytest
+import requests
+from conftest import (
+    ROOT,
+    SMALL_DB,
+    Server,
+    direct_blastn,
+    sample_queries,
+    service_env,
+    start_server,
+    wait_for_job,
+)
+
+from blast_core import functions
+from blast_core.routes import ROUTES
+from blast_core.service import default_service
+
+sync_api = pytest.importorskip("playwright.sync_api",
+                               reason="Playwright for Python is not installed (requirements-dev.txt)")
+expect = sync_api.expect
+expect.set_options(timeout=20_000)  # CI machines are slow and busy: waits end as soon as they can
+
+CHROMIUM = "/usr/bin/chromium"  # Debian's package; Playwright never downloads a browser here
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed: apt-get install chromium",
+                allow_module_level=True)
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--no-first-run", "--disable-sync", "--disable-quic"]
+API_KEY = "web-page-key"
+SCREENSHOT = ROOT / "test-artifacts" / "web-results.png"
+HOSTILE = "<img src=x onerror=window.pwned=1>"
+PROTEIN = ">not_dna\nMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTEVLKQ\n"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[sync_api.Browser]:
+    with sync_api.sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture(scope="module")
+def server(azurite, blast_available, tmp_path_factory) -> Iterator[Server]:
+    running = start_server(service_env(azurite), tmp_path_factory.mktemp("web") / "serve.log")
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="module")
+def locked(azurite, blast_available, tmp_path_factory) -> Iterator[Server]:
+    running = start_server(service_env(azurite), tmp_path_factory.mktemp("web-key") / "serve.log",
+                           extra=["--api-key", API_KEY])
+    yield running
+    running.stop()
+
+
+@contextlib.contextmanager
+def watched_page(browser: sync_api.Browser) -> Iterator[sync_api.Page]:
+    """A page in a fresh context (no session storage) that fails the test on a script error or a
+    Content Security Policy refusal."""
+    context = browser.new_context(viewport={"width": 1400, "height": 1000}, accept_downloads=True)
+    opened = context.new_page()
+    problems: list[str] = []
+    opened.on("pageerror", lambda error: problems.append(f"script error: {error}"))
+    opened.on("console", lambda message: problems.append(message.text)
+              if "Content Security Policy" in message.text else None)
+    yield opened
+    context.close()
+    assert not problems, problems
+
+
+@pytest.fixture
+def page(browser) -> Iterator[sync_api.Page]:
+    with watched_page(browser) as opened:
+        yield opened
+
+
+def open_page(page: sync_api.Page, url: str) -> None:
+    page.goto(url)
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+
+
+def hsps_by_query(tsv: str) -> dict[str, list[list[str]]]:
+    """Tabular lines per query id, in BLAST's order (best hit first)."""
+    found: dict[str, list[list[str]]] = {}
+    for line in csv.reader(io.StringIO(tsv), delimiter="\t"):
+        found.setdefault(line[0], []).append(line)
+    return found
+
+
+def column(page: sync_api.Page, index: int) -> list[str]:
+    return page.locator(f"#hits tbody tr td:nth-child({index})").all_inner_texts()
+
+
+def reverse_complement_second(fasta: str) -> str:
+    """The FASTA with its second sequence reverse-complemented: its hits are on the minus strand."""
+    lines = fasta.splitlines()
+    lines[3] = lines[3][::-1].translate(str.maketrans("ACGT", "TGCA"))
+    return "\n".join(lines) + "\n"
+
+
+def test_a_search_through_the_form_shows_what_blastn_finds(page, server, tmp_path):
+    query = reverse_complement_second(sample_queries(SMALL_DB, 2, seed=31)).replace(
+        ">q1 ", f">q1 {HOSTILE} ", 1)
+    open_page(page, f"{server.url}/ui")
+    page.fill("#field-query", query)
+    page.select_option("#field-database", SMALL_DB)
+    page.select_option("#field-task", "megablast")
+    page.fill("#field-evalue", "1e-20")
+    page.fill("#field-max_target_seqs", "20")
+    page.click("#submit-button")
+    status = page.locator("#job-summary .badge")
+    expect(status).to_have_text(re.compile(r"^(succeeded|failed)$"), timeout=120_000)
+    assert status.inner_text() == "succeeded", page.locator("#job-error").inner_text()
+    expect(page.locator("#hits tbody tr").first).to_be_visible()
+
+    expected = hsps_by_query(direct_blastn(query, SMALL_DB, tmp_path, "-evalue", "1e-20",
+                                           "-max_target_seqs", "20"))
+    q1 = expected["q1"]
+    job_id = page.locator("#jobs tbody tr.current a").inner_text()
+    assert page.url.endswith(f"#job={job_id}")
+    # The list of recent jobs refreshes itself until the job it showed queued has finished.
+    expect(page.locator("#jobs tbody tr.current .badge")).to_have_text("succeeded")
+    expect(page.locator("#query-title")).to_contain_text(f"q1 {HOSTILE}")
+    assert page.evaluate("window.pwned") is None
+    assert page.locator("#job-view img").count() == 0
+
+    # The table: the best hit first, with the identity and score blastn reports.
+    subjects = column(page, 2)
+    assert subjects == list(dict.fromkeys(line[1] for line in q1))
+    top = page.locator("#hits tbody tr").first.locator("td").all_inner_texts()
+    assert top[3] == f"{float(q1[0][2]):.1f} %"
+    assert round(float(top[6])) == round(float(q1[0][11]))
+
+    # The overview: one bar per HSP, placed on the query ruler, coloured by bit score.
+    bars = page.locator("#overview svg rect.hsp")
+    expect(bars).to_have_count(len(q1))
+    first_hit = page.locator("#overview svg g.hit").first
+    assert first_hit.locator("title").text_content().startswith(q1[0][1])
+    ruler = page.locator("#overview svg rect.query-bar")
+    ruler_x, ruler_width = (float(ruler.get_attribute(a)) for a in ("x", "width"))
+    query_length = int(page.locator("#query-title").inner_text().rsplit("(", 1)[1].split()[0]
+                       .replace(",", ""))
+    bar = first_hit.locator("rect.hsp").first
+    start = (float(bar.get_attribute("x")) - ruler_x) / ruler_width * query_length + 1
+    end = start + float(bar.get_attribute("width")) / ruler_width * query_length - 1
+    assert abs(start - int(q1[0][6])) < 1 and abs(end - int(q1[0][7])) < 1
+    assert bar.get_attribute("fill") == "#e0242b"  # bit score >= 200
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+    # Sorting: by identity, highest first, then lowest first; back to BLAST's order by rank.
+    page.click("#hits button[data-sort=identity]")
+    identities = [float(v.split()[0]) for v in column(page, 4)]
+    assert identities == sorted(identities, reverse=True)
+    expect(page.locator("#hits th[aria-sort=descending]")).to_contain_text("Identity")
+    page.click("#hits button[data-sort=identity]")
+    assert [float(v.split()[0]) for v in column(page, 4)] == sorted(identities)
+    page.click("#hits button[data-sort=rank]")
+    assert column(page, 2) == subjects
+
+    # The alignments of the second hit, numbered as blastn numbers them.
+    page.locator("#hits tbody tr").nth(1).locator("button.link").click()
+    expect(page.locator("#alignment h3")).to_contain_text(subjects[1])
+    check_alignment(page, next(line for line in q1 if line[1] == subjects[1]), "Plus/Plus")
+
+    # The second query, with its own best hit, on the minus strand of the subject.
+    page.click("#query-next")
+    expect(page.locator("#query-title")).to_contain_text("Query 2 of 2: q2")
+    assert page.url.endswith(f"#job={job_id}&query=2")
+    q2 = expected["q2"]
+    expect(page.locator("#hits tbody tr td:nth-child(2)").first).to_have_text(q2[0][1])
+    expect(page.locator("#overview svg rect.hsp")).to_have_count(len(q2))
+    expect(page.locator("#alignment h3")).to_contain_text(q2[0][1])
+    check_alignment(page, q2[0], "Plus/Minus")
+    formats = page.locator("#downloads a").evaluate_all("links => links.map(a => a.dataset.format)")
+    assert set(formats) == set(requests.get(f"{server.url}/jobs/{job_id}").json()["results"])
+
+
+def check_alignment(page: sync_api.Page, hsp: list[str], strands: str) -> None:
+    """The first pairwise alignment shown starts and ends where blastn's tabular line says."""
+    expect(page.locator("#alignment .hsp-stats").first).to_contain_text(f"strand {strands}")
+    lines = page.locator("#alignment pre.pairwise").first.inner_text().splitlines()
+    query_lines = [line.split() for line in lines if line.startswith("Query")]
+    subject_lines = [line.split() for line in lines if line.startswith("Sbjct")]
+    assert (query_lines[0][1], query_lines[-1][-1]) == (hsp[6], hsp[7])
+    assert (subject_lines[0][1], subject_lines[-1][-1]) == (hsp[8], hsp[9])
+
+
+def test_field_errors_from_the_page_checks_and_from_the_api(page, server):
+    def recent_jobs() -> list[str]:
+        return [job["id"] for job in requests.get(f"{server.url}/jobs").json()["jobs"]]
+
+    before = recent_jobs()
+    open_page(page, f"{server.url}/ui")
+    posts: list[str] = []
+    page.on("request", lambda r: posts.append(r.url) if r.method == "POST" else None)
+
+    page.fill("#field-query", "ACGT1234")
+    page.fill("#field-evalue", "0")
+    page.click("#submit-button")
+    expect(page.locator("#error-evalue")).to_have_text("must be above 0 and at most 1000, not 0")
+    expect(page.locator("#error-query")).to_contain_text("not sequence letters: '1' '2' '3' '4'")
+    expect(page.locator("#field-evalue")).to_have_attribute("aria-invalid", "true")
+    assert posts == []
+
+    page.fill("#field-query", PROTEIN)
+    page.fill("#field-evalue", "10")
+    page.click("#submit-button")
+    expect(page.locator("#error-query")).to_have_text(
+        "sequence 1 (not_dna) looks like a protein sequence; this program needs nucleotides "
+        "(IUPAC codes)")
+    expect(page.locator("#error-evalue")).to_have_text("")
+    assert posts == [f"{server.url}/jobs"]
+    assert recent_jobs() == before
+
+
+def test_the_page_loads_without_a_key_and_its_api_calls_carry_one(browser, locked):
+    key = {"x-functions-key": API_KEY}
+    assert requests.get(f"{locked.url}/ui").headers["Content-Security-Policy"]
+    assert requests.get(f"{locked.url}/ui/static/app.js").ok
+    assert requests.get(f"{locked.url}/ui/static/web.py").status_code == 404
+    assert requests.get(f"{locked.url}/ui/config").status_code == 401
+    assert requests.get(f"{locked.url}/ui/config", headers=key).json()["programs"]["blastn"]
+
+    # Asked for once: a wrong key is refused and asked for again, the right one opens the page.
+    with watched_page(browser) as page:
+        page.goto(f"{locked.url}/ui")
+        expect(page.locator("#key-dialog")).to_be_visible()
+        page.fill("#key-input", "wrong")
+        page.click("#key-submit")
+        expect(page.locator("#key-message")).to_contain_text("refused")
+        page.fill("#key-input", API_KEY)
+        page.click("#key-submit")
+        expect(page.locator("body")).to_have_attribute("data-ready", "true")
+        expect(page.locator(f"#field-database option[value='{SMALL_DB}']")).to_have_count(1)
+        assert page.evaluate("sessionStorage.getItem('blast-function-key')") == API_KEY
+
+    # Taken from the page's URL, then removed from it; downloads carry it too.
+    job = requests.post(f"{locked.url}/jobs", headers=key, json={
+        "query": sample_queries(SMALL_DB, 1, seed=32), "database": SMALL_DB,
+        "max_target_seqs": 150}).json()
+    done = wait_for_job(locked.url, job["id"], headers=key)
+    assert done["status"] == "succeeded" and done["hits"] > 100
+    with watched_page(browser) as page:
+        page.goto(f"{locked.url}/ui?code={API_KEY}#job={job['id']}")
+        expect(page.locator("#hits tbody tr").first).to_be_visible()
+        assert "code=" not in page.url and not page.locator("#key-dialog").is_visible()
+
+        # Beyond 100 hits, the table and the overview show 100 at a time.
+        expect(page.locator("#hits tbody tr")).to_have_count(100)
+        expect(page.locator("#overview svg g.hit")).to_have_count(100)
+        expect(page.locator("#page-label")).to_have_text(f"Hits 1\u2013100 of {done['hits']}")
+        page.click("#page-next")
+        expect(page.locator("#hits tbody tr")).to_have_count(done["hits"] - 100)
+        expect(page.locator("#hits tbody tr td:nth-child(1)").first).to_have_text("101")
+        with page.expect_download() as download:
+            page.click("#downloads a[data-format=tsv]")
+        saved = Path(download.value.path()).read_text()
+        assert saved == requests.get(f"{locked.url}/jobs/{job['id']}/results", headers=key).text
+        assert download.value.suggested_filename == f"{job['id']}.tsv"
+
+
+def test_the_function_app_serves_the_page_and_its_files_without_a_key(monkeypatch, settings_env):
+    routes = {route.name: route for route in ROUTES}
+    assert routes["web"].anonymous and routes["web_asset"].anonymous
+    assert not routes["web_config"].anonymous
+    for name, value in settings_env.items():
+        monkeypatch.setenv(name, value)
+    default_service.cache_clear()
+
+    def get(name: str, path: str, **route_params: str) -> func.HttpResponse:
+        request = func.HttpRequest("GET", f"https://blast.example.net/api/{path}", body=b"",
+                                   route_params=route_params)
+        return functions.http_function(routes[name])(request)
+
+    try:
+        page = get("web", "ui")
+        assert (page.status_code, page.mimetype) == (200, "text/html")
+        assert "script-src 'self'" in page.headers["Content-Security-Policy"]
+        assert b'src="/api/ui/static/app.js"' in page.get_body()
+        script = get("web_asset", "ui/static/app.js", asset="app.js")
+        assert (script.status_code, script.mimetype) == (200, "text/javascript")
+        assert get("web_asset", "ui/static/index.html", asset="index.html").status_code == 404
+        config = json.loads(get("web_config", "ui/config").get_body())
+        assert config["query"]["max_letters"] == 1_000_000
+        assert config["options"]["evalue"]["maximum"] == 1000
+    finally:
+        default_service.cache_clear()
