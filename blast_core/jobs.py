@@ -21,6 +21,7 @@ from blast_core.databases import DatabaseInfo
 
 QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
 FINAL_STATUSES = frozenset({SUCCEEDED, FAILED})
+BATCH_PENDING, BATCH_DONE, BATCH_FAILED = ".", "D", "F"
 
 # program -> (tasks, default task, query molecule, database molecule), as in BLAST+ 2.12;
 # tblastx has no -task option, so its one "task" is the program itself (the runner omits -task).
@@ -224,7 +225,11 @@ def _json(value: Any) -> str:
 
 @dataclass(frozen=True)
 class Job:
-    """The record of one job, as stored and as shown (without the query text)."""
+    """The record of one job, as stored (without the query text, which is in Blob storage).
+
+    A job is searched in `batches` batches; `batch_states` holds one letter per batch
+    (`.` pending, `D` done, `F` failed), so a batch's outcome and the job's counters change
+    together in one ETag-conditional update of this record."""
 
     id: str
     status: str
@@ -243,44 +248,88 @@ class Job:
     error: str | None = None
     word_size: int | None = None
     filter: str | None = None
+    batches: int = 1
+    batch_states: str = ""
+    queries_done: int = 0
 
     @classmethod
-    def submitted(cls, job_id: str, request: JobRequest) -> Job:
+    def submitted(cls, job_id: str, request: JobRequest, batches: int = 1) -> Job:
         return cls(id=job_id, status=QUEUED, database=request.database,
                    program=request.program, task=request.task, evalue=request.evalue,
                    max_target_seqs=request.max_target_seqs, queries=request.queries,
                    query_letters=request.query_letters, submitted_at=utc_now(),
-                   word_size=request.word_size, filter=request.filter)
+                   word_size=request.word_size, filter=request.filter, batches=batches,
+                   batch_states=BATCH_PENDING * batches)
 
-    def started(self) -> Job:
-        return replace(self, status=RUNNING, started_at=utc_now(), attempts=self.attempts + 1,
-                       error=None)
+    def batch_state(self, batch: int) -> str:
+        return self.batch_states[batch]
 
-    def succeeded(self, hits: int) -> Job:
-        return replace(self, status=SUCCEEDED, finished_at=utc_now(), hits=hits, error=None)
+    @property
+    def batches_done(self) -> int:
+        return self.batch_states.count(BATCH_DONE)
+
+    @property
+    def batches_failed(self) -> int:
+        return self.batch_states.count(BATCH_FAILED)
+
+    def batch_started(self) -> Job:
+        """A delivery of one batch begins; `attempts` counts deliveries over all batches."""
+        return replace(self, status=RUNNING, started_at=self.started_at or utc_now(),
+                       attempts=self.attempts + 1)
+
+    def batch_finished(self, batch: int, queries: int, hits: int) -> Job:
+        """Batch done; the job succeeds with the last one."""
+        job = replace(self, batch_states=self._with_state(batch, BATCH_DONE),
+                      queries_done=self.queries_done + queries, hits=(self.hits or 0) + hits)
+        if job.batches_done == job.batches:
+            job = replace(job, status=SUCCEEDED, finished_at=utc_now(), error=None)
+        return job
+
+    def batch_failed(self, batch: int, reason: str) -> Job:
+        """A batch failed for good, and with it the job."""
+        where = f"batch {batch + 1} of {self.batches}: " if self.batches > 1 else ""
+        return replace(self, status=FAILED, finished_at=utc_now(), error=where + reason,
+                       batch_states=self._with_state(batch, BATCH_FAILED))
 
     def requeued(self) -> Job:
-        """Back to the queue after a give-up; `attempts` keeps counting."""
-        return replace(self, status=QUEUED, started_at=None, finished_at=None, error=None,
-                       hits=None)
+        """Back to the queue after a give-up: failed batches become pending again;
+        `attempts` keeps counting."""
+        return replace(self, status=QUEUED, finished_at=None, error=None,
+                       batch_states=self.batch_states.replace(BATCH_FAILED, BATCH_PENDING))
 
-    def failed(self, reason: str) -> Job:
-        return replace(self, status=FAILED, finished_at=utc_now(), error=reason)
+    def unfinished_batches(self) -> list[int]:
+        return [n for n, state in enumerate(self.batch_states) if state != BATCH_DONE]
+
+    def _with_state(self, batch: int, state: str) -> str:
+        states = self.batch_states
+        return states[:batch] + state + states[batch + 1:]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def view(self) -> dict[str, Any]:
+        """What the API shows: the record with batch progress instead of the raw states."""
+        data = self.to_dict()
+        data.pop("batch_states")
+        data.update(batches_done=self.batches_done, batches_failed=self.batches_failed)
+        return data
 
-def encode_message(job_id: str) -> str:
-    return json.dumps({"job_id": job_id})
+
+def encode_message(job_id: str, batch: int = 0) -> str:
+    return json.dumps({"job_id": job_id, "batch": batch})
+
+
+def message_id(job_id: str, batch: int) -> str:
+    """The queue message id of one batch: what Service Bus duplicate detection compares."""
+    return f"{job_id}-{batch}"
 
 
 class MalformedMessage(ValueError):
     """A queue message this service cannot read."""
 
 
-def decode_message(body: bytes | str) -> str:
-    """The job id a queue message carries."""
+def decode_message(body: bytes | str) -> tuple[str, int]:
+    """The job id and batch number a queue message carries."""
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError):
@@ -288,4 +337,7 @@ def decode_message(body: bytes | str) -> str:
     job_id = data.get("job_id") if isinstance(data, dict) else None
     if not isinstance(job_id, str) or not is_job_id(job_id):
         raise MalformedMessage("message has no valid job_id")
-    return job_id
+    batch = data.get("batch", 0)
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
+        raise MalformedMessage("message has no valid batch number")
+    return job_id, batch

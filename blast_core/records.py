@@ -31,9 +31,9 @@ def to_entity(job: Job) -> dict[str, Any]:
 
 
 def from_entity(entity: dict[str, Any]) -> Job:
-    values = {name: entity.get(name) for name in _FIELDS if name != "id"}
+    """A Job from its entity; properties absent from the entity keep the Job's defaults."""
+    values = {name: entity[name] for name in _FIELDS if name != "id" and name in entity}
     values["evalue"] = float(values["evalue"])
-    values["attempts"] = int(values["attempts"] or 0)
     return Job(id=entity["RowKey"], **values)
 
 

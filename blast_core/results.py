@@ -15,8 +15,13 @@ from azure.storage.blob import (
 
 from blast_core.settings import Connection
 
-QUERY_BLOB = "query.fasta"
-ARCHIVE_BLOB = "result.asn"
+
+def query_blob(batch: int) -> str:
+    return f"batch-{batch}.fasta"
+
+
+def archive_blob(batch: int) -> str:
+    return f"batch-{batch}.asn"
 
 
 def result_blob(extension: str) -> str:

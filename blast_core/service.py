@@ -6,22 +6,27 @@ transport adapters, so that the same code runs under the Functions host and `ser
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import os
+import random
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from blast_core import fasta, jobs, runner
+from blast_core import batches, fasta, jobs, runner
 from blast_core.databases import DatabaseCatalog, DatabaseInfo
 from blast_core.jobs import Job
 from blast_core.records import JobRecords, RecordConflict
-from blast_core.results import ARCHIVE_BLOB, QUERY_BLOB, ResultStore, result_blob
+from blast_core.results import ResultStore, archive_blob, query_blob, result_blob
 from blast_core.settings import STORAGE_CONNECTION, Settings
 from blast_core.transports import Transport, connect
 
 log = logging.getLogger("blast_core")
+
+_UPDATE_ATTEMPTS = 50
 
 
 class JobNotFound(LookupError):
@@ -74,24 +79,34 @@ class BlastService:
     # Submitting and reading
 
     def submit(self, payload: object) -> Job:
-        """Validate, store the query, record the job, then queue it: a worker never sees a job
-        without a record. Raises jobs.InvalidRequest before anything is stored."""
+        """Validate, store the query batches, record the job, then queue every batch: a worker
+        never sees a job without a record. Raises jobs.InvalidRequest before anything is
+        stored; on a storage or queue failure removes what it stored and re-raises."""
         request = jobs.parse_request(payload, self.limits, self.catalog.find)
-        job = Job.submitted(jobs.new_job_id(), request)
-        self.results.put_text(job.id, QUERY_BLOB, request.query, "text/x-fasta")
+        parts = batches.split(fasta.parse(request.query),
+                              batches.batch_letters(request.program, self.settings.batch_letters))
+        job = Job.submitted(jobs.new_job_id(), request, batches=len(parts))
         try:
+            for number, part in enumerate(parts):
+                self.results.put_text(job.id, query_blob(number), fasta.format_fasta(part),
+                                      "text/x-fasta")
             self.records.create(job)
             try:
-                self.transport.send(jobs.encode_message(job.id), message_id=job.id)
+                self._queue(job, range(job.batches))
             except Exception:
                 self.records.delete(job.id)
                 raise
         except Exception:
             self.results.delete_job(job.id)
             raise
-        log.info("job %s queued: %s %s on %s, %d queries", job.id, job.program, job.task,
-                 job.database, job.queries)
+        log.info("job %s queued: %s %s on %s, %d queries in %d batches", job.id, job.program,
+                 job.task, job.database, job.queries, job.batches)
         return job
+
+    def _queue(self, job: Job, numbers: Iterable[int]) -> None:
+        for number in numbers:
+            self.transport.send(jobs.encode_message(job.id, number),
+                                message_id=jobs.message_id(job.id, number))
 
     def get(self, job_id: str) -> Job:
         found = self.records.get(job_id) if jobs.is_job_id(job_id) else None
@@ -106,7 +121,7 @@ class BlastService:
         return self.catalog.list()
 
     def result(self, job_id: str, format_name: str) -> ResultBody:
-        """A succeeded job's result in one format, formatted from its archive on first use."""
+        """A succeeded job's result in one format, made from its batch archives on first use."""
         job = self._succeeded(job_id)
         fmt = runner.OUTPUT_FORMATS[format_name]
         chunks = self.results.stream(job.id, result_blob(fmt.extension))
@@ -132,60 +147,113 @@ class BlastService:
         return job
 
     def _format(self, job: Job, fmt: runner.OutputFormat) -> None:
-        """Turn the job's archive into `fmt` and keep it; two requests racing write the same."""
+        """Format every batch's archive, merge them in query order and keep the result; two
+        requests racing write the same blob."""
         with tempfile.TemporaryDirectory(prefix=f"format-{job.id}-") as workdir:
-            archive = os.path.join(workdir, ARCHIVE_BLOB)
-            self.results.download(job.id, ARCHIVE_BLOB, archive)
-            formatted = os.path.join(workdir, f"result.{fmt.extension}")
-            runner.format_archive(self.tools, archive, fmt, self.settings.db_dir, formatted)
-            self.results.put_file(job.id, result_blob(fmt.extension), formatted,
-                                  fmt.content_type)
+            parts, queries_before, seen = [], [], 0
+            for number in range(job.batches):
+                archive = os.path.join(workdir, archive_blob(number))
+                self.results.download(job.id, archive_blob(number), archive)
+                formatted = os.path.join(workdir, f"batch-{number}.{fmt.extension}")
+                runner.format_archive(self.tools, archive, fmt, self.settings.db_dir, formatted)
+                parts.append(formatted)
+                queries_before.append(seen)
+                seen += self.results.get_text(job.id, query_blob(number)).count(">")
+            merged = os.path.join(workdir, f"result.{fmt.extension}")
+            with contextlib.ExitStack() as files, open(merged, "w") as out:
+                out.writelines(batches.merge(fmt.name, [files.enter_context(open(part))
+                                                        for part in parts], queries_before))
+            self.results.put_file(job.id, result_blob(fmt.extension), merged, fmt.content_type)
 
     # Working
 
     def process(self, body: bytes | str, delivery_count: int) -> None:
-        """Handle one delivery of a job message.
+        """Handle one delivery of a batch message.
 
-        Returns normally when the message is done with: the job succeeded, failed for good,
+        Returns normally when the message is done with: the batch succeeded or failed for good,
         or was already finished (a redelivery). Raises when another delivery should try again;
-        on the last allowed delivery it first marks the job failed, so no job stays open.
+        on the last allowed delivery it first fails the batch, so no job stays open.
         """
-        job_id = jobs.decode_message(body)
+        job_id, number = jobs.decode_message(body)
         found = self.records.get(job_id)
         if found is None:
             raise UnknownJob(f"no record for job {job_id}")
-        job, etag = found
-        if job.status in jobs.FINAL_STATUSES:
-            log.info("job %s already %s; delivery %d ignored", job.id, job.status, delivery_count)
+        if number >= found[0].batches:
+            raise jobs.MalformedMessage(f"job {job_id} has no batch {number}")
+
+        def start(job: Job) -> Job | None:
+            if job.status in jobs.FINAL_STATUSES or job.batch_state(number) != jobs.BATCH_PENDING:
+                return None
+            return job.batch_started()
+
+        started = self._update(job_id, start)
+        if started is None:
+            log.info("job %s batch %d already finished; delivery %d ignored", job_id, number,
+                     delivery_count)
             return
-        job = job.started()
-        etag = self.records.replace(job, etag)
-        log.info("job %s running, attempt %d", job.id, job.attempts)
+        log.info("job %s batch %d running, attempt %d", job_id, number, started.attempts)
         try:
-            hits = self._run(job)
+            queries, hits = self._run(started, number)
         except runner.SearchRejected as error:
-            self._finish(job.failed(str(error)), etag)
-            log.warning("job %s failed: %s", job.id, error)
+            rejected = str(error)
+            self._end_batch(job_id, number, lambda job: job.batch_failed(number, rejected))
             return
         except Exception as error:
             if delivery_count >= self.settings.max_deliveries:
                 reason = f"gave up after {delivery_count} attempts: {_describe(error)}"
-                self._finish(job.failed(reason), etag)
-                log.error("job %s failed: %s", job.id, reason)
+                self._end_batch(job_id, number, lambda job: job.batch_failed(number, reason))
             raise
-        self._finish(job.succeeded(hits), etag)
-        log.info("job %s succeeded with %d hits", job.id, hits)
+        self._end_batch(job_id, number, lambda job: job.batch_finished(number, queries, hits))
 
-    def _run(self, job: Job) -> int:
-        """Search and store the archive; the caller marks the job succeeded only after."""
-        with tempfile.TemporaryDirectory(prefix=f"blast-{job.id}-") as workdir:
+    def _run(self, job: Job, number: int) -> tuple[int, int]:
+        """Search one batch and store its archive; the caller records the batch done only
+        after. Returns the batch's query and hit counts."""
+        with tempfile.TemporaryDirectory(prefix=f"blast-{job.id}-{number}-") as workdir:
             query_path = os.path.join(workdir, "query.fasta")
-            self.results.download(job.id, QUERY_BLOB, query_path)
+            self.results.download(job.id, query_blob(number), query_path)
             result = runner.run_search(job, self.tools, query_path,
                                        self.catalog.path(job.database), workdir)
-            self.results.put_file(job.id, ARCHIVE_BLOB, result.archive,
+            self.results.put_file(job.id, archive_blob(number), result.archive,
                                   runner.ARCHIVE.content_type)
-        return result.hits
+            with open(query_path) as query:
+                queries = sum(1 for line in query if line.startswith(">"))
+        return queries, result.hits
+
+    def _end_batch(self, job_id: str, number: int, outcome: Callable[[Job], Job]) -> None:
+        """Record a batch's outcome unless the job ended meanwhile (another batch failed it)."""
+
+        def change(job: Job) -> Job | None:
+            if job.status in jobs.FINAL_STATUSES or job.batch_state(number) != jobs.BATCH_PENDING:
+                return None
+            return outcome(job)
+
+        ended = self._update(job_id, change)
+        if ended is None:
+            log.info("job %s batch %d: the job had already ended", job_id, number)
+        elif ended.status == jobs.SUCCEEDED:
+            log.info("job %s succeeded with %d hits", job_id, ended.hits)
+        elif ended.status == jobs.FAILED:
+            log.warning("job %s failed: %s", job_id, ended.error)
+        else:
+            log.info("job %s batch %d done (%d of %d)", job_id, number, ended.batches_done,
+                     ended.batches)
+
+    def _update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job | None:
+        """Apply `change` to the current record with an ETag-conditional write, re-reading
+        and retrying when another worker wrote first: no lock, and no lost update."""
+        for attempt in range(_UPDATE_ATTEMPTS):
+            found = self.records.get(job_id)
+            if found is None:
+                raise UnknownJob(f"no record for job {job_id}")
+            changed = change(found[0])
+            if changed is None:
+                return None
+            try:
+                self.records.replace(changed, found[1])
+                return changed
+            except RecordConflict:
+                time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
+        raise RecordConflict(f"job {job_id} kept changing under {_UPDATE_ATTEMPTS} attempts")
 
     # Dead letters
 
@@ -199,11 +267,12 @@ class BlastService:
         return views
 
     def requeue_dead_letters(self, limit: int = 1000) -> tuple[list[str], int]:
-        """Put dead-lettered jobs back in the queue as new; returns the requeued job ids and
-        how many messages were left (unreadable, or naming no job).
+        """Put dead-lettered jobs back in the queue; returns the requeued job ids and how many
+        messages were left (unreadable, or naming no job).
 
-        Order: reset the record, send a new message, then remove the dead letter; a crash
-        in between leaves at most a duplicate message, which processing ignores."""
+        Order: reset the record, send a message for every unfinished batch, then remove the
+        dead letter; a crash in between leaves at most duplicate messages, which processing
+        ignores."""
         requeued: list[str] = []
         unreadable = []
         for _ in range(limit):
@@ -217,7 +286,7 @@ class BlastService:
             if job_id not in requeued:
                 job, etag = found
                 self.records.replace(job.requeued(), etag)
-                self.transport.send(jobs.encode_message(job.id), message_id=job.id)
+                self._queue(job, job.unfinished_batches())
                 requeued.append(job.id)
                 log.info("job %s requeued from the dead letters", job.id)
             delivery.complete()
@@ -227,17 +296,10 @@ class BlastService:
 
     def _job_of(self, body: bytes) -> tuple[str | None, tuple[Job, str] | None]:
         try:
-            job_id = jobs.decode_message(body)
+            job_id, _ = jobs.decode_message(body)
         except jobs.MalformedMessage:
             return None, None
         return job_id, self.records.get(job_id)
-
-    def _finish(self, job: Job, etag: str) -> None:
-        try:
-            self.records.replace(job, etag)
-        except RecordConflict:
-            log.warning("job %s changed while it ran; its outcome is left to the newer attempt",
-                        job.id)
 
 
 @dataclass(frozen=True)

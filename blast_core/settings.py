@@ -50,6 +50,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BLAST_VISIBILITY_TIMEOUT", "60",
             "Storage Queue worker of `serve`: seconds a received message stays hidden; "
             "renewed every third of it while BLAST runs."),
+    Setting("BLAST_BATCH_LETTERS", "0",
+            "Query letters per batch of a big job (each batch is one queue message); "
+            "0: the program's default (blastn 500,000; blastp and tblastn 10,000; "
+            "blastx and tblastx 20,000)."),
     Setting("BLAST_RESULT_LINK_HOURS", "24", "Lifetime of read-only result links (SAS)."),
     Setting("BLAST_MAX_QUERY_BYTES", "10000000", "Largest accepted query, in bytes of FASTA."),
     Setting("BLAST_MAX_QUERIES", "25000", "Most sequences in one job."),
@@ -78,6 +82,7 @@ class Settings:
     jobs_table: str
     max_deliveries: int
     visibility_timeout: int
+    batch_letters: int
     result_link_hours: int
     max_query_bytes: int
     max_queries: int
@@ -117,6 +122,7 @@ class Settings:
             jobs_table=text("BLAST_JOBS_TABLE"),
             max_deliveries=number("BLAST_MAX_DELIVERIES"),
             visibility_timeout=number("BLAST_VISIBILITY_TIMEOUT", minimum=3),
+            batch_letters=number("BLAST_BATCH_LETTERS", minimum=0),
             result_link_hours=number("BLAST_RESULT_LINK_HOURS"),
             max_query_bytes=number("BLAST_MAX_QUERY_BYTES"),
             max_queries=number("BLAST_MAX_QUERIES"),

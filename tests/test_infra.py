@@ -45,6 +45,7 @@ LEFT_AT_DEFAULT = {
     "BLAST_MAX_QUERY_BYTES": "request limits: change them as app settings if needed",
     "BLAST_MAX_QUERIES": "request limits: change them as app settings if needed",
     "BLAST_MAX_SEQUENCE_LETTERS": "request limits: change them as app settings if needed",
+    "BLAST_BATCH_LETTERS": "the per-program defaults suit the plans; an app setting overrides them",
 }
 
 

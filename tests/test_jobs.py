@@ -91,18 +91,39 @@ def test_job_ids_sort_newest_first_and_are_recognised():
 
 
 def test_job_lifecycle_records_attempts_and_outcome():
-    job = jobs.Job.submitted(jobs.new_job_id(), parse({"query": QUERY, "database": "16SCore"}))
-    assert (job.status, job.attempts) == ("queued", 0)
-    running = job.started()
+    request = parse({"query": QUERY, "database": "16SCore"})
+    job = jobs.Job.submitted(jobs.new_job_id(), request)
+    assert (job.status, job.attempts, job.batches, job.batch_states) == ("queued", 0, 1, ".")
+    running = job.batch_started()
     assert (running.status, running.attempts) == ("running", 1) and running.started_at
-    assert running.succeeded(7).hits == 7
-    failed = running.failed("boom")
-    assert (failed.status, failed.error) == ("failed", "boom") and failed.finished_at
+    done = running.batch_finished(0, queries=1, hits=7)
+    assert (done.status, done.hits, done.queries_done) == ("succeeded", 7, 1) and done.finished_at
+    failed = running.batch_failed(0, "boom")
+    assert (failed.status, failed.error, failed.batch_states) == ("failed", "boom", "F")
 
 
-def test_messages_carry_only_a_valid_job_id():
+def test_a_job_of_batches_succeeds_with_its_last_batch_and_fails_with_any():
+    job = jobs.Job.submitted(jobs.new_job_id(), parse({"query": QUERY, "database": "16SCore"}),
+                             batches=3).batch_started()
+    job = job.batch_finished(2, queries=4, hits=10).batch_started()
+    job = job.batch_finished(0, queries=5, hits=1)
+    assert (job.status, job.batches_done, job.queries_done, job.hits) == ("running", 2, 9, 11)
+    assert job.view()["batches_done"] == 2 and "batch_states" not in job.view()
+    assert job.batch_finished(1, queries=1, hits=0).status == "succeeded"
+    failed = job.batch_failed(1, "BLAST rejected the search")
+    assert failed.error == "batch 2 of 3: BLAST rejected the search"
+    requeued = failed.requeued()
+    assert (requeued.status, requeued.batch_states, requeued.unfinished_batches()) == \
+        ("queued", "D.D", [1])
+
+
+def test_messages_carry_a_valid_job_id_and_batch():
     job_id = jobs.new_job_id()
-    assert jobs.decode_message(jobs.encode_message(job_id).encode()) == job_id
-    for body in (b"not json", b"[]", b'{"job_id": "../x"}', b"\xff\xfe", b"{}"):
+    assert jobs.decode_message(jobs.encode_message(job_id, 3).encode()) == (job_id, 3)
+    assert jobs.decode_message(f'{{"job_id": "{job_id}"}}') == (job_id, 0)
+    assert jobs.message_id(job_id, 3) == f"{job_id}-3"
+    for body in (b"not json", b"[]", b'{"job_id": "../x"}', b"\xff\xfe", b"{}",
+                 f'{{"job_id": "{job_id}", "batch": -1}}'.encode(),
+                 f'{{"job_id": "{job_id}", "batch": "1"}}'.encode()):
         with pytest.raises(jobs.MalformedMessage):
             jobs.decode_message(body)

@@ -13,7 +13,8 @@ from blast_core.settings import Settings
 def make_job(now_ms: int) -> jobs.Job:
     return jobs.Job(id=jobs.new_job_id(now_ms), status="queued", database="16SCore",
                     program="blastn", task="megablast", evalue=1e-5, max_target_seqs=10,
-                    queries=1, query_letters=100, submitted_at="2026-11-25T00:00:00.000Z")
+                    queries=1, query_letters=100, submitted_at="2026-11-25T00:00:00.000Z",
+                    batch_states=".")
 
 
 @pytest.fixture
@@ -28,7 +29,8 @@ def records(azurite):
 
 
 def test_entities_round_trip():
-    job = dataclasses.replace(make_job(5), hits=3, attempts=2, error="x")
+    job = dataclasses.replace(make_job(5), hits=3, attempts=2, error="x", batches=3,
+                              batch_states="D.F", queries_done=2)
     assert from_entity(to_entity(job)) == job
 
 
@@ -36,10 +38,10 @@ def test_a_stale_update_is_refused(records):
     job = make_job(1_000)
     records.create(job)
     _, etag = records.get(job.id)
-    new_etag = records.replace(job.started(), etag)
+    new_etag = records.replace(job.batch_started(), etag)
     with pytest.raises(RecordConflict):
-        records.replace(job.failed("late"), etag)
-    records.replace(records.get(job.id)[0].succeeded(4), new_etag)
+        records.replace(job.batch_failed(0, "late"), etag)
+    records.replace(records.get(job.id)[0].batch_finished(0, 1, 4), new_etag)
     assert records.get(job.id)[0].status == "succeeded"
 
 

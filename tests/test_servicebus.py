@@ -46,9 +46,10 @@ def test_send_sets_the_job_id_as_message_id_for_duplicate_detection():
     transport = ServiceBusTransport(client, "blast-jobs")
     ids = [jobs.new_job_id() for _ in range(3)]
     for job_id in ids:
-        transport.send(jobs.encode_message(job_id), message_id=job_id)
-    assert [m.message_id for m in client.sender.sent] == ids
-    assert [jobs.decode_message(b"".join(m.body)) for m in client.sender.sent] == ids
+        transport.send(jobs.encode_message(job_id, 2), message_id=jobs.message_id(job_id, 2))
+    assert [m.message_id for m in client.sender.sent] == [f"{job_id}-2" for job_id in ids]
+    assert [jobs.decode_message(b"".join(m.body)) for m in client.sender.sent] == \
+        [(job_id, 2) for job_id in ids]
     assert client.sender.sent[0].content_type == "application/json"
     assert client.senders_opened == 1, "one AMQP link is reused for every send"
 

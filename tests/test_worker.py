@@ -8,7 +8,7 @@ import pytest
 from conftest import SMALL_DB, sample_queries, service_env
 
 from blast_core import jobs
-from blast_core.results import QUERY_BLOB
+from blast_core.results import archive_blob, query_blob
 from blast_core.service import BlastService, UnknownJob
 from blast_core.settings import Settings
 from blast_core.worker import run_worker
@@ -32,7 +32,7 @@ def test_a_redelivered_message_for_a_finished_job_does_not_search_again(service)
 def test_a_job_left_running_by_a_dead_worker_runs_again(service):
     job_id = submit(service)
     job, etag = service.records.get(job_id)
-    service.records.replace(job.started(), etag)
+    service.records.replace(job.batch_started(), etag)
     service.process(jobs.encode_message(job_id), 2)
     done, _ = service.records.get(job_id)
     assert (done.status, done.attempts) == ("succeeded", 2)
@@ -46,12 +46,12 @@ def test_blast_refusing_a_job_fails_it_without_retry(service, settings_env, tmp_
     no_databases.process(jobs.encode_message(job_id), 1)
     failed, _ = service.records.get(job_id)
     assert failed.status == "failed" and "BLAST rejected the search" in failed.error
-    assert not service.results.exists(job_id, "result.asn")
+    assert not service.results.exists(job_id, archive_blob(0))
 
 
 def test_a_transient_error_retries_and_the_last_attempt_fails_the_job(service):
     job_id = submit(service)
-    service.results._container.delete_blob(f"{job_id}/{QUERY_BLOB}")
+    service.results._container.delete_blob(f"{job_id}/{query_blob(0)}")
     with pytest.raises(Exception, match=r"BlobNotFound|not exist"):
         service.process(jobs.encode_message(job_id), 1)
     assert service.records.get(job_id)[0].status == "running"
@@ -113,8 +113,8 @@ def test_dead_lettered_jobs_are_listed_and_requeued(azurite, blast_available):
     service = BlastService.from_settings(Settings.from_env(env))
     service.ensure_storage()
     job_id = submit(service, seed=40)
-    query = service.results.get_text(job_id, QUERY_BLOB)
-    service.results._container.delete_blob(f"{job_id}/{QUERY_BLOB}")
+    query = service.results.get_text(job_id, query_blob(0))
+    service.results._container.delete_blob(f"{job_id}/{query_blob(0)}")
     service.transport.poison.send_message("not a job at all")
     run_worker_until(service, lambda: service.get(job_id).status == "failed")
 
@@ -123,7 +123,7 @@ def test_dead_lettered_jobs_are_listed_and_requeued(azurite, blast_available):
     assert letters[job_id].error.startswith("gave up after 1 attempts")
     assert letters[None].status is None
 
-    service.results.put_text(job_id, QUERY_BLOB, query, "text/x-fasta")
+    service.results.put_text(job_id, query_blob(0), query, "text/x-fasta")
     assert service.requeue_dead_letters() == ([job_id], 1)
     assert service.get(job_id).status == "queued"
     run_worker_until(service, lambda: service.get(job_id).status == "succeeded")

@@ -1,0 +1,173 @@
+"""Fan-out and fan-in: splitting is pure; merged results equal one blastn run over the whole
+query file, hit for hit, on a real database; the job completes exactly once under races."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import threading
+import time
+import xml.etree.ElementTree as ElementTree
+
+import pytest
+from conftest import RRNA_DATA, SMALL_DB, direct_blastn, sample_queries, service_env
+
+from blast_core import batches, fasta, jobs
+from blast_core.results import query_blob
+from blast_core.service import BlastService
+from blast_core.settings import Settings
+from blast_core.worker import run_worker
+
+
+def sequences(*lengths: int) -> list[fasta.Sequence]:
+    return [fasta.Sequence(f"s{i}", "A" * n) for i, n in enumerate(lengths)]
+
+
+def test_batches_hold_whole_sequences_up_to_the_letter_limit():
+    split = batches.split(sequences(40, 50, 10, 100, 5, 5), max_letters=100)
+    assert [[len(s.residues) for s in batch] for batch in split] == [[40, 50, 10], [100], [5, 5]]
+    assert batches.split(sequences(300), max_letters=100) == [sequences(300)]
+    assert len(batches.split(sequences(*[10] * 50), max_letters=10_000)) == 1
+    assert batches.batch_letters("blastn", 0) == 500_000
+    assert batches.batch_letters("blastp", 0) == 10_000
+    assert batches.batch_letters("blastn", 1234) == 1234
+
+
+def test_merging_one_part_returns_it_unchanged():
+    assert list(batches.merge("xml", [["a\n", "b\n"]], [0])) == ["a\n", "b\n"]
+
+
+def fanout_service(azurite, **settings: str) -> BlastService:
+    service = BlastService.from_settings(Settings.from_env(service_env(azurite, **settings)))
+    service.ensure_storage()
+    return service
+
+
+def work_until_done(service: BlastService, job_ids: list[str], workers: int = 2,
+                    timeout: float = 180) -> None:
+    stop = threading.Event()
+    threads = [threading.Thread(target=run_worker, args=(service, stop)) for _ in range(workers)]
+    for thread in threads:
+        thread.start()
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if all(service.get(j).status in jobs.FINAL_STATUSES for j in job_ids):
+                break
+            stop.wait(0.2)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=60)
+
+
+def json_hits(report: str) -> list[list[tuple]]:
+    """Per query: every hit's subject and HSPs (coordinates, bit score, e-value)."""
+    return [[(hit["description"][0]["id"],
+              [(h["query_from"], h["query_to"], h["hit_from"], h["hit_to"], h["bit_score"],
+                h["evalue"]) for h in hit["hsps"]])
+             for hit in search["report"]["results"]["search"]["hits"]]
+            for search in json.loads(report)["BlastOutput2"]]
+
+
+def test_a_fanned_out_job_equals_one_blastn_run_over_the_whole_file(azurite, blast_available,
+                                                                    tmp_path):
+    service = fanout_service(azurite, BLAST_BATCH_LETTERS="3000")
+    query = sample_queries(SMALL_DB, 9, seed=77)
+    job = service.submit({"query": query, "database": SMALL_DB, "task": "blastn",
+                          "evalue": 1e-10, "max_target_seqs": 15})
+    assert job.batches == 5 and job.view()["batches_done"] == 0
+    work_until_done(service, [job.id])
+    done = service.get(job.id)
+    assert (done.status, done.batches_done, done.queries_done) == ("succeeded", 5, 9)
+
+    def result(name: str) -> str:
+        return b"".join(service.result(job.id, name).chunks).decode()
+
+    options = ("-task", "blastn", "-evalue", "1e-10", "-max_target_seqs", "15")
+    tsv = result("tsv")
+    assert tsv == direct_blastn(query, SMALL_DB, tmp_path, *options)
+    assert done.hits == len({tuple(line.split("\t")[:2]) for line in tsv.splitlines()})
+
+    whole = tmp_path / "whole.json"
+    (tmp_path / "q.fa").write_text(query)
+    subprocess.run(["blastn", "-query", str(tmp_path / "q.fa"), "-db", str(RRNA_DATA / SMALL_DB),
+                    "-outfmt", "15", "-out", str(whole), *options], check=True)
+    merged_json = result("json")
+    assert json_hits(merged_json) == json_hits(whole.read_text())
+    assert [s["report"]["results"]["search"]["query_id"]
+            for s in json.loads(merged_json)["BlastOutput2"]] == [f"Query_{n}" for n in range(1, 10)]
+
+    iterations = ElementTree.fromstring(result("xml")).findall(".//Iteration")
+    assert [i.findtext("Iteration_iter-num") for i in iterations] == [str(n) for n in range(1, 10)]
+    assert [i.findtext("Iteration_query-def").split()[0] for i in iterations] == \
+        [f"q{n}" for n in range(1, 10)]
+    xml2 = ElementTree.fromstring(result("xml2"))
+    assert len(xml2.findall("{http://www.ncbi.nlm.nih.gov}BlastOutput2")) == 9
+    text = result("text")
+    assert [line.split()[1] for line in text.splitlines() if line.startswith("Query=")] == \
+        [f"q{n}" for n in range(1, 10)]
+    assert text.count("  Database: ") == 1 and text.startswith("BLASTN")
+
+
+def test_splitting_queries_leaves_every_e_value_unchanged(azurite, blast_available, tmp_path):
+    """E-values depend on each query's length and the database size only: batch sizes of one
+    query or of all of them give the same hits and e-values."""
+    query = sample_queries("16SCore", 6, seed=3)
+    outcomes = []
+    for letters in ("1", "100000"):
+        service = fanout_service(azurite, BLAST_BATCH_LETTERS=letters)
+        job = service.submit({"query": query, "database": "16SCore", "task": "dc-megablast"})
+        work_until_done(service, [job.id])
+        assert service.get(job.id).batches == (6 if letters == "1" else 1)
+        outcomes.append(b"".join(service.result(job.id, "tsv").chunks).decode())
+    assert outcomes[0] == outcomes[1] and outcomes[0].strip()
+
+
+def test_the_last_two_batches_finishing_together_complete_the_job_once(azurite, blast_available,
+                                                                      caplog):
+    service = fanout_service(azurite, BLAST_BATCH_LETTERS="1600")
+    job_ids = [service.submit({"query": sample_queries(SMALL_DB, 2, seed=90 + n),
+                               "database": SMALL_DB}).id for n in range(4)]
+    assert {service.get(j).batches for j in job_ids} == {2}
+    with caplog.at_level(logging.INFO, logger="blast_core"):
+        for job_id in job_ids:
+            start = threading.Barrier(2)
+
+            def finish(number: int, job_id: str = job_id, start=start) -> None:
+                start.wait()
+                service.process(jobs.encode_message(job_id, number), 1)
+
+            threads = [threading.Thread(target=finish, args=(n,)) for n in (0, 1)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+    for job_id in job_ids:
+        done = service.get(job_id)
+        assert (done.status, done.batch_states, done.queries_done) == ("succeeded", "DD", 2)
+        assert done.attempts == 2
+        completions = [r for r in caplog.records if f"job {job_id} succeeded" in r.getMessage()]
+        assert len(completions) == 1
+
+
+def test_a_batch_failing_for_good_fails_the_job_naming_the_batch(azurite, blast_available):
+    service = fanout_service(azurite, BLAST_BATCH_LETTERS="1600")
+    job = service.submit({"query": sample_queries(SMALL_DB, 3, seed=5), "database": SMALL_DB})
+    assert job.batches == 3
+    service.results.put_text(job.id, query_blob(1), ">empty\n\n", "text/x-fasta")
+    work_until_done(service, [job.id])
+    failed = service.get(job.id)
+    assert failed.status == "failed"
+    assert failed.error.startswith("batch 2 of 3: BLAST rejected the search")
+    assert failed.batch_state(1) == jobs.BATCH_FAILED
+
+
+@pytest.mark.parametrize("batch", [5, 99])
+def test_a_message_for_a_batch_the_job_does_not_have_is_malformed(azurite, blast_available,
+                                                                  batch):
+    service = fanout_service(azurite)
+    job = service.submit({"query": sample_queries(SMALL_DB, 1, seed=6), "database": SMALL_DB})
+    with pytest.raises(jobs.MalformedMessage, match="has no batch"):
+        service.process(jobs.encode_message(job.id, batch), 1)
