@@ -1,42 +1,154 @@
-"""`python -m blast_core`: run the service locally (`serve`, `worker`)."""
+"""`python -m blast_core` (installed as `blast-service`): run the service locally (`serve`,
+`worker`), or use a running one, local or in Azure, from a terminal (`submit`, `status`,
+`results`, `recent`, `databases`, `sample`).
+
+The client commands talk HTTP only (`client.py`), to the URL and key given by `--url` and
+`--api-key` or by BLAST_API_URL and BLAST_API_KEY. They print tables for people, JSON with
+`--json`, and errors on stderr: exit status 1 when the service refuses or a job fails, 2 for
+usage errors.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
+import random
 import signal
 import sys
 import threading
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO
 
+from blast_core.client import DEFAULT_URL, ApiProblem, BlastClient, Unreachable
+from blast_core.process import ToolError
+from blast_core.samples import database_sequences, sample_fasta
 from blast_core.settings import STORAGE_CONNECTION, Settings, SettingsError
 
 LOCAL_DEFAULTS = {
     "BLAST_QUEUE_TRANSPORT": "storage",
     STORAGE_CONNECTION: "UseDevelopmentStorage=true",
 }
+# The sample set: SAMPLE_COUNT sequences of a real database from Debian's ncbi-rrna-data,
+# picked and mutated (3 %) with a fixed seed, so that sample N is the same query everywhere.
+SAMPLE_DATABASE = "Combined16SrRNA_2-12-2008"
+SAMPLE_DB_DIR = "/usr/share/ncbi/data"
+SAMPLE_COUNT = 20
+SAMPLE_SEED = 2026
+POLL_SECONDS = 0.5
+FINAL_STATUSES = ("succeeded", "failed")
+PROG = "python -m blast_core"
+CLIENT_COMMANDS = ("submit", "status", "results", "recent", "databases", "sample")
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m blast_core",
-                                     description="BLAST search service, run locally.")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command in CLIENT_COMMANDS:
+        return run_client_command(parser, args)
+    return run_service(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=PROG,
+                                     description="BLAST search service: run it locally, or use "
+                                                 "a running one.")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve the HTTP API and run queue workers")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=7071)
     serve.add_argument("--db-dir", help="database directory (setting BLAST_DB_DIR)")
-    serve.add_argument("--workers", type=int, default=1,
-                       help="worker processes, each running one BLAST at a time (default 1)")
+    serve.add_argument("--workers", type=int,
+                       help="worker processes, each running one BLAST at a time (default: the "
+                            "machine's cores divided by BLAST_THREADS)")
     serve.add_argument("--api-key", help="require this key on every route but health "
                                          "(setting BLAST_API_KEY)")
     worker = commands.add_parser("worker", help="run one queue worker in the foreground")
     worker.add_argument("--db-dir", help="database directory (setting BLAST_DB_DIR)")
-    args = parser.parse_args(argv)
+    worker.add_argument("--wake-fd", type=int, help=argparse.SUPPRESS)  # from serve
+    dead = commands.add_parser(
+        "dead-letters", help="list the dead-lettered (or poisoned) jobs, or requeue them",
+        description="Reads the queue named by the settings directly (not through the API).")
+    dead.add_argument("--requeue", action="store_true",
+                      help="put every dead-lettered job back in the queue")
+    dead.add_argument("--json", action="store_true", help="print JSON, for scripts")
+    database = commands.add_parser("db", help="BLAST databases").add_subparsers(
+        dest="db_command", required=True)
+    upload = database.add_parser(
+        "upload", help="build a BLAST database from FASTA and upload it to the Azure Files share",
+        description="Runs makeblastdb (-parse_seqids, version 5) and uploads the database's "
+                    "files to the share that the function app mounts as BLAST_DB_DIR.")
+    upload.add_argument("fasta", metavar="FASTA")
+    upload.add_argument("--name", required=True, help="database name, as jobs will name it")
+    upload.add_argument("--type", choices=("nucl", "prot"), required=True, dest="dbtype")
+    upload.add_argument("--title", help="database title (default: the name)")
+    upload.add_argument("--share", required=True, help="Azure Files share name")
+    upload.add_argument("--directory", default="", help="folder in the share (default: its root)")
+    upload.add_argument("--connection", help="storage connection string, or a file service URL "
+                                             "(default: the BLAST_STORAGE connection string)")
 
+    connection = argparse.ArgumentParser(add_help=False)
+    connection.add_argument("--url", help="the service, e.g. https://APP.azurewebsites.net "
+                                          f"(default: BLAST_API_URL, else {DEFAULT_URL})")
+    connection.add_argument("--api-key", help="function key or `serve --api-key` key (default: "
+                                              "BLAST_API_KEY)")
+    client = argparse.ArgumentParser(add_help=False, parents=[connection])
+    client.add_argument("--json", action="store_true", help="print JSON, for scripts")
+
+    submit = commands.add_parser("submit", parents=[client], help="submit a FASTA file as a job")
+    submit.add_argument("file", metavar="FILE", help="FASTA file with one or more queries; - "
+                                                     "reads standard input")
+    submit.add_argument("--database", required=True, help="a database name (see `databases`)")
+    submit.add_argument("--program", help="blastn (default), blastp, blastx, tblastn or tblastx")
+    submit.add_argument("--task", help="BLAST+ task, e.g. megablast (blastn's default) or blastn")
+    submit.add_argument("--evalue", type=float, help="e-value cut-off (default 10)")
+    submit.add_argument("--max-target-seqs", type=int, help="hits kept per query (default 100)")
+    submit.add_argument("--word-size", type=int, help="BLAST+ -word_size (default: the task's)")
+    submit.add_argument("--filter", choices=("yes", "no"),
+                        help="low-complexity filter, DUST or SEG (default: the program's)")
+    submit.add_argument("--wait", action="store_true",
+                        help="show progress until the job ends, then where its results are")
+
+    status = commands.add_parser("status", parents=[client], help="show one job")
+    status.add_argument("job_id", metavar="ID")
+    results = commands.add_parser("results", parents=[connection],
+                                  help="fetch a finished job's result")
+    results.add_argument("job_id", metavar="ID")
+    results.add_argument("--format", default="tsv",
+                         help="tsv (default), json, xml, xml2 or text")
+    results.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
+    recent = commands.add_parser("recent", parents=[client], help="list recent jobs, newest first")
+    recent.add_argument("--limit", type=int, default=20, help="at most N jobs (default 20)")
+    recent.add_argument("--minutes", type=float, help="only jobs submitted in the last M minutes")
+    commands.add_parser("databases", parents=[client], help="list the searchable databases")
+    sample = commands.add_parser(
+        "sample", parents=[client],
+        help=f"submit sample queries by number (1 to {SAMPLE_COUNT}), or a random one",
+        description=f"Submits sample queries, one job each: sequences of {SAMPLE_DATABASE} "
+                    "(ncbi-rrna-data) with a few mutations, the same for everyone. Needs "
+                    "BLAST+ and that database on this machine.")
+    sample.add_argument("numbers", metavar="N", type=int, nargs="*")
+    sample.add_argument("--database", default=SAMPLE_DATABASE,
+                        help=f"the sample database, here and on the service (default "
+                             f"{SAMPLE_DATABASE})")
+    sample.add_argument("--db-dir", default=SAMPLE_DB_DIR,
+                        help=f"where that database is on this machine (default {SAMPLE_DB_DIR})")
+    return parser
+
+
+# serve and worker
+
+
+def run_service(args: argparse.Namespace) -> int:
     configure_logging()
+    if args.command == "db":
+        return upload_database(args)
     for name, value in LOCAL_DEFAULTS.items():
         os.environ.setdefault(name, value)
-    if args.db_dir:
+    if getattr(args, "db_dir", None):
         os.environ["BLAST_DB_DIR"] = os.path.abspath(args.db_dir)
     if getattr(args, "api_key", None):
         os.environ["BLAST_API_KEY"] = args.api_key
@@ -51,13 +163,62 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "serve":
         from blast_core.server import serve as run_server
 
-        run_server(service, args.host, args.port, max(0, args.workers))
+        workers = args.workers if args.workers is not None else max(
+            1, (os.cpu_count() or 1) // settings.threads)
+        run_server(service, args.host, args.port, max(0, workers))
+    elif args.command == "dead-letters":
+        return dead_letters(service, args.requeue, args.json)
     else:
-        run_worker_until_signalled(service)
+        run_worker_until_signalled(service, args.wake_fd)
     return 0
 
 
-def run_worker_until_signalled(service) -> None:
+def dead_letters(service, requeue: bool, as_json: bool) -> int:
+    if requeue:
+        requeued, left = service.requeue_dead_letters()
+        if as_json:
+            print(json.dumps({"requeued": requeued, "left": left}))
+        else:
+            print(f"requeued {len(requeued)} job(s){': ' if requeued else ''}{' '.join(requeued)}")
+            if left:
+                print(f"left {left} message(s) that name no job", file=sys.stderr)
+        return 0
+    letters = service.dead_letters()
+    if as_json:
+        print(json.dumps([letter.__dict__ for letter in letters], indent=1))
+    elif not letters:
+        print("no dead letters")
+    else:
+        print(f"{'job':<20} {'status':<10} error")
+        for letter in letters:
+            print(f"{letter.job_id or '(unreadable)':<20} {letter.status or '-':<10} "
+                  f"{letter.error or letter.reason}")
+    return 0
+
+
+def upload_database(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from blast_core.database_builder import DatabaseBuildError, build_database
+    from blast_core.database_builder import upload_database as upload
+
+    connection = args.connection or os.environ.get(STORAGE_CONNECTION, "")
+    if not connection:
+        print(f"error: give --connection or set {STORAGE_CONNECTION}", file=sys.stderr)
+        return 2
+    try:
+        with tempfile.TemporaryDirectory(prefix="blastdb-") as workdir:
+            files = build_database(args.fasta, args.name, args.dbtype, args.title or args.name,
+                                   workdir)
+            uploaded = upload(files, connection, args.share, args.directory)
+    except (DatabaseBuildError, ValueError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(f"uploaded {len(uploaded)} files of database {args.name} to share {args.share}")
+    return 0
+
+
+def run_worker_until_signalled(service, wake_fd: int | None = None) -> None:
     from blast_core.worker import run_worker
 
     stop = threading.Event()
@@ -72,7 +233,7 @@ def run_worker_until_signalled(service) -> None:
                                                 os.getpid(), service.settings.queue_transport,
                                                 service.settings.queue_name)
     try:
-        run_worker(service, stop)
+        run_worker(service, stop, wake_fd)
     except KeyboardInterrupt:
         pass
 
@@ -81,3 +242,213 @@ def configure_logging() -> None:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
+
+
+# The client commands
+
+
+class CommandFailed(Exception):
+    """The command could not do its work; the message says why, for stderr."""
+
+
+def run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    client = BlastClient(args.url or os.environ.get("BLAST_API_URL") or DEFAULT_URL,
+                         args.api_key or os.environ.get("BLAST_API_KEY"))
+    commands: dict[str, Callable[[BlastClient, argparse.Namespace], None]] = {
+        "submit": submit_command, "status": status_command, "results": results_command,
+        "recent": recent_command, "databases": databases_command, "sample": sample_command}
+    if args.command == "recent" and not 1 <= args.limit <= 1000:
+        parser.error("--limit must be from 1 to 1000")
+    if args.command == "sample" and any(not 1 <= n <= SAMPLE_COUNT for n in args.numbers):
+        parser.error(f"sample numbers are 1 to {SAMPLE_COUNT}")
+    try:
+        commands[args.command](client, args)
+    except ApiProblem as problem:
+        print(f"error: {problem.detail} (HTTP {problem.status})", file=sys.stderr)
+        for field, reason in problem.errors:
+            print(f"  {field}: {reason}", file=sys.stderr)
+        return 1
+    except BrokenPipeError:  # the reader stopped early (`| head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    except (Unreachable, CommandFailed, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\ninterrupted; a submitted job goes on (see `status ID`)", file=sys.stderr)
+        return 130
+    return 0
+
+
+def submit_command(client: BlastClient, args: argparse.Namespace) -> None:
+    query = sys.stdin.read() if args.file == "-" else _read_text(args.file)
+    options = {"program": args.program, "task": args.task, "evalue": args.evalue,
+               "max_target_seqs": args.max_target_seqs, "word_size": args.word_size,
+               "filter": args.filter}
+    payload = {"query": query, "database": args.database,
+               **{name: value for name, value in options.items() if value is not None}}
+    job = client.submit(payload)
+    if not args.wait:
+        print(json.dumps(job, indent=1) if args.json else job["id"])
+        return
+    if not args.json:
+        print(job["id"], flush=True)
+    job = wait_for(client, job["id"], Progress(sys.stderr))
+    if args.json:
+        print(json.dumps(job, indent=1))
+    if job["status"] == "failed":
+        raise CommandFailed(f"job {job['id']} failed: {job['error']}")
+    if not args.json:
+        print(f"{job['hits']} hits for {job['queries']} queries; results:")
+        print(_table([[name, url] for name, url in job["results"].items()]))
+        print(f"to fetch one: {PROG} results {job['id']} --format tsv -o hits.tsv")
+
+
+def _read_text(path: str) -> str:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except UnicodeDecodeError:
+        raise CommandFailed(f"{path} is not UTF-8 text (FASTA)") from None
+
+
+def wait_for(client: BlastClient, job_id: str, progress: Progress) -> dict[str, Any]:
+    """Poll the job until it ends, showing its progress."""
+    started = time.monotonic()
+    while True:
+        job = client.job(job_id)
+        progress.show(job, time.monotonic() - started)
+        if job["status"] in FINAL_STATUSES:
+            progress.end()
+            return job
+        time.sleep(POLL_SECONDS)
+
+
+class Progress:
+    """A progress bar of the queries done, redrawn in place on a terminal; elsewhere (a log, a
+    pipe) one line each time the status or the count changes."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO):
+        self.stream = stream
+        self.live = stream.isatty()
+        self.last = ("", -1)
+        self.ticks = 0
+
+    def show(self, job: dict[str, Any], elapsed: float) -> None:
+        total, status = job["queries"], job["status"]
+        # A service from before batching reports no queries_done: all are done on success.
+        done = job.get("queries_done", total if status == "succeeded" else 0)
+        counts = f"{done}/{total} queries"
+        if job.get("batches", 1) > 1:
+            counts += f", {job['batches_done']}/{job['batches']} batches"
+        if self.live:
+            filled = self.WIDTH * done // max(total, 1)
+            spinner = " " if status in FINAL_STATUSES else "|/-\\"[self.ticks % 4]
+            self.ticks += 1
+            self.stream.write(f"\r{spinner} [{'#' * filled}{'.' * (self.WIDTH - filled)}] "
+                              f"{counts}  {status:<9}  {elapsed:5.1f} s")
+        elif (status, done) != self.last:
+            self.stream.write(f"job {job['id']} {status}: {counts} after {elapsed:.1f} s\n")
+        self.last = (status, done)
+        self.stream.flush()
+
+    def end(self) -> None:
+        if self.live:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def status_command(client: BlastClient, args: argparse.Namespace) -> None:
+    job = client.job(args.job_id)
+    if args.json:
+        print(json.dumps(job, indent=1))
+        return
+    rows = [[name, str(value)] for name, value in job.items()
+            if name != "results" and value is not None]
+    rows += [[f"results ({name})", url] for name, url in job["results"].items()]
+    print(_table(rows))
+
+
+def results_command(client: BlastClient, args: argparse.Namespace) -> None:
+    chunks = client.result(args.job_id, args.format)
+    if not args.output:
+        for chunk in chunks:
+            sys.stdout.buffer.write(chunk)
+        sys.stdout.flush()
+        return
+    with open(args.output, "wb") as out:
+        try:
+            for chunk in chunks:
+                out.write(chunk)
+        except BaseException:
+            out.close()
+            os.remove(args.output)  # no truncated result left behind
+            raise
+
+
+def recent_command(client: BlastClient, args: argparse.Namespace) -> None:
+    jobs = client.recent(args.limit)
+    if args.minutes is not None:
+        since = datetime.now(UTC) - timedelta(minutes=args.minutes)
+        jobs = [j for j in jobs if datetime.fromisoformat(j["submitted_at"]) >= since]
+    if args.json:
+        print(json.dumps(jobs, indent=1))
+        return
+    if not jobs:
+        print("no jobs" + (f" in the last {args.minutes:g} minutes" if args.minutes else ""))
+        return
+    print(_table([["ID", "STATUS", "SUBMITTED (UTC)", "PROGRAM", "TASK", "DATABASE", "QUERIES",
+                   "HITS"]] +
+                 [[j["id"], j["status"], j["submitted_at"][:19].replace("T", " "), j["program"],
+                   j["task"], j["database"], str(j["queries"]),
+                   "" if j["hits"] is None else str(j["hits"])] for j in jobs], numeric=(6, 7)))
+
+
+def databases_command(client: BlastClient, args: argparse.Namespace) -> None:
+    databases = client.databases()
+    if args.json:
+        print(json.dumps(databases, indent=1))
+        return
+    print(_table([["NAME", "MOLECULE", "SEQUENCES", "LETTERS", "TITLE"]] +
+                 [[d["name"], d["molecule"], f"{d['sequences']:,}", f"{d['letters']:,}",
+                   d["title"]] for d in databases], numeric=(2, 3)))
+
+
+def sample_command(client: BlastClient, args: argparse.Namespace) -> None:
+    queries = sample_set(args.database, args.db_dir)
+    numbers = args.numbers or [random.randint(1, SAMPLE_COUNT)]
+    submitted = []
+    for number in numbers:
+        job = client.submit({"query": queries[number - 1], "database": args.database})
+        submitted.append({"sample": number, "job": job})
+        if not args.json:
+            print(f"sample {number}: job {job['id']}", flush=True)
+    if args.json:
+        print(json.dumps(submitted, indent=1))
+
+
+def sample_set(database: str = SAMPLE_DATABASE, db_dir: str = SAMPLE_DB_DIR) -> list[str]:
+    """The numbered sample queries (FASTA each), the same wherever they are built."""
+    try:
+        sequences = database_sequences(os.path.join(db_dir, database))
+    except ToolError as error:
+        raise CommandFailed(f"cannot read the sample database {database} in {db_dir} "
+                            f"({error.message}); it comes with ncbi-rrna-data and BLAST+ "
+                            "(`make setup`)") from None
+    if len(sequences) < SAMPLE_COUNT:
+        raise CommandFailed(f"{database} holds {len(sequences)} sequences; samples need "
+                            f"{SAMPLE_COUNT}")
+    fasta = sample_fasta(sequences, SAMPLE_COUNT, seed=SAMPLE_SEED,
+                         label=f"sample of {database}, sequence")
+    return [">" + entry for entry in fasta.split(">")[1:]]
+
+
+def _table(rows: list[list[str]], numeric: tuple[int, ...] = ()) -> str:
+    """Aligned columns, those at the `numeric` indexes to the right."""
+    widths = [max(len(cell) for cell in column) for column in zip(*rows, strict=True)]
+    return "\n".join(
+        "  ".join(cell.rjust(width) if index in numeric else cell.ljust(width)
+                  for index, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip()
+        for row in rows)

@@ -7,6 +7,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from blast_core import staging
 from blast_core.process import run_tool
 
 LIST_FORMAT = "%f\t%p\t%n\t%l\t%t"
@@ -44,14 +45,21 @@ def parse_listing(output: str, db_dir: str) -> list[DatabaseInfo]:
 
 
 class DatabaseCatalog:
-    """Lists databases with a short cache, so that new ones on the share appear within a minute."""
+    """Lists databases with a short cache, so that new ones on the share appear within a minute,
+    and says where a search reads each one (`local_path`)."""
 
-    def __init__(self, db_dir: str, blastdbcmd: str, ttl_seconds: float = 60.0):
+    def __init__(self, db_dir: str, blastdbcmd: str, ttl_seconds: float = 60.0,
+                 cache_dir: str = "", preload: bool = False):
         self.db_dir = db_dir
         self._blastdbcmd = blastdbcmd
         self._ttl = ttl_seconds
+        self._cache_dir = cache_dir
+        self._preload = preload
         self._lock = threading.Lock()
         self._cached: tuple[float, list[DatabaseInfo]] | None = None
+        self._local_lock = threading.Lock()
+        self._local: dict[str, tuple[float, str]] = {}
+        self._local_locks: dict[str, threading.Lock] = {}
 
     def list(self) -> list[DatabaseInfo]:
         with self._lock:
@@ -66,6 +74,26 @@ class DatabaseCatalog:
 
     def path(self, name: str) -> str:
         return os.path.join(self.db_dir, name)
+
+    def local_path(self, name: str) -> str:
+        """Where a search reads database `name`: its copy staged on this instance's disk when
+        a cache directory is set, else the share. Checked against the share at most once per
+        TTL in this process (a check lists the share), and pre-read on first use when asked."""
+        with self._local_lock:
+            lock = self._local_locks.setdefault(name, threading.Lock())
+        with lock:
+            known = self._local.get(name)
+            if known and time.monotonic() - known[0] < self._ttl:
+                return known[1]
+            preload = self._preload and known is None
+            if self._cache_dir:
+                path = staging.stage(self.db_dir, name, self._cache_dir, preload=preload)
+            else:
+                if preload:
+                    staging.read_once(self.db_dir, name)
+                path = self.path(name)
+            self._local[name] = (time.monotonic(), path)
+            return path
 
     def _read(self) -> list[DatabaseInfo]:
         if not os.path.isdir(self.db_dir):

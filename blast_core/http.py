@@ -85,7 +85,11 @@ class Route:
 
     @property
     def pattern(self) -> re.Pattern[str]:
-        return re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", self.template) + "$")
+        """The template as a regex: `{name}` matches one path segment, the rest literally."""
+        parts = re.split(r"\{(\w+)\}", self.template)
+        regex = "".join(re.escape(part) if index % 2 == 0 else f"(?P<{part}>[^/]+)"
+                        for index, part in enumerate(parts))
+        return re.compile(f"^{regex}$")
 
 
 def handle(route: Route, request: ApiRequest,

@@ -251,6 +251,11 @@ class Job:
     batches: int = 1
     batch_states: str = ""
     queries_done: int = 0
+    seconds_queued: float = 0.0
+    seconds_staging: float = 0.0
+    seconds_blast: float = 0.0
+    seconds_transfer: float = 0.0
+    seconds_format: float = 0.0
 
     @classmethod
     def submitted(cls, job_id: str, request: JobRequest, batches: int = 1) -> Job:
@@ -277,10 +282,14 @@ class Job:
         return replace(self, status=RUNNING, started_at=self.started_at or utc_now(),
                        attempts=self.attempts + 1)
 
-    def batch_finished(self, batch: int, queries: int, hits: int) -> Job:
-        """Batch done; the job succeeds with the last one."""
+    def batch_finished(self, batch: int, queries: int, hits: int, timings: BatchTimings) -> Job:
+        """Batch done, its times added to the job's; the job succeeds with the last one."""
         job = replace(self, batch_states=self._with_state(batch, BATCH_DONE),
-                      queries_done=self.queries_done + queries, hits=(self.hits or 0) + hits)
+                      queries_done=self.queries_done + queries, hits=(self.hits or 0) + hits,
+                      seconds_queued=self.seconds_queued + timings.queued,
+                      seconds_staging=self.seconds_staging + timings.staging,
+                      seconds_blast=self.seconds_blast + timings.blast,
+                      seconds_transfer=self.seconds_transfer + timings.transfer)
         if job.batches_done == job.batches:
             job = replace(job, status=SUCCEEDED, finished_at=utc_now(), error=None)
         return job
@@ -307,12 +316,42 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def formatted(self, seconds: float) -> Job:
+        return replace(self, seconds_format=self.seconds_format + seconds)
+
     def view(self) -> dict[str, Any]:
-        """What the API shows: the record with batch progress instead of the raw states."""
+        """What the API shows: the record with batch progress instead of the raw states, and
+        where the time went (summed over batches; `total` is submission to end)."""
         data = self.to_dict()
         data.pop("batch_states")
         data.update(batches_done=self.batches_done, batches_failed=self.batches_failed)
+        timings = {name: round(data.pop(f"seconds_{name}"), 3) for name in TIMED_PHASES}
+        timings["total"] = (round(_seconds_between(self.submitted_at, self.finished_at), 3)
+                            if self.finished_at else None)
+        data["timings"] = timings
         return data
+
+
+TIMED_PHASES = ("queued", "staging", "blast", "transfer", "format")
+
+
+@dataclass(frozen=True)
+class BatchTimings:
+    """Seconds one batch spent waiting in the queue, staging its database, in BLAST, and moving
+    its query and archive to and from Blob storage."""
+
+    queued: float
+    staging: float
+    blast: float
+    transfer: float
+
+
+def _seconds_between(start: str, end: str) -> float:
+    return (parse_time(end) - parse_time(start)).total_seconds()
+
+
+def parse_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def encode_message(job_id: str, batch: int = 0) -> str:

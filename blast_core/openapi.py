@@ -34,7 +34,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["id", "status", "database", "program", "task", "evalue", "max_target_seqs",
                      "queries", "query_letters", "submitted_at", "started_at", "finished_at",
                      "attempts", "hits", "error", "batches", "batches_done", "batches_failed",
-                     "queries_done", "results"],
+                     "queries_done", "timings", "results"],
         "properties": {
             "id": _JOB_ID,
             "status": {"type": "string", "enum": [jobs.QUEUED, jobs.RUNNING, jobs.SUCCEEDED,
@@ -50,6 +50,14 @@ SCHEMAS: dict[str, Any] = {
             "batches": {"type": "integer", "description": "Batches the queries were split into."},
             "batches_done": {"type": "integer"}, "batches_failed": {"type": "integer"},
             "queries_done": {"type": "integer", "description": "Queries of finished batches."},
+            "timings": {
+                "type": "object", "required": ["total", *jobs.TIMED_PHASES],
+                "description": "Seconds, summed over batches: waiting in the queue, staging the "
+                               "database, BLAST itself, moving queries and archives to and "
+                               "from Blob storage, formatting results; total: submission to "
+                               "end (null until then).",
+                "properties": {"total": {"type": ["number", "null"]},
+                               **{name: {"type": "number"} for name in jobs.TIMED_PHASES}}},
             "results": {"type": "object", "additionalProperties": {"type": "string"},
                         "description": "A URL per result format, once the job has succeeded."},
         },
@@ -86,7 +94,8 @@ _TEXT_OPTIONS = [
      "description": f"With a text/plain FASTA body: the job's `{name}`.",
      "schema": {k: v for k, v in jobs.JOB_REQUEST_SCHEMA["properties"][name].items()
                 if k != "description"}}
-    for name in ("database", "program", "task", "evalue", "max_target_seqs")]
+    for name in ("database", "program", "task", "evalue", "max_target_seqs", "word_size",
+                 "filter")]
 
 PATHS: dict[str, Any] = {
     "/jobs": {

@@ -10,7 +10,9 @@ from urllib.parse import quote
 from blast_core import jobs, openapi, runner
 from blast_core.http import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
 from blast_core.jobs import FieldError, Job
+from blast_core.ncbi import NCBI_ROUTES
 from blast_core.service import BlastService
+from blast_core.web import WEB_ROUTES
 
 
 def health(service: BlastService, request: ApiRequest) -> ApiResponse:
@@ -109,7 +111,7 @@ def job_url(base_url: str, job_id: str) -> str:
 
 
 def job_view(job: Job, base_url: str) -> dict[str, Any]:
-    view = job.to_dict()
+    view = job.view()
     view["results"] = ({name: f"{job_url(base_url, job.id)}/results?format={quote(name)}"
                         for name in runner.OUTPUT_FORMATS}
                        if job.status == jobs.SUCCEEDED else {})
@@ -125,4 +127,6 @@ ROUTES: tuple[Route, ...] = (
     Route("get_result", "GET", "jobs/{job_id}/results", get_result),
     Route("list_databases", "GET", "databases", list_databases),
     Route("openapi", "GET", "openapi.json", openapi_document, anonymous=True),
+    *WEB_ROUTES,
+    *NCBI_ROUTES,
 )

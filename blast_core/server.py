@@ -66,17 +66,34 @@ def _respond(environ: dict[str, Any], service_factory: Callable[[], BlastService
     return http.handle(route, request, service_factory)
 
 
-def start_workers(count: int) -> list[subprocess.Popen[bytes]]:
-    """Worker processes that die with this one, even when it is killed."""
-    return [subprocess.Popen([sys.executable, "-m", "blast_core", "worker"],
-                             preexec_fn=die_with_parent) for _ in range(count)]
+def start_workers(count: int) -> tuple[list[subprocess.Popen[bytes]], Callable[[], None]]:
+    """Worker processes that die with this one, even when it is killed, and a function that
+    wakes the idle ones (each reads the end of a pipe that this process writes to)."""
+    workers, wake_ends = [], []
+    for _ in range(count):
+        read_end, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        workers.append(subprocess.Popen(
+            [sys.executable, "-m", "blast_core", "worker", "--wake-fd", str(read_end)],
+            pass_fds=(read_end,), preexec_fn=die_with_parent))
+        os.close(read_end)
+        wake_ends.append(write_end)
+
+    def wake() -> None:
+        for end in wake_ends:
+            try:
+                os.write(end, b"!")
+            except BlockingIOError:
+                pass  # already plenty of wake-ups waiting
+
+    return workers, wake
 
 
 def serve(service: BlastService, host: str, port: int, workers: int) -> None:
     from waitress import serve as waitress_serve
 
     service.ensure_storage()
-    children = start_workers(workers)
+    children, service.on_submitted = start_workers(workers)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     settings = service.settings
     log.info("serving http://%s:%d%s/ with %d worker(s), databases in %s", host, port,

@@ -61,12 +61,14 @@ class BlastService:
         self.tools = runner.BlastTools.from_settings(settings)
         self.limits = fasta.QueryLimits(settings.max_query_bytes, settings.max_queries,
                                         settings.max_sequence_letters)
+        self.on_submitted: Callable[[], None] | None = None  # serve wakes its workers here
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlastService:
         storage = settings.connection(STORAGE_CONNECTION)
         catalog = DatabaseCatalog(settings.db_dir,
-                                  runner.BlastTools.from_settings(settings).path("blastdbcmd"))
+                                  runner.BlastTools.from_settings(settings).path("blastdbcmd"),
+                                  cache_dir=settings.db_cache_dir, preload=settings.db_preload)
         return cls(settings, catalog, JobRecords.connect(storage, settings.jobs_table),
                    ResultStore.connect(storage, settings.results_container), connect(settings))
 
@@ -101,6 +103,8 @@ class BlastService:
             raise
         log.info("job %s queued: %s %s on %s, %d queries in %d batches", job.id, job.program,
                  job.task, job.database, job.queries, job.batches)
+        if self.on_submitted:
+            self.on_submitted()
         return job
 
     def _queue(self, job: Job, numbers: Iterable[int]) -> None:
@@ -147,8 +151,9 @@ class BlastService:
         return job
 
     def _format(self, job: Job, fmt: runner.OutputFormat) -> None:
-        """Format every batch's archive, merge them in query order and keep the result; two
-        requests racing write the same blob."""
+        """Format every batch's archive, merge them in query order and keep the result (two
+        requests racing write the same blob); the time it took goes on the job's record."""
+        started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"format-{job.id}-") as workdir:
             parts, queries_before, seen = [], [], 0
             for number in range(job.batches):
@@ -164,6 +169,8 @@ class BlastService:
                 out.writelines(batches.merge(fmt.name, [files.enter_context(open(part))
                                                         for part in parts], queries_before))
             self.results.put_file(job.id, result_blob(fmt.extension), merged, fmt.content_type)
+        seconds = time.monotonic() - started
+        self._update(job.id, lambda current: current.formatted(seconds))
 
     # Working
 
@@ -175,59 +182,69 @@ class BlastService:
         on the last allowed delivery it first fails the batch, so no job stays open.
         """
         job_id, number = jobs.decode_message(body)
-        found = self.records.get(job_id)
-        if found is None:
-            raise UnknownJob(f"no record for job {job_id}")
-        if number >= found[0].batches:
-            raise jobs.MalformedMessage(f"job {job_id} has no batch {number}")
 
         def start(job: Job) -> Job | None:
+            if number >= job.batches:
+                raise jobs.MalformedMessage(f"job {job_id} has no batch {number}")
             if job.status in jobs.FINAL_STATUSES or job.batch_state(number) != jobs.BATCH_PENDING:
                 return None
             return job.batch_started()
 
-        started = self._update(job_id, start)
+        started, etag = self._update(job_id, start)
         if started is None:
             log.info("job %s batch %d already finished; delivery %d ignored", job_id, number,
                      delivery_count)
             return
         log.info("job %s batch %d running, attempt %d", job_id, number, started.attempts)
+        known = (started, etag)
         try:
-            queries, hits = self._run(started, number)
+            queries, hits, timings = self._run(started, number)
         except runner.SearchRejected as error:
             rejected = str(error)
-            self._end_batch(job_id, number, lambda job: job.batch_failed(number, rejected))
+            self._end_batch(known, number, lambda job: job.batch_failed(number, rejected))
             return
         except Exception as error:
             if delivery_count >= self.settings.max_deliveries:
                 reason = f"gave up after {delivery_count} attempts: {_describe(error)}"
-                self._end_batch(job_id, number, lambda job: job.batch_failed(number, reason))
+                self._end_batch(known, number, lambda job: job.batch_failed(number, reason))
             raise
-        self._end_batch(job_id, number, lambda job: job.batch_finished(number, queries, hits))
+        self._end_batch(known, number,
+                        lambda job: job.batch_finished(number, queries, hits, timings))
 
-    def _run(self, job: Job, number: int) -> tuple[int, int]:
+    def _run(self, job: Job, number: int) -> tuple[int, int, jobs.BatchTimings]:
         """Search one batch and store its archive; the caller records the batch done only
-        after. Returns the batch's query and hit counts."""
+        after. Returns the batch's query and hit counts and where its time went."""
+        queued = time.time() - jobs.parse_time(job.submitted_at).timestamp()
         with tempfile.TemporaryDirectory(prefix=f"blast-{job.id}-{number}-") as workdir:
+            clock = time.monotonic()
             query_path = os.path.join(workdir, "query.fasta")
             self.results.download(job.id, query_blob(number), query_path)
-            result = runner.run_search(job, self.tools, query_path,
-                                       self.catalog.path(job.database), workdir)
+            transfer = time.monotonic() - clock
+            clock = time.monotonic()
+            database = self.catalog.local_path(job.database)
+            staging = time.monotonic() - clock
+            result = runner.run_search(job, self.tools, query_path, database, workdir)
+            clock = time.monotonic()
             self.results.put_file(job.id, archive_blob(number), result.archive,
                                   runner.ARCHIVE.content_type)
+            transfer += time.monotonic() - clock
             with open(query_path) as query:
                 queries = sum(1 for line in query if line.startswith(">"))
-        return queries, result.hits
+        return queries, result.hits, jobs.BatchTimings(queued, staging, result.blast_seconds,
+                                                       transfer)
 
-    def _end_batch(self, job_id: str, number: int, outcome: Callable[[Job], Job]) -> None:
-        """Record a batch's outcome unless the job ended meanwhile (another batch failed it)."""
+    def _end_batch(self, known: tuple[Job, str], number: int,
+                   outcome: Callable[[Job], Job]) -> None:
+        """Record a batch's outcome unless the job ended meanwhile (another batch failed it).
+        `known` is the record as this worker last wrote it: usually still current."""
+        job_id = known[0].id
 
         def change(job: Job) -> Job | None:
             if job.status in jobs.FINAL_STATUSES or job.batch_state(number) != jobs.BATCH_PENDING:
                 return None
             return outcome(job)
 
-        ended = self._update(job_id, change)
+        ended, _ = self._update(job_id, change, known)
         if ended is None:
             log.info("job %s batch %d: the job had already ended", job_id, number)
         elif ended.status == jobs.SUCCEEDED:
@@ -238,20 +255,25 @@ class BlastService:
             log.info("job %s batch %d done (%d of %d)", job_id, number, ended.batches_done,
                      ended.batches)
 
-    def _update(self, job_id: str, change: Callable[[Job], Job | None]) -> Job | None:
-        """Apply `change` to the current record with an ETag-conditional write, re-reading
-        and retrying when another worker wrote first: no lock, and no lost update."""
+    def _update(self, job_id: str, change: Callable[[Job], Job | None],
+                known: tuple[Job, str] | None = None) -> tuple[Job | None, str]:
+        """Apply `change` to the record with an ETag-conditional write, re-reading and retrying
+        when another worker wrote first: no lock, and no lost update. Starts from `known`
+        (a record and its ETag) when given, saving a read. Returns the new record and ETag,
+        or (None, "") when `change` declines."""
+        found = known
         for attempt in range(_UPDATE_ATTEMPTS):
-            found = self.records.get(job_id)
             if found is None:
-                raise UnknownJob(f"no record for job {job_id}")
+                found = self.records.get(job_id)
+                if found is None:
+                    raise UnknownJob(f"no record for job {job_id}")
             changed = change(found[0])
             if changed is None:
-                return None
+                return None, ""
             try:
-                self.records.replace(changed, found[1])
-                return changed
+                return changed, self.records.replace(changed, found[1])
             except RecordConflict:
+                found = None
                 time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
         raise RecordConflict(f"job {job_id} kept changing under {_UPDATE_ATTEMPTS} attempts")
 

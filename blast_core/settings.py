@@ -29,6 +29,14 @@ SETTINGS: tuple[Setting, ...] = (
             "Directory holding the BLAST databases (in Azure: the Azure Files mount path)."),
     Setting("BLAST_BIN_DIR", "",
             "Directory holding `blastn`, `blast_formatter` and `blastdbcmd`; empty: found on PATH."),
+    Setting("BLAST_DB_CACHE_DIR", "",
+            "Directory on the instance's own disk into which a database is copied from "
+            "`BLAST_DB_DIR` on first use, once per instance, and searched there by every later "
+            "job; empty: databases are searched on `BLAST_DB_DIR`."),
+    Setting("BLAST_DB_PRELOAD", "0",
+            "`1`: each worker process reads a database's files once on first use (the staged "
+            "copy, or `BLAST_DB_DIR` without a cache), so its first search finds them in the "
+            "page cache."),
     Setting("BLAST_TIME_LIMIT", "3600",
             "Seconds one BLAST run may take before it is killed and the job fails."),
     Setting("BLAST_THREADS", "1", "`-num_threads` of each BLAST run."),
@@ -74,6 +82,8 @@ class SettingsError(ValueError):
 class Settings:
     db_dir: str
     bin_dir: str
+    db_cache_dir: str
+    db_preload: bool
     time_limit: int
     threads: int
     queue_transport: str
@@ -111,9 +121,14 @@ class Settings:
         if transport not in ("servicebus", "storage"):
             raise SettingsError(
                 f"BLAST_QUEUE_TRANSPORT must be 'servicebus' or 'storage', not {transport!r}")
+        preload = text("BLAST_DB_PRELOAD")
+        if preload not in ("0", "1"):
+            raise SettingsError(f"BLAST_DB_PRELOAD must be 0 or 1, not {preload!r}")
         return cls(
             db_dir=text("BLAST_DB_DIR"),
             bin_dir=text("BLAST_BIN_DIR"),
+            db_cache_dir=text("BLAST_DB_CACHE_DIR"),
+            db_preload=preload == "1",
             time_limit=number("BLAST_TIME_LIMIT"),
             threads=number("BLAST_THREADS"),
             queue_transport=transport,

@@ -4,6 +4,8 @@ receives instead): receive, keep the message hidden while BLAST runs, settle."""
 from __future__ import annotations
 
 import logging
+import os
+import select
 import threading
 
 from blast_core.service import BlastService
@@ -15,8 +17,12 @@ IDLE_WAIT = (0.02, 0.25)
 MAX_BACKOFF = 60
 
 
-def run_worker(service: BlastService, stop: threading.Event) -> None:
-    """Work through the queue until `stop` is set; one message at a time."""
+def run_worker(service: BlastService, stop: threading.Event, wake_fd: int | None = None) -> None:
+    """Work through the queue until `stop` is set; one message at a time.
+
+    A Storage Queue must be polled: an idle worker polls less and less often, up to
+    IDLE_WAIT[1]. A byte written to `wake_fd` (serve does so on every submission) ends the
+    wait at once, so a job sent to an idle `serve` starts without delay."""
     wait = IDLE_WAIT[0]
     while not stop.is_set():
         try:
@@ -26,11 +32,24 @@ def run_worker(service: BlastService, stop: threading.Event) -> None:
             stop.wait(1.0)
             continue
         if delivery is None:
-            stop.wait(wait)
-            wait = min(wait * 2, IDLE_WAIT[1])
+            if _idle(stop, wake_fd, wait):
+                wait = IDLE_WAIT[0]
+            else:
+                wait = min(wait * 2, IDLE_WAIT[1])
             continue
         wait = IDLE_WAIT[0]
         work_on(service, delivery)
+
+
+def _idle(stop: threading.Event, wake_fd: int | None, seconds: float) -> bool:
+    """Wait up to `seconds`; True when woken by a byte on `wake_fd`."""
+    if wake_fd is None:
+        stop.wait(seconds)
+        return False
+    ready, _, _ = select.select([wake_fd], [], [], seconds)
+    if ready and not os.read(wake_fd, 4096):
+        raise SystemExit(0)  # the serving process is gone
+    return bool(ready)
 
 
 def retry_delay(delivery_count: int) -> int:

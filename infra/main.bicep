@@ -69,6 +69,9 @@ param dbShareQuotaGiB int = 100
 @description('Mount path of the database share in the app, and BLAST_DB_DIR. Must not start with /home.')
 param dbMountPath string = '/mounts/blastdb'
 
+@description('Directory on the local disk of each instance into which a database is copied from the share on first use and searched from then on (BLAST_DB_CACHE_DIR): the share gives tens of MB/s and BLAST reads the whole database, so only the first job on an instance pays for the network. /tmp is instance-local temporary storage, not shared and emptied on restart, and limited in size by the plan: a database that does not fit is searched on the share. Empty: always search the share.')
+param dbCacheDir string = '/tmp/blastdb-cache'
+
 @description('Days after which result blobs are deleted; 0 keeps them.')
 @minValue(0)
 param resultRetentionDays int = 30
@@ -177,6 +180,7 @@ module functionApp 'modules/functionapp.bicep' = {
     dbShareName: storage.outputs.dbShareName
     dbMountPath: dbMountPath
     blastBinSubdirectory: blastBinSubdirectory
+    dbCacheDir: dbCacheDir
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     queueName: serviceBus.outputs.queueName
     maxDeliveryCount: maxDeliveryCount

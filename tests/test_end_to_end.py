@@ -57,6 +57,10 @@ def test_submit_poll_and_fetch_every_format_matches_direct_blastn(server, tmp_pa
     assert text.headers["Content-Type"].startswith("text/plain")
     assert "Query= q1" in text.text
 
+    timings = requests.get(f"{server.url}/jobs/{job['id']}").json()["timings"]
+    assert 0 < timings["blast"] < timings["total"]
+    assert timings["queued"] >= 0 and timings["transfer"] > 0 and timings["format"] > 0
+
 
 def test_fasta_body_with_options_in_the_query_string(server):
     query = sample_queries(SMALL_DB, 1, seed=11)

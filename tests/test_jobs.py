@@ -7,6 +7,7 @@ import pytest
 from blast_core import fasta, jobs
 from blast_core.databases import DatabaseInfo
 
+TIMES = jobs.BatchTimings(queued=1.0, staging=0.1, blast=2.0, transfer=0.5)
 LIMITS = fasta.QueryLimits(max_bytes=100_000, max_sequences=10, max_letters=10_000)
 DATABASES = {d.name: d for d in (
     DatabaseInfo("16SCore", "16Score", "nucleotide", 1787, 142950),
@@ -96,7 +97,7 @@ def test_job_lifecycle_records_attempts_and_outcome():
     assert (job.status, job.attempts, job.batches, job.batch_states) == ("queued", 0, 1, ".")
     running = job.batch_started()
     assert (running.status, running.attempts) == ("running", 1) and running.started_at
-    done = running.batch_finished(0, queries=1, hits=7)
+    done = running.batch_finished(0, queries=1, hits=7, timings=TIMES)
     assert (done.status, done.hits, done.queries_done) == ("succeeded", 7, 1) and done.finished_at
     failed = running.batch_failed(0, "boom")
     assert (failed.status, failed.error, failed.batch_states) == ("failed", "boom", "F")
@@ -105,11 +106,16 @@ def test_job_lifecycle_records_attempts_and_outcome():
 def test_a_job_of_batches_succeeds_with_its_last_batch_and_fails_with_any():
     job = jobs.Job.submitted(jobs.new_job_id(), parse({"query": QUERY, "database": "16SCore"}),
                              batches=3).batch_started()
-    job = job.batch_finished(2, queries=4, hits=10).batch_started()
-    job = job.batch_finished(0, queries=5, hits=1)
+    job = job.batch_finished(2, queries=4, hits=10, timings=TIMES).batch_started()
+    job = job.batch_finished(0, queries=5, hits=1, timings=TIMES)
     assert (job.status, job.batches_done, job.queries_done, job.hits) == ("running", 2, 9, 11)
     assert job.view()["batches_done"] == 2 and "batch_states" not in job.view()
-    assert job.batch_finished(1, queries=1, hits=0).status == "succeeded"
+    done = job.batch_finished(1, queries=1, hits=0, timings=TIMES)
+    assert done.status == "succeeded"
+    timings = done.formatted(0.25).view()["timings"]
+    assert {k: v for k, v in timings.items() if k != "total"} == {
+        "queued": 3.0, "staging": 0.3, "blast": 6.0, "transfer": 1.5, "format": 0.25}
+    assert timings["total"] >= 0 and job.view()["timings"]["total"] is None
     failed = job.batch_failed(1, "BLAST rejected the search")
     assert failed.error == "batch 2 of 3: BLAST rejected the search"
     requeued = failed.requeued()

@@ -30,7 +30,7 @@ def records(azurite):
 
 def test_entities_round_trip():
     job = dataclasses.replace(make_job(5), hits=3, attempts=2, error="x", batches=3,
-                              batch_states="D.F", queries_done=2)
+                              batch_states="D.F", queries_done=2, seconds_blast=1.5)
     assert from_entity(to_entity(job)) == job
 
 
@@ -41,7 +41,8 @@ def test_a_stale_update_is_refused(records):
     new_etag = records.replace(job.batch_started(), etag)
     with pytest.raises(RecordConflict):
         records.replace(job.batch_failed(0, "late"), etag)
-    records.replace(records.get(job.id)[0].batch_finished(0, 1, 4), new_etag)
+    records.replace(records.get(job.id)[0].batch_finished(
+        0, 1, 4, jobs.BatchTimings(0.5, 0.0, 1.25, 0.1)), new_etag)
     assert records.get(job.id)[0].status == "succeeded"
 
 

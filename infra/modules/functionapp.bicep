@@ -39,6 +39,9 @@ param dbMountPath string
 @description('Directory under the database share holding blastn and friends (blastSource share).')
 param blastBinSubdirectory string
 
+@description('Instance-local directory for staged database copies (BLAST_DB_CACHE_DIR); empty: search the share.')
+param dbCacheDir string
+
 param serviceBusFullyQualifiedNamespace string
 param queueName string
 param maxDeliveryCount int
@@ -86,6 +89,7 @@ var appSettings = union({
   AzureFunctionsJobHost__extensions__serviceBus__maxConcurrentCalls: string(maxConcurrentCalls)
   BLAST_DB_DIR: dbMountPath
   BLAST_BIN_DIR: useContainer ? '' : '${dbMountPath}/${blastBinSubdirectory}'
+  BLAST_DB_CACHE_DIR: dbCacheDir
   BLAST_THREADS: string(blastThreads)
   BLAST_TIME_LIMIT: string(blastTimeLimitSeconds)
   BLAST_QUEUE_TRANSPORT: 'servicebus'

@@ -1,0 +1,97 @@
+"""A client of the job API over HTTP, for the command line: a deployed function app or `serve`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+from urllib.parse import quote
+
+import requests
+
+DEFAULT_URL = "http://127.0.0.1:7071"
+# As in http.py, which is not imported here: it would load the Azure SDKs, a second's start-up
+# for every command.
+PREFIX = "/api"
+PROBLEM_JSON = "application/problem+json"
+
+
+class ApiProblem(Exception):
+    """The service refused or failed a request; `errors` lists (field, reason) when it said."""
+
+    def __init__(self, status: int, detail: str, errors: list[tuple[str, str]] | None = None):
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+        self.errors = errors or []
+
+
+class Unreachable(Exception):
+    """No answer from the service at all."""
+
+
+def api_base(url: str) -> str:
+    """The API root for a service URL given with or without its /api suffix."""
+    base = url.strip().rstrip("/")
+    return base if base.endswith(PREFIX) else base + PREFIX
+
+
+class BlastClient:
+    def __init__(self, url: str, api_key: str | None = None, timeout: float = 60.0):
+        self.base = api_base(url)
+        self.timeout = timeout
+        self.session = requests.Session()
+        if api_key:
+            self.session.headers["x-functions-key"] = api_key
+
+    def submit(self, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._request("POST", "jobs", json=payload).json()
+
+    def job(self, job_id: str) -> dict[str, Any]:
+        return self._request("GET", f"jobs/{quote(job_id, safe='')}").json()
+
+    def recent(self, limit: int) -> list[dict[str, Any]]:
+        return self._request("GET", "jobs", params={"limit": limit}).json()["jobs"]
+
+    def databases(self) -> list[dict[str, Any]]:
+        return self._request("GET", "databases").json()["databases"]
+
+    def result(self, job_id: str, format_name: str) -> Iterator[bytes]:
+        """The result's bytes as they arrive, for results too large to hold in memory."""
+        response = self._request("GET", f"jobs/{quote(job_id, safe='')}/results",
+                                 params={"format": format_name}, stream=True)
+
+        def chunks() -> Iterator[bytes]:
+            try:
+                yield from response.iter_content(chunk_size=1 << 16)
+            except requests.RequestException as error:
+                raise Unreachable(f"the result stopped arriving: {error}") from None
+
+        return chunks()
+
+    def _request(self, method: str, path: str, **options: Any) -> requests.Response:
+        url = f"{self.base}/{path}"
+        try:
+            response = self.session.request(method, url, timeout=self.timeout, **options)
+        except requests.ConnectionError:
+            raise Unreachable(f"no answer from {url}: cannot connect") from None
+        except requests.Timeout:
+            raise Unreachable(f"no answer from {url} within {self.timeout:g} s") from None
+        except requests.RequestException as error:
+            raise Unreachable(f"no answer from {url}: {type(error).__name__}") from None
+        if response.status_code >= 400:
+            raise _problem(response)
+        return response
+
+
+def _problem(response: requests.Response) -> ApiProblem:
+    """The service's problem document, or what can be said without one (a proxy's page)."""
+    if response.headers.get("Content-Type", "").startswith(PROBLEM_JSON):
+        try:
+            body = response.json()
+            return ApiProblem(response.status_code, str(body.get("detail", response.reason)),
+                              [(str(e.get("field")), str(e.get("reason")))
+                               for e in body.get("errors", [])])
+        except (ValueError, AttributeError):
+            pass
+    text = " ".join(response.text.split())[:300]
+    return ApiProblem(response.status_code, f"{response.reason}" + (f": {text}" if text else ""))

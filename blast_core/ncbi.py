@@ -1,0 +1,261 @@
+"""NCBI's BLAST Common URL API (`Blast.cgi`): the part its clients speak, over this service's jobs.
+
+`CMD=Put` submits a job and answers its id as the RID; `CMD=Get&FORMAT_OBJECT=SearchInfo` tells
+the job's status; `CMD=Get` returns the result in `FORMAT_TYPE` once ready, and the WAITING
+block until then. Answers are NCBI's `QBlastInfo` blocks. A refused request gets an NCBI-style
+error (`<div class="error msInf">`) naming each bad parameter, with a 4xx status, and stores
+nothing. Parameters outside PUT_PARAMETERS / GET_PARAMETERS are refused rather than ignored, so
+that no search runs with options other than the ones asked for.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections.abc import Mapping
+from urllib.parse import parse_qsl
+
+from blast_core import jobs
+from blast_core.http import ApiRequest, ApiResponse, Route
+from blast_core.jobs import InvalidRequest, Job
+from blast_core.service import BlastService, JobNotFound
+
+HTML = "text/html; charset=utf-8"
+
+# Put: URL API parameter -> job field. MEGABLAST picks blastn's task; FILTER maps to `filter`.
+_JOB_FIELDS = {"QUERY": "query", "DATABASE": "database", "PROGRAM": "program",
+               "EXPECT": "evalue", "HITLIST_SIZE": "max_target_seqs", "WORD_SIZE": "word_size",
+               "FILTER": "filter", "MEGABLAST": "task"}
+_PARAMETER_NAMES = {field: name for name, field in _JOB_FIELDS.items()}
+# Accepted and without effect: who is asking (tool, email), the function key (code), and
+# ENTREZ_QUERY only when empty or "(none)", as Biopython sends it.
+PUT_PARAMETERS = frozenset({"CMD", *_JOB_FIELDS, "ENTREZ_QUERY", "TOOL", "EMAIL", "CODE"})
+# Accepted and without effect: DESCRIPTIONS, ALIGNMENTS and NCBI_GI shape NCBI's HTML report;
+# every hit the search kept (HITLIST_SIZE) is in each result here.
+GET_PARAMETERS = frozenset({"CMD", "RID", "FORMAT_OBJECT", "FORMAT_TYPE", "ALIGNMENT_VIEW",
+                            "DESCRIPTIONS", "ALIGNMENTS", "NCBI_GI", "TOOL", "EMAIL", "CODE"})
+
+_ON = frozenset({"on", "yes", "true", "t", "1"})
+_OFF = frozenset({"off", "no", "false", "f", "0", ""})
+# FILTER: F disables, T or L enables the low-complexity filter (DUST for blastn, SEG
+# otherwise); an "m" prefix (mask at lookup only) is BLAST+'s own default masking for blastn.
+_FILTERS = {"F": "no", "T": "yes", "L": "yes", "MT": "yes", "ML": "yes"}
+# FORMAT_TYPE -> output format. NCBI's XML2 and JSON2 are zip archives of one file per query;
+# here they are the single-file forms (XML2_S, JSON2_S), which are also accepted.
+_FORMAT_TYPES = {"XML": "xml", "XML2": "xml2", "XML2_S": "xml2", "JSON2": "json",
+                 "JSON2_S": "json", "TEXT": "text", "TABULAR": "tsv"}
+_STATUSES = {jobs.QUEUED: "WAITING", jobs.RUNNING: "WAITING", jobs.SUCCEEDED: "READY",
+             jobs.FAILED: "FAILED"}
+_ACCESSION = re.compile(r"^[A-Za-z]{0,6}_?\d+(\.\d+)?$")
+_LETTER_PAIRS_PER_SECOND = 1e11  # megablast, warm cache, as measured here: for RTOE only
+
+
+class Refusal(Exception):
+    """A request this API refuses: its HTTP status, the message naming each bad parameter,
+    and the status to put in a QBlastInfo block when the RID is at fault."""
+
+    def __init__(self, status: int, message: str, search_status: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.search_status = search_status
+
+
+def blast_cgi(service: BlastService, request: ApiRequest) -> ApiResponse:
+    """GET or POST /api/blast.cgi (and /api/blast): CMD=Put or CMD=Get."""
+    try:
+        params = _parameters(request)
+        command = params.get("CMD", "").strip().lower()
+        if command == "put":
+            return _put(service, params)
+        if command == "get":
+            return _get(service, params)
+        raise Refusal(400, "CMD is required: Put or Get" if not command else
+                      f"CMD: {params['CMD']!r} is not supported; use Put or Get")
+    except Refusal as refusal:
+        return _error_page(refusal)
+
+
+def _parameters(request: ApiRequest) -> dict[str, str]:
+    """The query string and a form body together, names upper-cased (NCBI's are)."""
+    params = {name.upper(): value for name, value in request.params.items()}
+    if request.body.strip():
+        content_type = request.header("content-type").split(";")[0].strip().lower()
+        if content_type not in ("", "application/x-www-form-urlencoded"):
+            raise Refusal(415, f"a {content_type} body is not read here; send the parameters "
+                               "as application/x-www-form-urlencoded or in the query string")
+        try:
+            text = request.body.decode()
+        except UnicodeDecodeError:
+            raise Refusal(400, "the request body is not UTF-8 text") from None
+        params.update((name.upper(), value)
+                      for name, value in parse_qsl(text, keep_blank_values=True))
+    return params
+
+
+def _check_names(params: Mapping[str, str], allowed: frozenset[str], command: str) -> None:
+    unknown = sorted(set(params) - allowed)
+    if unknown:
+        supported = ", ".join(sorted(allowed - {"CODE"}))
+        hint = " (FORMAT_TYPE goes with CMD=Get here)" if "FORMAT_TYPE" in unknown else ""
+        raise Refusal(400, f"not supported with CMD={command}: {', '.join(unknown)}{hint}; the "
+                           f"supported parameters are {supported}")
+
+
+# Put
+
+
+def _put(service: BlastService, params: dict[str, str]) -> ApiResponse:
+    _check_names(params, PUT_PARAMETERS, "Put")
+    payload, errors = _payload(params)
+    try:
+        if not errors:
+            return _submitted(service, service.submit(payload))
+        jobs.parse_request(payload, service.limits, service.catalog.find)  # its faults too
+    except InvalidRequest as error:
+        named = {name for name, _ in errors}
+        errors += [(name, e.reason) for e in error.errors
+                   if (name := _PARAMETER_NAMES.get(e.field, e.field.upper())) not in named]
+    raise Refusal(400, "the search request is invalid: " +
+                  "; ".join(f"{name}: {reason}" for name, reason in errors))
+
+
+def _submitted(service: BlastService, job: Job) -> ApiResponse:
+    """The RID and RTOE block; RTOE is a rough guess from the query and database sizes."""
+    database = service.catalog.find(job.database)
+    letter_pairs = job.query_letters * (database.letters if database else 0)
+    rtoe = 1 + int(letter_pairs / _LETTER_PAIRS_PER_SECOND)
+    return ApiResponse(200, _info_block(f"RID = {job.id}", f"RTOE = {rtoe}").encode(),
+                       {"Content-Type": HTML})
+
+
+def _payload(params: dict[str, str]) -> tuple[dict[str, object], list[tuple[str, str]]]:
+    """The job request that a Put describes, and what in it cannot be one."""
+    errors: list[tuple[str, str]] = []
+    payload: dict[str, object] = {}
+    query = params.get("QUERY", "").strip()
+    if _ACCESSION.match(query):
+        errors.append(("QUERY", f"{query!r} looks like an accession or GI; they are not looked "
+                                "up here: send the sequence itself (FASTA or bare letters)"))
+    elif query:
+        payload["query"] = params["QUERY"]
+    if params.get("DATABASE", "").strip():
+        payload["database"] = params["DATABASE"].strip()
+    program = params.get("PROGRAM", "").strip().lower()
+    if program:
+        payload["program"] = program
+    else:
+        errors.append(("PROGRAM", "is required"))
+    megablast = params.get("MEGABLAST", "").strip().lower()
+    if megablast not in _ON | _OFF:
+        errors.append(("MEGABLAST", f"must be on or off, not {params['MEGABLAST']!r}"))
+    elif program == "blastn":
+        payload["task"] = "megablast" if megablast in _ON else "blastn"
+    elif megablast in _ON:
+        errors.append(("MEGABLAST", "applies to PROGRAM=blastn only"))
+    for name, field, kind in (("EXPECT", "evalue", float), ("HITLIST_SIZE", "max_target_seqs", int),
+                              ("WORD_SIZE", "word_size", int)):
+        if name in params:
+            payload[field] = _number(params[name], kind)
+    if "FILTER" in params:
+        value = params["FILTER"].strip()
+        if value.upper() in _FILTERS:
+            payload["filter"] = _FILTERS[value.upper()]
+        else:
+            errors.append(("FILTER", f"must be F (off), T or L (on), or mT or mL, not {value!r}"))
+    if params.get("ENTREZ_QUERY", "").strip() not in ("", "(none)"):
+        errors.append(("ENTREZ_QUERY", "Entrez filters are not supported here; leave it out"))
+    return payload, errors
+
+
+def _number(text: str, kind: type[int] | type[float]) -> object:
+    """A number for the job schema to check, or the text itself for it to refuse by name."""
+    try:
+        return kind(text.strip())
+    except ValueError:
+        return text
+
+
+# Get
+
+
+def _get(service: BlastService, params: dict[str, str]) -> ApiResponse:
+    _check_names(params, GET_PARAMETERS, "Get")
+    rid = params.get("RID", "").strip()
+    if not jobs.is_job_id(rid):
+        raise Refusal(400, "RID is required" if not rid else
+                      f"RID: {rid!r} is not a RID of this service", search_status="UNKNOWN")
+    if _wants_search_info(params.get("FORMAT_OBJECT", "")):
+        job = _job(service, rid)
+        status = _STATUSES[job.status]
+        blocks = _info_block(f"Status={status}")
+        if status == "READY":
+            blocks += _info_block(f"ThereAreHits={'yes' if job.hits else 'no'}")
+        return ApiResponse(200, blocks.encode(), {"Content-Type": HTML})
+    format_name = _result_format(params)
+    job = _job(service, rid)
+    if job.status == jobs.FAILED:
+        raise Refusal(409, f"search {rid} failed: {job.error}", search_status="FAILED")
+    if job.status != jobs.SUCCEEDED:
+        return ApiResponse(200, _info_block("Status=WAITING").encode(), {"Content-Type": HTML})
+    result = service.result(rid, format_name)
+    return ApiResponse(200, result.chunks, {"Content-Type": result.content_type})
+
+
+def _job(service: BlastService, rid: str) -> Job:
+    try:
+        return service.get(rid)
+    except JobNotFound:
+        raise Refusal(404, f"no search with RID {rid}", search_status="UNKNOWN") from None
+
+
+def _wants_search_info(value: str) -> bool:
+    """FORMAT_OBJECT: SearchInfo asks for the status, Alignment (the default) for the result."""
+    kind = value.strip().lower()
+    if kind not in ("", "alignment", "searchinfo"):
+        raise Refusal(400, f"FORMAT_OBJECT: {value!r} is not supported; use SearchInfo or "
+                           "Alignment")
+    return kind == "searchinfo"
+
+
+def _result_format(params: Mapping[str, str]) -> str:
+    """The output format that FORMAT_TYPE and ALIGNMENT_VIEW ask for (default: Text)."""
+    format_type = params.get("FORMAT_TYPE", "").strip().upper() or "TEXT"
+    view = params.get("ALIGNMENT_VIEW", "").strip().upper() or "PAIRWISE"
+    if view not in ("PAIRWISE", "TABULAR"):
+        raise Refusal(400, f"ALIGNMENT_VIEW: {params['ALIGNMENT_VIEW']!r} is not supported; "
+                           "use Pairwise or Tabular")
+    if view == "TABULAR":
+        if format_type not in ("TEXT", "TABULAR"):
+            raise Refusal(400, "ALIGNMENT_VIEW: Tabular goes with FORMAT_TYPE=Text")
+        return "tsv"
+    if format_type not in _FORMAT_TYPES:
+        raise Refusal(400, f"FORMAT_TYPE: {params['FORMAT_TYPE']!r} is not supported; use XML, "
+                           "XML2, JSON2, Text, or Text with ALIGNMENT_VIEW=Tabular"
+                           + (" (HTML reports are not made here)" if format_type == "HTML" else ""))
+    return _FORMAT_TYPES[format_type]
+
+
+# Answers
+
+
+def _info_block(*lines: str) -> str:
+    """NCBI's QBlastInfo comment block, four spaces before each line as NCBI writes them."""
+    return "<!--QBlastInfoBegin\n" + "".join(f"    {line}\n" for line in lines) + \
+        "QBlastInfoEnd\n-->\n"
+
+
+def _error_page(refusal: Refusal) -> ApiResponse:
+    """An NCBI-style error: the message in `<div class="error msInf">`, with the status block
+    when the RID is at fault, so that clients reading either find it."""
+    body = _info_block(f"Status={refusal.search_status}") if refusal.search_status else ""
+    body += f'<div class="error msInf">Error: {html.escape(refusal.message)}</div>\n'
+    return ApiResponse(refusal.status, body.encode(), {"Content-Type": HTML})
+
+
+NCBI_ROUTES: tuple[Route, ...] = (
+    Route("ncbi_blast_cgi_get", "GET", "blast.cgi", blast_cgi),
+    Route("ncbi_blast_cgi_post", "POST", "blast.cgi", blast_cgi),
+    Route("ncbi_blast_get", "GET", "blast", blast_cgi),
+    Route("ncbi_blast_post", "POST", "blast", blast_cgi),
+)

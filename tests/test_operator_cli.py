@@ -1,0 +1,51 @@
+"""The operator's commands, run as a user runs them: `dead-letters` against Azurite, and
+`db upload` up to the Azure Files boundary (Azurite has no Files service)."""
+
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT, SMALL_DB, sample_queries, service_env
+
+from blast_core import jobs
+from blast_core.service import BlastService
+from blast_core.settings import Settings
+
+
+def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "blast_core", *args], cwd=ROOT, text=True,
+                          capture_output=True, env={**os.environ, **env}, timeout=120)
+
+
+def test_dead_letters_are_listed_and_requeued_from_the_command_line(azurite, blast_available):
+    env = service_env(azurite)
+    service = BlastService.from_settings(Settings.from_env(env))
+    service.ensure_storage()
+    job = service.submit({"query": sample_queries(SMALL_DB, 1, seed=61), "database": SMALL_DB})
+    delivery = service.transport.receive()
+    delivery.dead_letter("simulated give-up")
+    service.transport.poison.send_message("garbage")
+
+    listed = run("dead-letters", "--json", env=env)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted((d["job_id"] or "", d["status"] or "") for d in json.loads(listed.stdout)) == \
+        sorted([("", ""), (job.id, "queued")])
+    table = run("dead-letters", env=env)
+    assert job.id in table.stdout and "(unreadable)" in table.stdout
+
+    requeued = run("dead-letters", "--requeue", "--json", env=env)
+    assert json.loads(requeued.stdout) == {"requeued": [job.id], "left": 1}
+    body = service.transport.receive().body
+    assert jobs.decode_message(body) == (job.id, 0)
+
+
+def test_db_upload_needs_a_connection_and_reports_build_errors(tmp_path):
+    env = {"BLAST_STORAGE": ""}
+    missing = run("db", "upload", "x.fa", "--name", "x", "--type", "nucl", "--share", "s",
+                  env=env)
+    assert missing.returncode == 2 and "BLAST_STORAGE" in missing.stderr
+    (tmp_path / "bad.fa").write_text("this is not fasta\n")
+    failed = run("db", "upload", str(tmp_path / "bad.fa"), "--name", "bad", "--type", "nucl",
+                 "--share", "s", "--connection", "UseDevelopmentStorage=true", env=env)
+    assert failed.returncode == 1 and failed.stderr.startswith("error: ")
