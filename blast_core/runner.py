@@ -68,8 +68,10 @@ class SearchResult:
 
 
 def search_arguments(job: Job, tools: BlastTools, query_path: str, db_path: str,
-                     out_path: str) -> list[str]:
-    """The BLAST command line; every value comes from a validated Job."""
+                     out_path: str, queries: int = 1) -> list[str]:
+    """The BLAST command line; every value comes from a validated Job. With several threads
+    and at least as many queries, BLAST threads by query (`-mt_mode 1`, BLAST+ 2.12), which
+    keeps every thread busy on a small database where splitting the database cannot."""
     args = [tools.path(job.program)]
     if job.program not in PROGRAMS_WITHOUT_TASK:
         args += ["-task", job.task]
@@ -84,11 +86,13 @@ def search_arguments(job: Job, tools: BlastTools, query_path: str, db_path: str,
         args += ["-word_size", str(int(job.word_size))]
     if job.filter is not None:
         args += ["-dust" if job.program == "blastn" else "-seg", _YES_NO[job.filter]]
+    if tools.threads > 1 and queries >= tools.threads:
+        args += ["-mt_mode", "1"]
     return args
 
 
 def run_search(job: Job, tools: BlastTools, query_path: str, db_path: str,
-               workdir: str) -> SearchResult:
+               workdir: str, queries: int = 1) -> SearchResult:
     """Search once into an ASN.1 archive; raises SearchRejected for permanent faults.
 
     The database is named relative to BLASTDB, so that the archive can be formatted later on
@@ -97,7 +101,7 @@ def run_search(job: Job, tools: BlastTools, query_path: str, db_path: str,
     db_dir, db_name = os.path.split(db_path)
     started = time.monotonic()
     try:
-        run_tool(search_arguments(job, tools, query_path, db_name, archive),
+        run_tool(search_arguments(job, tools, query_path, db_name, archive, queries),
                  timeout=tools.time_limit, cwd=workdir, env={"BLASTDB": db_dir})
     except ToolTimeout as error:
         raise SearchRejected(f"BLAST {error.message}") from None

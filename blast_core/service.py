@@ -223,13 +223,13 @@ class BlastService:
             clock = time.monotonic()
             database = self.catalog.local_path(job.database)
             staging = time.monotonic() - clock
-            result = runner.run_search(job, self.tools, query_path, database, workdir)
+            with open(query_path) as query:
+                queries = sum(1 for line in query if line.startswith(">"))
+            result = runner.run_search(job, self.tools, query_path, database, workdir, queries)
             clock = time.monotonic()
             self.results.put_file(job.id, archive_blob(number), result.archive,
                                   runner.ARCHIVE.content_type)
             transfer += time.monotonic() - clock
-            with open(query_path) as query:
-                queries = sum(1 for line in query if line.startswith(">"))
         return queries, result.hits, jobs.BatchTimings(queued, staging, result.blast_seconds,
                                                        transfer)
 

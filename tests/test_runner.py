@@ -32,6 +32,9 @@ def test_the_command_line_is_an_argument_list_of_validated_values():
     assert args == ["/opt/blast/bin/blastn", "-task", "megablast", "-query", "/w/q.fa",
                     "-db", "/db/x", "-evalue", "1e-05", "-max_target_seqs", "7",
                     "-num_threads", "2", "-outfmt", "11", "-out", "/w/r.asn"]
+    threaded = runner.search_arguments(job(), runner.BlastTools("", 2, 60), "q", "d", "o",
+                                       queries=2)
+    assert threaded[-2:] == ["-mt_mode", "1"]
 
 
 def test_one_search_gives_every_format_and_tabular_is_identical_to_direct_blastn(

@@ -232,6 +232,16 @@ def test_field_errors_from_the_page_checks_and_from_the_api(page, server):
     assert recent_jobs() == before
 
 
+def test_a_running_fanned_out_job_shows_its_batches_done(page, server):
+    open_page(page, f"{server.url}/ui")
+    badge = page.evaluate("""statusBadge({status: "running", started_at: new Date().toISOString(),
+        batches: 5, batches_done: 2, queries: 9, queries_done: 4}).textContent""")
+    assert badge.startswith("running ") and badge.endswith("2/5 batches, 4/9 queries")
+    single = page.evaluate("""statusBadge({status: "running", started_at: new Date().toISOString(),
+        batches: 1, batches_done: 0, queries: 1, queries_done: 0}).textContent""")
+    assert "batches" not in single
+
+
 def test_the_page_loads_without_a_key_and_its_api_calls_carry_one(browser, locked):
     key = {"x-functions-key": API_KEY}
     assert requests.get(f"{locked.url}/ui").headers["Content-Security-Policy"]

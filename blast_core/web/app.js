@@ -209,9 +209,15 @@ function duration(job) {
   return formatSeconds((end - new Date(job.started_at)) / 1000);
 }
 
+// Batches done of a big job's batches, while it runs ("" for a one-batch job).
+function progress(job) {
+  if (!(job.batches > 1) || job.status !== "running") return "";
+  return ` · ${job.batches_done}/${job.batches} batches, ${job.queries_done}/${job.queries} queries`;
+}
+
 function statusBadge(job) {
   const known = STATUSES.includes(job.status) ? job.status : "unknown";
-  const text = job.status === "running" ? `running ${duration(job)}` : job.status;
+  const text = job.status === "running" ? `running ${duration(job)}${progress(job)}` : job.status;
   const badge = el("span", { class: `badge status-${known}` }, text);
   if (job.error) badge.title = job.error;
   return badge;
