@@ -69,8 +69,8 @@ param dbShareQuotaGiB int = 100
 @description('Mount path of the database share in the app, and BLAST_DB_DIR. Must not start with /home.')
 param dbMountPath string = '/mounts/blastdb'
 
-@description('Directory on the local disk of each instance into which a database is copied from the share on first use and searched from then on (BLAST_DB_CACHE_DIR): the share gives tens of MB/s and BLAST reads the whole database, so only the first job on an instance pays for the network. /tmp is instance-local temporary storage, not shared and emptied on restart, and limited in size by the plan: a database that does not fit is searched on the share. Empty: always search the share.')
-param dbCacheDir string = '/tmp/blastdb-cache'
+@description('Directory on the local disk of each instance into which a database is copied from the share on first use and searched from then on (BLAST_DB_CACHE_DIR), e.g. /tmp/blastdb-cache (instance-local, emptied on restart; a database that does not fit is searched on the share). Empty (the default): search the share. Staging makes the first job on an instance about 1 s slower for a 111 MB database (docs/benchmarks.md) and pays off for large databases that fall out of the page cache.')
+param dbCacheDir string = ''
 
 @description('Days after which result blobs are deleted; 0 keeps them.')
 @minValue(0)
