@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 NUCLEOTIDE_LETTERS = frozenset("ACGTURYSWKMBDHVN")
@@ -96,6 +97,11 @@ def _check_residues(name: str, residues: str, molecule: str, max_letters: int) -
 
 def _show(characters: set[str]) -> str:
     return " ".join(repr(c) for c in sorted(characters)[:10])
+
+
+def count_sequences(lines: Iterable[str]) -> int:
+    """Sequences in canonical FASTA (as `format_fasta` writes it): one header line each."""
+    return sum(1 for line in lines if line.startswith(">"))
 
 
 def format_fasta(sequences: list[Sequence]) -> str:

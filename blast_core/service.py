@@ -163,7 +163,8 @@ class BlastService:
                 runner.format_archive(self.tools, archive, fmt, self.settings.db_dir, formatted)
                 parts.append(formatted)
                 queries_before.append(seen)
-                seen += self.results.get_text(job.id, query_blob(number)).count(">")
+                seen += fasta.count_sequences(
+                    self.results.get_text(job.id, query_blob(number)).splitlines())
             merged = os.path.join(workdir, f"result.{fmt.extension}")
             with contextlib.ExitStack() as files, open(merged, "w") as out:
                 out.writelines(batches.merge(fmt.name, [files.enter_context(open(part))
@@ -224,7 +225,7 @@ class BlastService:
             database = self.catalog.local_path(job.database)
             staging = time.monotonic() - clock
             with open(query_path) as query:
-                queries = sum(1 for line in query if line.startswith(">"))
+                queries = fasta.count_sequences(query)
             result = runner.run_search(job, self.tools, query_path, database, workdir, queries)
             clock = time.monotonic()
             self.results.put_file(job.id, archive_blob(number), result.archive,

@@ -54,3 +54,8 @@ def test_protein_queries_use_the_protein_alphabet():
     assert fasta.validate(">p\nMKVLA*\n", "protein", LIMITS)[0].residues == "MKVLA*"
     with pytest.raises(fasta.FastaError, match="outside the protein alphabet"):
         fasta.validate(">p\nMK1\n", "protein", LIMITS)
+
+
+def test_sequences_are_counted_by_header_lines_not_by_angle_brackets():
+    text = fasta.format_fasta(fasta.parse(">a x>y\nACGT\n>b\nAAAA\nCCCC\n"))
+    assert fasta.count_sequences(text.splitlines()) == 2
