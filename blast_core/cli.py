@@ -41,7 +41,7 @@ SAMPLE_SEED = 2026
 POLL_SECONDS = 0.5
 FINAL_STATUSES = ("succeeded", "failed")
 PROG = "python -m blast_core"
-CLIENT_COMMANDS = ("submit", "status", "results", "recent", "databases", "sample")
+CLIENT_COMMANDS = ("submit", "status", "results", "recent", "databases", "sample", "stats")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
     recent.add_argument("--limit", type=int, default=20, help="at most N jobs (default 20)")
     recent.add_argument("--minutes", type=float, help="only jobs submitted in the last M minutes")
     commands.add_parser("databases", parents=[client], help="list the searchable databases")
+    commands.add_parser("stats", parents=[client],
+                        help="queue depth, dead letters, recent jobs by status, end-to-end "
+                             "times and BLAST throughput")
     sample = commands.add_parser(
         "sample", parents=[client],
         help=f"submit sample queries by number (1 to {SAMPLE_COUNT}), or a random one",
@@ -239,9 +242,39 @@ def run_worker_until_signalled(service, wake_fd: int | None = None) -> None:
 
 
 def configure_logging() -> None:
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
-                        format="%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s")
+    """Lines for people on a terminal; elsewhere (a file, a pipe, a log collector) one JSON
+    object per line, with a job's `job_id`, `batch` and `attempt` on the lines about one.
+    (Under the Functions host its own logging applies.)"""
+    handler = logging.StreamHandler(sys.stderr)
+    if sys.stderr.isatty():
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s"))
+    else:
+        handler.setFormatter(JsonFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     logging.getLogger("azure").setLevel(logging.WARNING)
+
+
+JOB_LOG_FIELDS = ("job_id", "batch", "attempt")
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per record: time (UTC), level, logger, pid, message, the job fields
+    when the record has them, and the traceback of an exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
+                timespec="milliseconds").replace("+00:00", "Z"),
+            "level": record.levelname, "logger": record.name, "pid": record.process,
+            "message": record.getMessage()}
+        for name in JOB_LOG_FIELDS:
+            value = getattr(record, name, None)
+            if value is not None:
+                line[name] = value
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str)
 
 
 # The client commands
@@ -256,7 +289,8 @@ def run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespace
                          args.api_key or os.environ.get("BLAST_API_KEY"))
     commands: dict[str, Callable[[BlastClient, argparse.Namespace], None]] = {
         "submit": submit_command, "status": status_command, "results": results_command,
-        "recent": recent_command, "databases": databases_command, "sample": sample_command}
+        "recent": recent_command, "databases": databases_command, "sample": sample_command,
+        "stats": stats_command}
     if args.command == "recent" and not 1 <= args.limit <= 1000:
         parser.error("--limit must be from 1 to 1000")
     if args.command == "sample" and any(not 1 <= n <= SAMPLE_COUNT for n in args.numbers):
@@ -365,8 +399,13 @@ def status_command(client: BlastClient, args: argparse.Namespace) -> None:
     if args.json:
         print(json.dumps(job, indent=1))
         return
-    rows = [[name, str(value)] for name, value in job.items()
-            if name != "results" and value is not None]
+    rows = []
+    for name, value in job.items():
+        if isinstance(value, dict) and name != "results":  # timings, summary: one row each
+            rows += [[f"{name}.{key}", str(item)] for key, item in value.items()
+                     if item is not None]
+        elif name != "results" and value is not None:
+            rows.append([name, str(value)])
     rows += [[f"results ({name})", url] for name, url in job["results"].items()]
     print(_table(rows))
 
@@ -404,6 +443,42 @@ def recent_command(client: BlastClient, args: argparse.Namespace) -> None:
                  [[j["id"], j["status"], j["submitted_at"][:19].replace("T", " "), j["program"],
                    j["task"], j["database"], str(j["queries"]),
                    "" if j["hits"] is None else str(j["hits"])] for j in jobs], numeric=(6, 7)))
+
+
+def stats_command(client: BlastClient, args: argparse.Namespace) -> None:
+    stats = client.stats()
+    if args.json:
+        print(json.dumps(stats, indent=1))
+        return
+    queue, jobs, times, work = (stats["queue"], stats["jobs"], stats["end_to_end"],
+                                stats["throughput"])
+    if queue["error"]:
+        queue_text = f"cannot read it: {queue['error']}"
+    else:
+        queue_text = f"{queue['depth']} waiting, {queue['dead_letters']} dead-lettered"
+    queue_text += f" ({queue['transport']} queue {queue['name']}, read {queue['age_seconds']:g} s ago)"
+
+    def by_status(counts: dict[str, int]) -> str:
+        return ", ".join(f"{counts[s]} {s}" for s in ("queued", "running", "succeeded", "failed")) \
+            + f" ({counts['total']} in all)"
+
+    rows = [["queue", queue_text],
+            ["jobs, last hour", by_status(jobs["last_hour"])],
+            ["jobs, last day", by_status(jobs["last_day"]) +
+             ("" if jobs["complete"] else ", counted up to a limit")]]
+    if times["jobs"]:
+        rows.append(["end to end", f"median {times['median_seconds']:.1f} s, p95 "
+                                   f"{times['p95_seconds']:.1f} s over the last {times['jobs']} "
+                                   "finished jobs"])
+    else:
+        rows.append(["end to end", "no finished jobs"])
+    if work["letters_per_cpu_second"] is not None:
+        rows.append(["BLAST throughput", f"{work['letters_per_cpu_second']:,.0f} query letters "
+                                         f"per CPU second ({work['query_letters']:,} letters, "
+                                         f"{work['cpu_seconds']:.2f} CPU s, {work['jobs']} jobs)"])
+    else:
+        rows.append(["BLAST throughput", "no succeeded jobs"])
+    print(_table(rows))
 
 
 def databases_command(client: BlastClient, args: argparse.Namespace) -> None:

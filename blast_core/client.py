@@ -52,6 +52,9 @@ class BlastClient:
     def recent(self, limit: int) -> list[dict[str, Any]]:
         return self._request("GET", "jobs", params={"limit": limit}).json()["jobs"]
 
+    def stats(self) -> dict[str, Any]:
+        return self._request("GET", "stats").json()
+
     def databases(self) -> list[dict[str, Any]]:
         return self._request("GET", "databases").json()["databases"]
 

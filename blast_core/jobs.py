@@ -95,6 +95,11 @@ def new_job_id(now_ms: int | None = None) -> str:
     return f"{_INVERTED_EPOCH_MS - now_ms:011x}{secrets.token_hex(4)}"
 
 
+def ids_since(since_ms: int) -> str:
+    """The row key bound of jobs submitted at or after `since_ms`: their ids sort below it."""
+    return f"{_INVERTED_EPOCH_MS - since_ms + 1:011x}"
+
+
 def is_job_id(text: str) -> bool:
     return bool(_JOB_ID.match(text))
 
@@ -256,6 +261,7 @@ class Job:
     seconds_blast: float = 0.0
     seconds_transfer: float = 0.0
     seconds_format: float = 0.0
+    cpu_seconds_blast: float = 0.0
 
     @classmethod
     def submitted(cls, job_id: str, request: JobRequest, batches: int = 1) -> Job:
@@ -289,7 +295,8 @@ class Job:
                       seconds_queued=self.seconds_queued + timings.queued,
                       seconds_staging=self.seconds_staging + timings.staging,
                       seconds_blast=self.seconds_blast + timings.blast,
-                      seconds_transfer=self.seconds_transfer + timings.transfer)
+                      seconds_transfer=self.seconds_transfer + timings.transfer,
+                      cpu_seconds_blast=self.cpu_seconds_blast + timings.blast_cpu)
         if job.batches_done == job.batches:
             job = replace(job, status=SUCCEEDED, finished_at=utc_now(), error=None)
         return job
@@ -319,11 +326,15 @@ class Job:
     def formatted(self, seconds: float) -> Job:
         return replace(self, seconds_format=self.seconds_format + seconds)
 
-    def view(self) -> dict[str, Any]:
-        """What the API shows: the record with batch progress instead of the raw states, and
-        where the time went (summed over batches; `total` is submission to end)."""
+    def view(self, database_letters: int | None = None,
+             price_per_core_second: float = 0.0) -> dict[str, Any]:
+        """What the API shows: the record with batch progress instead of the raw states,
+        where the time went (summed over batches; `total` is submission to end), and the run
+        summary."""
         data = self.to_dict()
         data.pop("batch_states")
+        data.pop("cpu_seconds_blast")
+        data["summary"] = self.summary(database_letters, price_per_core_second)
         data.update(batches_done=self.batches_done, batches_failed=self.batches_failed)
         timings = {name: round(data.pop(f"seconds_{name}"), 3) for name in TIMED_PHASES}
         timings["total"] = (round(_seconds_between(self.submitted_at, self.finished_at), 3)
@@ -332,18 +343,37 @@ class Job:
         return data
 
 
+    def summary(self, database_letters: int | None, price_per_core_second: float) -> dict[str, Any]:
+        """The run summary, as ElasticBLAST's run-summary: the work (query and database
+        letters), the CPU time BLAST used on it (user + system, summed over batches), the
+        throughput (query letters per CPU second, once the job has succeeded), the deliveries
+        it took, and what that CPU time costs at `price_per_core_second`."""
+        cpu = self.cpu_seconds_blast
+        return {
+            "query_letters": self.query_letters,
+            "database_letters": database_letters,
+            "cpu_seconds": round(cpu, 3),
+            "letters_per_cpu_second": (round(self.query_letters / cpu, 1)
+                                       if self.status == SUCCEEDED and cpu > 0 else None),
+            "attempts": self.attempts,
+            "price_per_core_second": price_per_core_second,
+            "estimated_cost": round(cpu * price_per_core_second, 6),
+        }
+
+
 TIMED_PHASES = ("queued", "staging", "blast", "transfer", "format")
 
 
 @dataclass(frozen=True)
 class BatchTimings:
     """Seconds one batch spent waiting in the queue, staging its database, in BLAST, and moving
-    its query and archive to and from Blob storage."""
+    its query and archive to and from Blob storage; `blast_cpu`: CPU seconds BLAST used."""
 
     queued: float
     staging: float
     blast: float
     transfer: float
+    blast_cpu: float = 0.0
 
 
 def _seconds_between(start: str, end: str) -> float:

@@ -25,6 +25,8 @@ def _json(description: str, schema: str) -> dict[str, Any]:
 
 _NULLABLE_STRING = {"type": ["string", "null"]}
 _JOB_ID = {"type": "string", "pattern": jobs.JOB_ID_PATTERN}
+_COUNT = {"type": "integer", "minimum": 0}
+_NULLABLE_COUNT = {"type": ["integer", "null"], "minimum": 0}
 _KEY_REFUSED = _problem("No valid function key (Azure) or API key (`serve --api-key`).")
 
 SCHEMAS: dict[str, Any] = {
@@ -34,7 +36,7 @@ SCHEMAS: dict[str, Any] = {
         "required": ["id", "status", "database", "program", "task", "evalue", "max_target_seqs",
                      "queries", "query_letters", "submitted_at", "started_at", "finished_at",
                      "attempts", "hits", "error", "batches", "batches_done", "batches_failed",
-                     "queries_done", "timings", "results"],
+                     "queries_done", "timings", "summary", "results"],
         "properties": {
             "id": _JOB_ID,
             "status": {"type": "string", "enum": [jobs.QUEUED, jobs.RUNNING, jobs.SUCCEEDED,
@@ -60,6 +62,27 @@ SCHEMAS: dict[str, Any] = {
                                **{name: {"type": "number"} for name in jobs.TIMED_PHASES}}},
             "results": {"type": "object", "additionalProperties": {"type": "string"},
                         "description": "A URL per result format, once the job has succeeded."},
+            "summary": _ref("RunSummary"),
+        },
+    },
+    "RunSummary": {
+        "type": "object",
+        "description": "What the job's search took: query letters, database letters (from the "
+                       "catalog; null if it is not listed), CPU seconds of BLAST (user + system, "
+                       "summed over batches), query letters per CPU second (null until the job "
+                       "has succeeded), deliveries over all batches, and the estimated cost: "
+                       "CPU seconds times BLAST_PRICE_PER_CORE_SECOND.",
+        "required": ["query_letters", "database_letters", "cpu_seconds",
+                     "letters_per_cpu_second", "attempts", "price_per_core_second",
+                     "estimated_cost"],
+        "properties": {
+            "query_letters": {"type": "integer"},
+            "database_letters": {"type": ["integer", "null"]},
+            "cpu_seconds": {"type": "number"},
+            "letters_per_cpu_second": {"type": ["number", "null"]},
+            "attempts": {"type": "integer"},
+            "price_per_core_second": {"type": "number"},
+            "estimated_cost": {"type": "number"},
         },
     },
     "JobList": {"type": "object", "required": ["jobs"],
@@ -75,6 +98,49 @@ SCHEMAS: dict[str, Any] = {
     "Health": {"type": "object", "required": ["status"],
                "properties": {"status": {"type": "string"}, "queue": {"type": "string"},
                               "databases": {"type": "integer"}}},
+    "Stats": {
+        "type": "object",
+        "required": ["generated_at", "queue", "jobs", "end_to_end", "throughput"],
+        "properties": {
+            "generated_at": {"type": "string"},
+            "queue": {
+                "type": "object",
+                "description": "The job queue, read through the transport at most every 10 s "
+                               "(`age_seconds`): messages waiting (`depth`; Storage Queue: "
+                               "approximate, counting messages being worked on) and in the "
+                               "dead-letter or poison queue. Null, with `error`, when they "
+                               "cannot be read.",
+                "required": ["transport", "name", "depth", "dead_letters", "error",
+                             "age_seconds"],
+                "properties": {"transport": {"type": "string"}, "name": {"type": "string"},
+                               "depth": _NULLABLE_COUNT, "dead_letters": _NULLABLE_COUNT,
+                               "error": _NULLABLE_STRING, "age_seconds": {"type": "number"}}},
+            "jobs": {
+                "type": "object", "required": ["last_hour", "last_day", "complete"],
+                "description": "Jobs submitted in the last hour and day, by status; "
+                               "`complete` is false when the day held more jobs than were read.",
+                "properties": {"last_hour": _ref("StatusCounts"),
+                               "last_day": _ref("StatusCounts"),
+                               "complete": {"type": "boolean"}}},
+            "end_to_end": {
+                "type": "object", "required": ["jobs", "median_seconds", "p95_seconds"],
+                "description": "Submission to end of the finished jobs among the newest 100.",
+                "properties": {"jobs": _COUNT, "median_seconds": {"type": ["number", "null"]},
+                               "p95_seconds": {"type": ["number", "null"]}}},
+            "throughput": {
+                "type": "object",
+                "required": ["jobs", "query_letters", "cpu_seconds", "letters_per_cpu_second"],
+                "description": "BLAST's work over the succeeded jobs among the newest 100: "
+                               "query letters per CPU second of BLAST.",
+                "properties": {"jobs": _COUNT, "query_letters": _COUNT,
+                               "cpu_seconds": {"type": "number"},
+                               "letters_per_cpu_second": {"type": ["number", "null"]}}},
+        },
+    },
+    "StatusCounts": {
+        "type": "object", "required": ["queued", "running", "succeeded", "failed", "total"],
+        "properties": {name: _COUNT for name in ("queued", "running", "succeeded", "failed",
+                                                 "total")}},
     "Problem": {
         "type": "object", "required": ["type", "title", "status", "detail"],
         "description": "RFC 9457 problem details; `errors` names each bad field.",
@@ -161,6 +227,12 @@ PATHS: dict[str, Any] = {
     "/databases": {
         "get": {"operationId": "list_databases", "summary": "The searchable databases",
                 "responses": {"200": _json("Databases.", "DatabaseList"), "401": _KEY_REFUSED}},
+    },
+    "/stats": {
+        "get": {"operationId": "get_stats", "summary": "Queue health and recent jobs",
+                "responses": {"200": _json("Queue depth, dead letters, jobs by status, "
+                                           "end-to-end times and BLAST throughput.", "Stats"),
+                              "401": _KEY_REFUSED}},
     },
     "/health": {
         "get": {"operationId": "health", "summary": "Liveness", "security": [],

@@ -80,6 +80,20 @@ class JobRecords:
     def delete(self, job_id: str) -> None:
         self._table.delete_entity(PARTITION, job_id)
 
+    def since(self, bound: str, limit: int) -> list[Job]:
+        """The jobs whose ids sort below `bound` (`jobs.ids_since`: submitted since a time),
+        newest first, at most `limit`: read page by page from the start of the partition and
+        never past the bound, so no scan."""
+        query = self._table.query_entities(
+            f"PartitionKey eq '{PARTITION}' and RowKey lt @bound", parameters={"bound": bound},
+            results_per_page=min(limit, 1000))
+        found: list[Job] = []
+        for entity in query:
+            found.append(from_entity(entity))
+            if len(found) >= limit:
+                break
+        return found
+
     def recent(self, limit: int) -> list[Job]:
         pages = self._table.query_entities(f"PartitionKey eq '{PARTITION}'",
                                            results_per_page=limit).by_page()

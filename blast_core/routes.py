@@ -23,7 +23,7 @@ def health(service: BlastService, request: ApiRequest) -> ApiResponse:
 def submit_job(service: BlastService, request: ApiRequest) -> ApiResponse:
     job = service.submit(_submission(request))
     url = job_url(request.base_url, job.id)
-    return json_response(202, job_view(job, request.base_url), {"Location": url})
+    return json_response(202, job_view(job, request.base_url, service), {"Location": url})
 
 
 def _submission(request: ApiRequest) -> object:
@@ -63,7 +63,7 @@ def _number_or_text(value: str) -> object:
 
 def get_job(service: BlastService, request: ApiRequest) -> ApiResponse:
     job = service.get(_job_id(request))
-    return json_response(200, job_view(job, request.base_url))
+    return json_response(200, job_view(job, request.base_url, service))
 
 
 def list_jobs(service: BlastService, request: ApiRequest) -> ApiResponse:
@@ -72,7 +72,8 @@ def list_jobs(service: BlastService, request: ApiRequest) -> ApiResponse:
         raise ApiError(400, "limit must be a whole number from 1 to 1000",
                        [FieldError("limit", f"must be a whole number from 1 to {openapi.MAX_RECENT}")])
     recent = service.recent(int(raw))
-    return json_response(200, {"jobs": [job_view(j, request.base_url) for j in recent]})
+    return json_response(200, {"jobs": [job_view(j, request.base_url, service)
+                                        for j in recent]})
 
 
 def get_result(service: BlastService, request: ApiRequest) -> ApiResponse:
@@ -98,6 +99,10 @@ def list_databases(service: BlastService, request: ApiRequest) -> ApiResponse:
     return json_response(200, {"databases": [d.to_dict() for d in service.databases()]})
 
 
+def get_stats(service: BlastService, request: ApiRequest) -> ApiResponse:
+    return json_response(200, service.stats())
+
+
 def _job_id(request: ApiRequest) -> str:
     job_id = request.route_params.get("job_id", "")
     if not jobs.is_job_id(job_id):
@@ -110,8 +115,8 @@ def job_url(base_url: str, job_id: str) -> str:
     return f"{base_url}{PREFIX}/jobs/{job_id}"
 
 
-def job_view(job: Job, base_url: str) -> dict[str, Any]:
-    view = job.view()
+def job_view(job: Job, base_url: str, service: BlastService | None = None) -> dict[str, Any]:
+    view = service.view(job) if service else job.view()
     view["results"] = ({name: f"{job_url(base_url, job.id)}/results?format={quote(name)}"
                         for name in runner.OUTPUT_FORMATS}
                        if job.status == jobs.SUCCEEDED else {})
@@ -126,6 +131,7 @@ ROUTES: tuple[Route, ...] = (
     Route("get_job", "GET", "jobs/{job_id}", get_job),
     Route("get_result", "GET", "jobs/{job_id}/results", get_result),
     Route("list_databases", "GET", "databases", list_databases),
+    Route("get_stats", "GET", "stats", get_stats),
     Route("openapi", "GET", "openapi.json", openapi_document, anonymous=True),
     *WEB_ROUTES,
     *NCBI_ROUTES,

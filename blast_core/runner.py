@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass
 
 from blast_core.jobs import Job
-from blast_core.process import ToolError, ToolTimeout, run_tool
+from blast_core.process import ToolError, ToolTimeout, run_measured, run_tool
 from blast_core.settings import Settings
 
 TABULAR_COLUMNS = ("qseqid sseqid pident length mismatch gapopen qstart qend sstart send "
@@ -65,6 +65,7 @@ class SearchResult:
     archive: str
     hits: int
     blast_seconds: float
+    cpu_seconds: float = 0.0
 
 
 def search_arguments(job: Job, tools: BlastTools, query_path: str, db_path: str,
@@ -101,8 +102,8 @@ def run_search(job: Job, tools: BlastTools, query_path: str, db_path: str,
     db_dir, db_name = os.path.split(db_path)
     started = time.monotonic()
     try:
-        run_tool(search_arguments(job, tools, query_path, db_name, archive, queries),
-                 timeout=tools.time_limit, cwd=workdir, env={"BLASTDB": db_dir})
+        run = run_measured(search_arguments(job, tools, query_path, db_name, archive, queries),
+                           timeout=tools.time_limit, cwd=workdir, env={"BLASTDB": db_dir})
     except ToolTimeout as error:
         raise SearchRejected(f"BLAST {error.message}") from None
     except ToolError as error:
@@ -112,7 +113,8 @@ def run_search(job: Job, tools: BlastTools, query_path: str, db_path: str,
     blast_seconds = time.monotonic() - started
     with open(archive) as text:
         hits = count_archive_hits(text.read())
-    return SearchResult(archive=archive, hits=hits, blast_seconds=blast_seconds)
+    return SearchResult(archive=archive, hits=hits, blast_seconds=blast_seconds,
+                        cpu_seconds=run.cpu_seconds)
 
 
 def format_archive(tools: BlastTools, archive: str, fmt: OutputFormat, db_dir: str,

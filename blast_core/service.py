@@ -9,9 +9,12 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import os
 import random
+import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from blast_core import batches, fasta, jobs, runner
 from blast_core.databases import DatabaseCatalog, DatabaseInfo
 from blast_core.jobs import Job
+from blast_core.process import ToolError
 from blast_core.records import JobRecords, RecordConflict
 from blast_core.results import ResultStore, archive_blob, query_blob, result_blob
 from blast_core.settings import STORAGE_CONNECTION, Settings
@@ -26,7 +30,37 @@ from blast_core.transports import Transport, connect
 
 log = logging.getLogger("blast_core")
 
+
+class JobLog(logging.LoggerAdapter):
+    """A logger whose every line carries the job's fields (`job_id`, `batch`, `attempt`) as
+    record attributes: the JSON log lines of `cli.configure_logging` show them."""
+
+    def process(self, msg, kwargs):
+        kwargs["extra"] = {**(self.extra or {}), **kwargs.get("extra", {})}
+        return msg, kwargs
+
+
+def job_fields(job_id: str, batch: int | None = None,
+               attempt: int | None = None) -> dict[str, object]:
+    return {"job_id": job_id, "batch": batch, "attempt": attempt}
+
+
+def message_fields(body: bytes | str, attempt: int) -> dict[str, object]:
+    """The job fields of a queue message's log lines; none for a message that names no job."""
+    try:
+        job_id, batch = jobs.decode_message(body)
+    except jobs.MalformedMessage:
+        return {}
+    return job_fields(job_id, batch, attempt)
+
+
+def job_log(job_id: str, batch: int | None = None, attempt: int | None = None) -> JobLog:
+    return JobLog(log, job_fields(job_id, batch, attempt))
+
 _UPDATE_ATTEMPTS = 50
+QUEUE_COUNTS_CACHE_SECONDS = 10.0  # GET /api/stats reads the queue at most this often
+STATS_RECENT_JOBS = 100  # end-to-end times and throughput over this many newest jobs
+STATS_MAX_JOBS = 5000  # most job records read to count a day's jobs by status
 
 
 class JobNotFound(LookupError):
@@ -62,6 +96,8 @@ class BlastService:
         self.limits = fasta.QueryLimits(settings.max_query_bytes, settings.max_queries,
                                         settings.max_sequence_letters)
         self.on_submitted: Callable[[], None] | None = None  # serve wakes its workers here
+        self._queue_counts: tuple[float, dict[str, object]] | None = None
+        self._queue_counts_lock = threading.Lock()
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BlastService:
@@ -101,8 +137,8 @@ class BlastService:
         except Exception:
             self.results.delete_job(job.id)
             raise
-        log.info("job %s queued: %s %s on %s, %d queries in %d batches", job.id, job.program,
-                 job.task, job.database, job.queries, job.batches)
+        job_log(job.id).info("job %s queued: %s %s on %s, %d queries in %d batches", job.id,
+                             job.program, job.task, job.database, job.queries, job.batches)
         if self.on_submitted:
             self.on_submitted()
         return job
@@ -123,6 +159,16 @@ class BlastService:
 
     def databases(self) -> list[DatabaseInfo]:
         return self.catalog.list()
+
+    def view(self, job: Job) -> dict:
+        """The job as the API shows it, with its run summary: database letters from the
+        catalog (none when the catalog cannot say), cost at the configured price."""
+        try:
+            database = self.catalog.find(job.database)
+        except ToolError:
+            database = None
+        return job.view(database.letters if database else None,
+                        self.settings.price_per_core_second)
 
     def result(self, job_id: str, format_name: str) -> ResultBody:
         """A succeeded job's result in one format, made from its batch archives on first use."""
@@ -183,6 +229,7 @@ class BlastService:
         on the last allowed delivery it first fails the batch, so no job stays open.
         """
         job_id, number = jobs.decode_message(body)
+        jlog = job_log(job_id, number, delivery_count)
 
         def start(job: Job) -> Job | None:
             if number >= job.batches:
@@ -193,24 +240,27 @@ class BlastService:
 
         started, etag = self._update(job_id, start)
         if started is None:
-            log.info("job %s batch %d already finished; delivery %d ignored", job_id, number,
-                     delivery_count)
+            jlog.info("job %s batch %d already finished; delivery %d ignored", job_id, number,
+                      delivery_count)
             return
-        log.info("job %s batch %d running, attempt %d", job_id, number, started.attempts)
+        jlog.info("job %s batch %d running, delivery %d", job_id, number, delivery_count)
         known = (started, etag)
         try:
             queries, hits, timings = self._run(started, number)
         except runner.SearchRejected as error:
             rejected = str(error)
-            self._end_batch(known, number, lambda job: job.batch_failed(number, rejected))
+            self._end_batch(known, number, lambda job: job.batch_failed(number, rejected), jlog)
             return
         except Exception as error:
             if delivery_count >= self.settings.max_deliveries:
                 reason = f"gave up after {delivery_count} attempts: {_describe(error)}"
-                self._end_batch(known, number, lambda job: job.batch_failed(number, reason))
+                self._end_batch(known, number, lambda job: job.batch_failed(number, reason),
+                                jlog)
             raise
+        jlog.info("job %s batch %d searched: %d queries, %d hits, BLAST %.2f s (%.2f CPU s)",
+                  job_id, number, queries, hits, timings.blast, timings.blast_cpu)
         self._end_batch(known, number,
-                        lambda job: job.batch_finished(number, queries, hits, timings))
+                        lambda job: job.batch_finished(number, queries, hits, timings), jlog)
 
     def _run(self, job: Job, number: int) -> tuple[int, int, jobs.BatchTimings]:
         """Search one batch and store its archive; the caller records the batch done only
@@ -232,10 +282,10 @@ class BlastService:
                                   runner.ARCHIVE.content_type)
             transfer += time.monotonic() - clock
         return queries, result.hits, jobs.BatchTimings(queued, staging, result.blast_seconds,
-                                                       transfer)
+                                                       transfer, result.cpu_seconds)
 
     def _end_batch(self, known: tuple[Job, str], number: int,
-                   outcome: Callable[[Job], Job]) -> None:
+                   outcome: Callable[[Job], Job], jlog: logging.LoggerAdapter) -> None:
         """Record a batch's outcome unless the job ended meanwhile (another batch failed it).
         `known` is the record as this worker last wrote it: usually still current."""
         job_id = known[0].id
@@ -247,14 +297,14 @@ class BlastService:
 
         ended, _ = self._update(job_id, change, known)
         if ended is None:
-            log.info("job %s batch %d: the job had already ended", job_id, number)
+            jlog.info("job %s batch %d: the job had already ended", job_id, number)
         elif ended.status == jobs.SUCCEEDED:
-            log.info("job %s succeeded with %d hits", job_id, ended.hits)
+            jlog.info("job %s succeeded with %d hits", job_id, ended.hits)
         elif ended.status == jobs.FAILED:
-            log.warning("job %s failed: %s", job_id, ended.error)
+            jlog.warning("job %s failed: %s", job_id, ended.error)
         else:
-            log.info("job %s batch %d done (%d of %d)", job_id, number, ended.batches_done,
-                     ended.batches)
+            jlog.info("job %s batch %d done (%d of %d)", job_id, number, ended.batches_done,
+                      ended.batches)
 
     def _update(self, job_id: str, change: Callable[[Job], Job | None],
                 known: tuple[Job, str] | None = None) -> tuple[Job | None, str]:
@@ -277,6 +327,55 @@ class BlastService:
                 found = None
                 time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
         raise RecordConflict(f"job {job_id} kept changing under {_UPDATE_ATTEMPTS} attempts")
+
+    # Operating
+
+    def stats(self) -> dict[str, object]:
+        """Queue health and recent jobs: queue depth and dead letters (cached a few seconds),
+        jobs by status over the last hour and day (read newest first, stopping at a day),
+        end-to-end seconds and BLAST throughput over the newest finished jobs."""
+        now = time.time()
+        now_ms = int(now * 1000)
+        day = self.records.since(jobs.ids_since(now_ms - 86_400_000), STATS_MAX_JOBS)
+        hour_bound = jobs.ids_since(now_ms - 3_600_000)
+        latest = self.records.recent(STATS_RECENT_JOBS)
+        finished = [j for j in latest if j.finished_at and j.status in jobs.FINAL_STATUSES]
+        totals = sorted(jobs.parse_time(j.finished_at).timestamp()
+                        - jobs.parse_time(j.submitted_at).timestamp() for j in finished)
+        searched = [j for j in finished if j.status == jobs.SUCCEEDED and j.cpu_seconds_blast > 0]
+        cpu = sum(j.cpu_seconds_blast for j in searched)
+        letters = sum(j.query_letters for j in searched)
+        return {
+            "generated_at": jobs.utc_now(),
+            "queue": self._cached_queue_counts(),
+            "jobs": {"last_hour": _by_status(j for j in day if j.id < hour_bound),
+                     "last_day": _by_status(day),
+                     "complete": len(day) < STATS_MAX_JOBS},
+            "end_to_end": {
+                "jobs": len(totals),
+                "median_seconds": round(statistics.median(totals), 3) if totals else None,
+                "p95_seconds": (round(totals[math.ceil(0.95 * len(totals)) - 1], 3)
+                                if totals else None)},
+            "throughput": {
+                "jobs": len(searched), "query_letters": letters, "cpu_seconds": round(cpu, 3),
+                "letters_per_cpu_second": round(letters / cpu, 1) if cpu > 0 else None},
+        }
+
+    def _cached_queue_counts(self) -> dict[str, object]:
+        with self._queue_counts_lock:
+            if (self._queue_counts is None or
+                    time.monotonic() - self._queue_counts[0] >= QUEUE_COUNTS_CACHE_SECONDS):
+                counts: dict[str, object] = {"transport": self.settings.queue_transport,
+                                             "name": self.settings.queue_name}
+                try:
+                    found = self.transport.counts()
+                    counts.update(depth=found.depth, dead_letters=found.dead_letters, error=None)
+                except Exception as error:  # no Manage rights, network: say so, don't fail
+                    log.warning("cannot read the queue counts: %s", _describe(error))
+                    counts.update(depth=None, dead_letters=None, error=_describe(error))
+                self._queue_counts = (time.monotonic(), counts)
+            taken, counts = self._queue_counts
+            return {**counts, "age_seconds": round(time.monotonic() - taken, 1)}
 
     # Dead letters
 
@@ -311,7 +410,7 @@ class BlastService:
                 self.records.replace(job.requeued(), etag)
                 self._queue(job, job.unfinished_batches())
                 requeued.append(job.id)
-                log.info("job %s requeued from the dead letters", job.id)
+                job_log(job.id).info("job %s requeued from the dead letters", job.id)
             delivery.complete()
         for delivery in unreadable:
             delivery.retry_later(0)
@@ -331,6 +430,14 @@ class DeadLetterView:
     status: str | None
     reason: str
     error: str | None
+
+
+def _by_status(found: Iterable[Job]) -> dict[str, int]:
+    counts = dict.fromkeys((jobs.QUEUED, jobs.RUNNING, jobs.SUCCEEDED, jobs.FAILED), 0)
+    for job in found:
+        counts[job.status] = counts.get(job.status, 0) + 1
+    counts["total"] = sum(counts.values())
+    return counts
 
 
 def _describe(error: Exception) -> str:

@@ -66,6 +66,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BLAST_MAX_QUERY_BYTES", "10000000", "Largest accepted query, in bytes of FASTA."),
     Setting("BLAST_MAX_QUERIES", "25000", "Most sequences in one job."),
     Setting("BLAST_MAX_SEQUENCE_LETTERS", "1000000", "Longest accepted query sequence."),
+    Setting("BLAST_PRICE_PER_CORE_SECOND", "0.00006",
+            "Price of one core for one second, for the estimated cost in each job's run "
+            "summary (CPU seconds of BLAST times this). The default assumes roughly $0.216 "
+            "per core-hour, the same for EP1 (1 core), EP2 (2) and EP3 (4) since Elastic Premium "
+            "bills per core; an estimate, not a quote: set it from the Azure Functions pricing "
+            "page for your region."),
     Setting("BLAST_API_KEY", "",
             "`serve` only: when set, every route but health needs it in `x-functions-key` "
             "or `?code=` (in Azure, function keys do this)."),
@@ -97,6 +103,7 @@ class Settings:
     max_query_bytes: int
     max_queries: int
     max_sequence_letters: int
+    price_per_core_second: float
     api_key: str = field(repr=False)
     env: Mapping[str, str] = field(repr=False)
 
@@ -115,6 +122,16 @@ class Settings:
                 raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
             if value < minimum:
                 raise SettingsError(f"{name} must be at least {minimum}, not {value}")
+            return value
+
+        def price(name: str) -> float:
+            raw = text(name)
+            try:
+                value = float(raw)
+            except ValueError:
+                raise SettingsError(f"{name} must be a number, not {raw!r}") from None
+            if not 0 <= value < float("inf"):
+                raise SettingsError(f"{name} must be a number of at least 0, not {raw!r}")
             return value
 
         transport = text("BLAST_QUEUE_TRANSPORT").lower()
@@ -142,6 +159,7 @@ class Settings:
             max_query_bytes=number("BLAST_MAX_QUERY_BYTES"),
             max_queries=number("BLAST_MAX_QUERIES"),
             max_sequence_letters=number("BLAST_MAX_SEQUENCE_LETTERS"),
+            price_per_core_second=price("BLAST_PRICE_PER_CORE_SECOND"),
             api_key=env.get("BLAST_API_KEY", ""),
             env=env,
         )

@@ -34,8 +34,18 @@ class DeadLetter:
     reason: str
 
 
+@dataclass(frozen=True)
+class QueueCounts:
+    """Messages waiting in the queue (Service Bus: active; Storage: approximate, which
+    includes messages being worked on) and in its dead-letter or poison queue."""
+
+    depth: int
+    dead_letters: int
+
+
 class Transport(Protocol):
     def ensure(self) -> None: ...
+    def counts(self) -> QueueCounts: ...
     def send(self, body: str, message_id: str) -> None: ...
     def receive(self) -> Delivery | None: ...
     def peek_dead_letters(self, limit: int) -> list[DeadLetter]: ...
@@ -74,6 +84,10 @@ class StorageQueueTransport:
 
     def receive(self) -> StorageQueueDelivery | None:
         return self._receive(self.queue)
+
+    def counts(self) -> QueueCounts:
+        return QueueCounts(self.queue.get_queue_properties().approximate_message_count or 0,
+                           self.poison.get_queue_properties().approximate_message_count or 0)
 
     def peek_dead_letters(self, limit: int) -> list[DeadLetter]:
         """Up to 32 (the Storage Queue peek limit) messages of the poison queue."""
@@ -132,8 +146,12 @@ class StorageQueueDelivery:
 class ServiceBusTransport:
     """Sends with the message id set to the job id, so the queue's duplicate detection works."""
 
-    def __init__(self, client, queue_name: str):  # client: azure.servicebus.ServiceBusClient
+    def __init__(self, client, queue_name: str, admin=None):
+        # client: azure.servicebus.ServiceBusClient; admin: its management
+        # ServiceBusAdministrationClient, for queue counts (needs Manage rights or the
+        # Data Owner role)
         self._client = client
+        self._admin = admin
         self._queue_name = queue_name
         self._lock = threading.Lock()
         self._sender = None
@@ -144,14 +162,17 @@ class ServiceBusTransport:
     @classmethod
     def connect(cls, settings: Settings) -> ServiceBusTransport:
         from azure.servicebus import ServiceBusClient
+        from azure.servicebus.management import ServiceBusAdministrationClient
 
         connection = settings.connection(SERVICEBUS_CONNECTION)
         if connection.string:
             client = ServiceBusClient.from_connection_string(connection.string)
+            admin = ServiceBusAdministrationClient.from_connection_string(connection.string)
         else:
             namespace = connection.properties.get("fullyQualifiedNamespace", "")
             client = ServiceBusClient(namespace, credential=connection.credential())
-        return cls(client, settings.queue_name)
+            admin = ServiceBusAdministrationClient(namespace, credential=connection.credential())
+        return cls(client, settings.queue_name, admin)
 
     def ensure(self) -> None:
         """Service Bus queues are created by the deployment (infra/), not by the app."""
@@ -175,6 +196,12 @@ class ServiceBusTransport:
         messages = self._receiver.receive_messages(max_message_count=1, max_wait_time=5)
         return ServiceBusDelivery(self._receiver, messages[0]) if messages else None
 
+    def counts(self) -> QueueCounts:
+        """The queue's runtime properties, from the management API."""
+        properties = self._admin.get_queue_runtime_properties(self._queue_name)
+        return QueueCounts(properties.active_message_count or 0,
+                           properties.dead_letter_message_count or 0)
+
     def peek_dead_letters(self, limit: int) -> list[DeadLetter]:
         with self._dead_letter_receiver() as receiver:
             return [DeadLetter(_body(m), m.dead_letter_reason or "")
@@ -194,7 +221,7 @@ class ServiceBusTransport:
 
     def close(self) -> None:
         for part in (self._sender, self._receiver, self._dead_letters, self._renewer,
-                     self._client):
+                     self._client, self._admin):
             if part is not None:
                 part.close()
 

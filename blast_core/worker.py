@@ -8,7 +8,7 @@ import os
 import select
 import threading
 
-from blast_core.service import BlastService
+from blast_core.service import BlastService, message_fields
 from blast_core.transports import Delivery
 
 log = logging.getLogger("blast_core.worker")
@@ -62,16 +62,19 @@ def work_on(service: BlastService, delivery: Delivery) -> None:
     renewer = threading.Thread(target=_keep_hidden, daemon=True, args=(
         delivery, stop_renewing, service.settings.visibility_timeout / 3))
     renewer.start()
+    fields = message_fields(delivery.body, delivery.delivery_count)
     try:
         service.process(delivery.body, delivery.delivery_count)
         settle, outcome = delivery.complete, "completed"
     except Exception as error:
         reason = f"{type(error).__name__}: {error}"[:1000]
         if delivery.delivery_count >= service.settings.max_deliveries:
-            log.error("delivery %d failed (%s); dead-lettering", delivery.delivery_count, reason)
+            log.error("delivery %d failed (%s); dead-lettering", delivery.delivery_count, reason,
+                      extra=fields)
             settle, outcome = (lambda: delivery.dead_letter(reason)), "dead-lettered"
         else:
-            log.warning("delivery %d failed (%s); will retry", delivery.delivery_count, reason)
+            log.warning("delivery %d failed (%s); will retry", delivery.delivery_count, reason,
+                        extra=fields)
             delay = retry_delay(delivery.delivery_count)
             settle, outcome = (lambda: delivery.retry_later(delay)), "abandoned"
     finally:
@@ -81,7 +84,7 @@ def work_on(service: BlastService, delivery: Delivery) -> None:
         settle()
     except Exception as error:
         log.warning("message could not be %s (%s); it will be delivered again",
-                    outcome, type(error).__name__)
+                    outcome, type(error).__name__, extra=fields)
 
 
 def _keep_hidden(delivery: Delivery, stop: threading.Event, interval: float) -> None:

@@ -46,6 +46,8 @@ LEFT_AT_DEFAULT = {
     "BLAST_MAX_QUERIES": "request limits: change them as app settings if needed",
     "BLAST_MAX_SEQUENCE_LETTERS": "request limits: change them as app settings if needed",
     "BLAST_BATCH_LETTERS": "the per-program defaults suit the plans; an app setting overrides them",
+    "BLAST_PRICE_PER_CORE_SECOND": "a price for cost estimates only; the default is the EP list "
+                                   "price per core, an app setting sets a region's",
     "BLAST_DB_PRELOAD": "staging (BLAST_DB_CACHE_DIR) already reads each database once per instance, "
                         "leaving it in the page cache; pre-reading pays only without a cache",
 }

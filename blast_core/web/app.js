@@ -572,6 +572,13 @@ function showJobSummary(job) {
   if (job.hits !== null) parts.push(` · ${integer.format(job.hits)} hits`);
   parts.push(` · submitted ${formatTime(job.submitted_at)}`);
   if (job.finished_at) parts.push(` · took ${duration(job)}`);
+  const run = job.summary;  // the run summary: BLAST's CPU time and what it cost
+  if (run && run.cpu_seconds > 0) {
+    const rate = run.letters_per_cpu_second
+      ? ` (${integer.format(Math.round(run.letters_per_cpu_second))} letters per CPU s)` : "";
+    parts.push(` · BLAST ${run.cpu_seconds.toFixed(2)} CPU s${rate}`
+      + ` · estimated cost ${run.estimated_cost.toPrecision(2)}`);
+  }
   $("job-summary").replaceChildren(...parts);
 }
 
