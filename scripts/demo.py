@@ -50,9 +50,11 @@ def main() -> int:
             jobs.append(response.json())
             print(f"submitted job {jobs[-1]['id']}: {query.splitlines()[0]}")
         OUT.mkdir(exist_ok=True)
-        for job in jobs:
-            show(api, wait(api, job["id"]))
-        print(f"\nfull results (tsv, json, xml, text) saved in {OUT}/")
+        finished = [wait(api, job["id"]) for job in jobs]
+        for job in finished:
+            show(api, job)
+        formats = ", ".join(finished[0]["results"])
+        print(f"\nfull results ({formats} of each job) saved in {OUT}/")
         return 0
     finally:
         server.terminate()
