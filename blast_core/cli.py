@@ -163,6 +163,10 @@ def run_service(args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.command in ("serve", "worker"):
+        from blast_core import telemetry
+
+        telemetry.configure(settings)
     if args.command == "serve":
         from blast_core.server import serve as run_server
 

@@ -262,15 +262,17 @@ class Job:
     seconds_transfer: float = 0.0
     seconds_format: float = 0.0
     cpu_seconds_blast: float = 0.0
+    traceparent: str = ""  # the submit's trace, which formatting later continues
 
     @classmethod
-    def submitted(cls, job_id: str, request: JobRequest, batches: int = 1) -> Job:
+    def submitted(cls, job_id: str, request: JobRequest, batches: int = 1,
+                  traceparent: str = "") -> Job:
         return cls(id=job_id, status=QUEUED, database=request.database,
                    program=request.program, task=request.task, evalue=request.evalue,
                    max_target_seqs=request.max_target_seqs, queries=request.queries,
                    query_letters=request.query_letters, submitted_at=utc_now(),
                    word_size=request.word_size, filter=request.filter, batches=batches,
-                   batch_states=BATCH_PENDING * batches)
+                   batch_states=BATCH_PENDING * batches, traceparent=traceparent)
 
     def batch_state(self, batch: int) -> str:
         return self.batch_states[batch]
@@ -334,6 +336,7 @@ class Job:
         data = self.to_dict()
         data.pop("batch_states")
         data.pop("cpu_seconds_blast")
+        data.pop("traceparent")
         data["summary"] = self.summary(database_letters, price_per_core_second)
         data.update(batches_done=self.batches_done, batches_failed=self.batches_failed)
         timings = {name: round(data.pop(f"seconds_{name}"), 3) for name in TIMED_PHASES}
@@ -384,8 +387,13 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def encode_message(job_id: str, batch: int = 0) -> str:
-    return json.dumps({"job_id": job_id, "batch": batch})
+def encode_message(job_id: str, batch: int = 0, trace: Mapping[str, str] | None = None) -> str:
+    """A batch's message; `trace` (a W3C trace context carrier) lets the worker continue the
+    submit's trace."""
+    message: dict[str, Any] = {"job_id": job_id, "batch": batch}
+    if trace:
+        message["trace"] = dict(trace)
+    return json.dumps(message)
 
 
 def message_id(job_id: str, batch: int) -> str:
@@ -410,3 +418,22 @@ def decode_message(body: bytes | str) -> tuple[str, int]:
     if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
         raise MalformedMessage("message has no valid batch number")
     return job_id, batch
+
+
+_TRACE_ENTRIES = 8  # traceparent and tracestate, with room to spare
+_TRACE_VALUE_CHARS = 512  # W3C tracestate: at most 32 entries, but a sender's are short
+
+
+def message_trace(body: bytes | str) -> dict[str, str]:
+    """The trace context carrier of a queue message; empty when it has none, or one that is
+    not a small dict of short strings (tracing never refuses a message)."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    carrier = data.get("trace") if isinstance(data, dict) else None
+    if (not isinstance(carrier, dict) or len(carrier) > _TRACE_ENTRIES or not all(
+            isinstance(key, str) and isinstance(value, str) and len(key) <= 64
+            and len(value) <= _TRACE_VALUE_CHARS for key, value in carrier.items())):
+        return {}
+    return carrier

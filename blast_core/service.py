@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-from blast_core import batches, fasta, jobs, runner
+from blast_core import batches, fasta, jobs, runner, telemetry
 from blast_core.databases import DatabaseCatalog, DatabaseInfo
 from blast_core.jobs import Job
 from blast_core.process import ToolError
@@ -119,11 +119,19 @@ class BlastService:
     def submit(self, payload: object) -> Job:
         """Validate, store the query batches, record the job, then queue every batch: a worker
         never sees a job without a record. Raises jobs.InvalidRequest before anything is
-        stored; on a storage or queue failure removes what it stored and re-raises."""
+        stored; on a storage or queue failure removes what it stored and re-raises. Traced
+        as `submit`, the trace that the batches' processing and formatting continue."""
+        with telemetry.span("submit"):
+            return self._submit(payload)
+
+    def _submit(self, payload: object) -> Job:
         request = jobs.parse_request(payload, self.limits, self.catalog.find)
         parts = batches.split(fasta.parse(request.query),
                               batches.batch_letters(request.program, self.settings.batch_letters))
-        job = Job.submitted(jobs.new_job_id(), request, batches=len(parts))
+        job = Job.submitted(jobs.new_job_id(), request, batches=len(parts),
+                            traceparent=telemetry.inject().get("traceparent", ""))
+        telemetry.annotate(job_id=job.id, program=job.program, database=job.database,
+                           batches=job.batches)
         try:
             for number, part in enumerate(parts):
                 self.results.put_text(job.id, query_blob(number), fasta.format_fasta(part),
@@ -144,9 +152,10 @@ class BlastService:
         return job
 
     def _queue(self, job: Job, numbers: Iterable[int]) -> None:
+        trace = telemetry.inject()
         for number in numbers:
-            self.transport.send(jobs.encode_message(job.id, number),
-                                message_id=jobs.message_id(job.id, number))
+            self.transport.send(jobs.encode_message(job.id, number, trace),
+                                message_id=jobs.message_id(job.id, number), properties=trace)
 
     def get(self, job_id: str) -> Job:
         found = self.records.get(job_id) if jobs.is_job_id(job_id) else None
@@ -200,7 +209,10 @@ class BlastService:
         """Format every batch's archive, merge them in query order and keep the result (two
         requests racing write the same blob); the time it took goes on the job's record."""
         started = time.monotonic()
-        with tempfile.TemporaryDirectory(prefix=f"format-{job.id}-") as workdir:
+        with (telemetry.span("format", parent={"traceparent": job.traceparent}, job_id=job.id,
+                             format=fmt.name, batches=job.batches, program=job.program,
+                             database=job.database),
+              tempfile.TemporaryDirectory(prefix=f"format-{job.id}-") as workdir):
             parts, queries_before, seen = [], [], 0
             for number in range(job.batches):
                 archive = os.path.join(workdir, archive_blob(number))
@@ -227,8 +239,14 @@ class BlastService:
         Returns normally when the message is done with: the batch succeeded or failed for good,
         or was already finished (a redelivery). Raises when another delivery should try again;
         on the last allowed delivery it first fails the batch, so no job stays open.
+        Traced as `process batch`, continuing the trace the message carries.
         """
         job_id, number = jobs.decode_message(body)
+        with telemetry.span("process batch", parent=jobs.message_trace(body), job_id=job_id,
+                            batch=number, attempt=delivery_count):
+            self._process(job_id, number, delivery_count)
+
+    def _process(self, job_id: str, number: int, delivery_count: int) -> None:
         jlog = job_log(job_id, number, delivery_count)
 
         def start(job: Job) -> Job | None:
@@ -266,20 +284,28 @@ class BlastService:
         """Search one batch and store its archive; the caller records the batch done only
         after. Returns the batch's query and hit counts and where its time went."""
         queued = time.time() - jobs.parse_time(job.submitted_at).timestamp()
+        traced = {"job_id": job.id, "batch": number, "program": job.program,
+                  "database": job.database}
+        telemetry.annotate(**traced)
         with tempfile.TemporaryDirectory(prefix=f"blast-{job.id}-{number}-") as workdir:
             clock = time.monotonic()
             query_path = os.path.join(workdir, "query.fasta")
             self.results.download(job.id, query_blob(number), query_path)
             transfer = time.monotonic() - clock
             clock = time.monotonic()
-            database = self.catalog.local_path(job.database)
+            with telemetry.span("staging", **traced):
+                database = self.catalog.local_path(job.database)
             staging = time.monotonic() - clock
             with open(query_path) as query:
                 queries = fasta.count_sequences(query)
-            result = runner.run_search(job, self.tools, query_path, database, workdir, queries)
+            with telemetry.span("blast", queries=queries, **traced):
+                result = runner.run_search(job, self.tools, query_path, database, workdir,
+                                           queries)
+                telemetry.annotate(hits=result.hits, cpu_seconds=result.cpu_seconds)
             clock = time.monotonic()
-            self.results.put_file(job.id, archive_blob(number), result.archive,
-                                  runner.ARCHIVE.content_type)
+            with telemetry.span("upload", **traced):
+                self.results.put_file(job.id, archive_blob(number), result.archive,
+                                      runner.ARCHIVE.content_type)
             transfer += time.monotonic() - clock
         return queries, result.hits, jobs.BatchTimings(queued, staging, result.blast_seconds,
                                                        transfer, result.cpu_seconds)
@@ -449,6 +475,8 @@ def _describe(error: Exception) -> str:
 @functools.cache
 def default_service() -> BlastService:
     """The process-wide service, built from the environment on first use."""
-    service = BlastService.from_settings(Settings.from_env())
+    settings = Settings.from_env()
+    telemetry.configure(settings)
+    service = BlastService.from_settings(settings)
     service.ensure_storage()
     return service

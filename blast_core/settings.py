@@ -23,6 +23,7 @@ class Setting:
 
 STORAGE_CONNECTION = "BLAST_STORAGE"
 SERVICEBUS_CONNECTION = "BLAST_SERVICEBUS"
+MONITOR_CONNECTION = "APPLICATIONINSIGHTS_CONNECTION_STRING"  # the name Azure Monitor reads
 
 SETTINGS: tuple[Setting, ...] = (
     Setting("BLAST_DB_DIR", "/mounts/blastdb",
@@ -75,6 +76,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BLAST_API_KEY", "",
             "`serve` only: when set, every route but health needs it in `x-functions-key` "
             "or `?code=` (in Azure, function keys do this)."),
+    Setting(MONITOR_CONNECTION, "",
+            "Application Insights connection string: when set, traces from submit through the "
+            "worker's staging, BLAST, upload and formatting are exported there (see Operating); "
+            "empty: nothing is exported."),
 )
 
 _DEFAULTS = {s.name: s.default for s in SETTINGS}
@@ -105,6 +110,7 @@ class Settings:
     max_sequence_letters: int
     price_per_core_second: float
     api_key: str = field(repr=False)
+    monitor_connection: str = field(repr=False)
     env: Mapping[str, str] = field(repr=False)
 
     @classmethod
@@ -161,6 +167,7 @@ class Settings:
             max_sequence_letters=number("BLAST_MAX_SEQUENCE_LETTERS"),
             price_per_core_second=price("BLAST_PRICE_PER_CORE_SECOND"),
             api_key=env.get("BLAST_API_KEY", ""),
+            monitor_connection=env.get(MONITOR_CONNECTION, "").strip(),
             env=env,
         )
 

@@ -7,6 +7,7 @@ Both carry the same message (`jobs.encode_message`). Submitting sends; receiving
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -46,7 +47,8 @@ class QueueCounts:
 class Transport(Protocol):
     def ensure(self) -> None: ...
     def counts(self) -> QueueCounts: ...
-    def send(self, body: str, message_id: str) -> None: ...
+    def send(self, body: str, message_id: str,
+             properties: Mapping[str, str] | None = None) -> None: ...
     def receive(self) -> Delivery | None: ...
     def peek_dead_letters(self, limit: int) -> list[DeadLetter]: ...
     def receive_dead_letter(self) -> Delivery | None: ...
@@ -79,7 +81,9 @@ class StorageQueueTransport:
             except ResourceExistsError:
                 pass
 
-    def send(self, body: str, message_id: str) -> None:
+    def send(self, body: str, message_id: str,
+             properties: Mapping[str, str] | None = None) -> None:
+        """A Storage Queue message has a body only: `properties` travel in it already."""
         self.queue.send_message(body)
 
     def receive(self) -> StorageQueueDelivery | None:
@@ -177,14 +181,18 @@ class ServiceBusTransport:
     def ensure(self) -> None:
         """Service Bus queues are created by the deployment (infra/), not by the app."""
 
-    def send(self, body: str, message_id: str) -> None:
+    def send(self, body: str, message_id: str,
+             properties: Mapping[str, str] | None = None) -> None:
+        """`properties` (the trace context) also become application properties, where
+        Service Bus tooling and other consumers look for them."""
         from azure.servicebus import ServiceBusMessage
 
         with self._lock:
             if self._sender is None:
                 self._sender = self._client.get_queue_sender(self._queue_name)
-            self._sender.send_messages(ServiceBusMessage(body, message_id=message_id,
-                                                         content_type="application/json"))
+            self._sender.send_messages(ServiceBusMessage(
+                body, message_id=message_id, content_type="application/json",
+                application_properties=dict(properties) if properties else None))
 
     def receive(self) -> ServiceBusDelivery | None:
         from azure.servicebus import AutoLockRenewer

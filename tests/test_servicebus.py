@@ -54,6 +54,20 @@ def test_send_sets_the_job_id_as_message_id_for_duplicate_detection():
     assert client.senders_opened == 1, "one AMQP link is reused for every send"
 
 
+def test_send_sets_the_trace_context_as_application_properties():
+    client = RecordingClient()
+    transport = ServiceBusTransport(client, "blast-jobs")
+    job_id = jobs.new_job_id()
+    trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
+    transport.send(jobs.encode_message(job_id, 0, trace), message_id=jobs.message_id(job_id, 0),
+                   properties=trace)
+    transport.send(jobs.encode_message(job_id, 1), message_id=jobs.message_id(job_id, 1))
+    traced, untraced = client.sender.sent
+    assert traced.application_properties == trace
+    assert jobs.message_trace(b"".join(traced.body)) == trace
+    assert not untraced.application_properties
+
+
 class ReceivedMessage:
     """What the SDK hands a receiver: a body of byte sections and the broker's count of
     earlier deliveries (0 on the first)."""

@@ -46,7 +46,8 @@ def test_the_readme_settings_table_is_the_settings():
     from conftest import ROOT
 
     readme = (ROOT / "README.md").read_text()
-    rows = [line for line in readme.splitlines() if line.startswith("| `BLAST_")]
+    rows = [line for line in readme.splitlines()
+            if line.startswith(("| `BLAST_", "| `APPLICATIONINSIGHTS_"))]
     assert [row.split("`")[1] for row in rows] == [s.name for s in SETTINGS]
     for row, setting in zip(rows, SETTINGS, strict=True):
         assert (f"`{setting.default}`" if setting.default else "(none)") in row

@@ -1,0 +1,124 @@
+"""Traces: one trace from submit through the worker's spans and formatting, carried in the
+queue message; OpenTelemetry's in-memory exporter stands in for Application Insights."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+from conftest import ROOT, SMALL_DB, sample_queries, service_env
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from blast_core import jobs
+from blast_core.service import BlastService
+from blast_core.settings import Settings
+
+TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+
+
+@pytest.fixture(scope="module")
+def exporter() -> InMemorySpanExporter:
+    """The process-wide provider: OpenTelemetry lets it be set once, so once per session."""
+    found = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(found))
+    trace.set_tracer_provider(provider)
+    return found
+
+
+@pytest.fixture
+def spans(exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
+    exporter.clear()
+    yield exporter
+    exporter.clear()
+
+
+def test_one_trace_from_submit_through_the_worker_and_formatting(spans, azurite,
+                                                                  blast_available):
+    service = BlastService.from_settings(Settings.from_env(service_env(azurite)))
+    service.ensure_storage()
+    try:
+        job = service.submit({"query": sample_queries(SMALL_DB, 2, seed=5),
+                              "database": SMALL_DB})
+        delivery = service.transport.receive()
+        assert delivery is not None
+        service.process(delivery.body, delivery.delivery_count)
+        delivery.complete()
+        assert b"".join(service.result(job.id, "tsv").chunks)
+    finally:
+        service.transport.close()
+
+    found: dict[str, ReadableSpan] = {s.name: s for s in spans.get_finished_spans()}
+    names = ("submit", "process batch", "staging", "blast", "upload", "format")
+    assert set(names) <= set(found)
+    submit = found["submit"]
+    trace_id = submit.context.trace_id
+    assert {s.context.trace_id for s in spans.get_finished_spans()} == {trace_id}
+    assert submit.parent is None
+    assert found["process batch"].parent.span_id == submit.context.span_id
+    for child in ("staging", "blast", "upload"):
+        assert found[child].parent.span_id == found["process batch"].context.span_id, child
+    assert found["format"].parent.span_id == submit.context.span_id
+
+    carried = json.loads(delivery.body)["trace"]["traceparent"]
+    assert carried == (f"00-{trace_id:032x}-{submit.context.span_id:016x}"
+                       f"-{submit.context.trace_flags:02x}")
+    assert jobs.decode_message(delivery.body) == (job.id, 0)
+    for name in names:
+        attributes = found[name].attributes
+        assert attributes["blast.job_id"] == job.id, name
+        assert "ACGT" not in json.dumps(dict(attributes)), "no query sequence in a span"
+    assert found["blast"].attributes["blast.database"] == SMALL_DB
+    assert found["blast"].attributes["blast.program"] == "blastn"
+
+
+def test_the_worker_continues_the_trace_its_message_carries(spans, service):
+    """A message from elsewhere (another instance, a requeue) names its trace by itself."""
+    job = service.submit({"query": ">q\nACGTACGTAAGGCCTTAGGCATCGATCGA", "database": SMALL_DB})
+    spans.clear()
+    with pytest.raises(jobs.MalformedMessage):  # no batch 3: fails inside the span
+        service.process(jobs.encode_message(job.id, 3, {"traceparent": TRACEPARENT}), 1)
+    (span,) = spans.get_finished_spans()
+    assert (span.name, f"{span.context.trace_id:032x}") == ("process batch",
+                                                           TRACEPARENT.split("-")[1])
+    assert not span.status.is_ok
+
+
+@pytest.mark.parametrize("carrier", [
+    None, [TRACEPARENT], {"traceparent": 7}, {"traceparent": "x" * 600},
+    {f"k{n}": "v" for n in range(20)}, "00-abc",
+])
+def test_a_message_with_no_usable_trace_is_still_valid(carrier):
+    job_id = jobs.new_job_id()
+    body = json.dumps({"job_id": job_id, "batch": 1, "trace": carrier})
+    assert jobs.decode_message(body) == (job_id, 1)
+    assert jobs.message_trace(body) == {}
+    assert jobs.message_trace(b"not json") == {}
+    assert "trace" not in json.loads(jobs.encode_message(job_id, 1, {}))
+
+
+def test_without_a_connection_string_nothing_is_configured_or_carried():
+    """In a fresh process, as the service runs when APPLICATIONINSIGHTS_CONNECTION_STRING is
+    unset: no provider, spans that record nothing, messages without a trace."""
+    script = """
+import json
+from blast_core import jobs, telemetry
+from blast_core.settings import Settings
+assert telemetry.configure(Settings.from_env({})) is False
+with telemetry.span("submit", job_id="x") as span:
+    assert not span.is_recording()
+    assert telemetry.inject() == {}
+    assert "trace" not in json.loads(jobs.encode_message(jobs.new_job_id(), 0, telemetry.inject()))
+with telemetry.span("process batch", parent={"traceparent": "garbage"}):
+    pass
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=60)
+    assert done.stdout.strip() == "ok", done.stderr
