@@ -130,6 +130,8 @@ def test_a_search_through_the_form_shows_what_blastn_finds(page, server, tmp_pat
     expect(status).to_have_text(re.compile(r"^(succeeded|failed)$"), timeout=120_000)
     assert status.inner_text() == "succeeded", page.locator("#job-error").inner_text()
     expect(page.locator("#hits tbody tr").first).to_be_visible()
+    expect(page.locator("#job-summary")).to_contain_text(
+        re.compile(r"time: queued [\d.]+ s, BLAST [\d.]+ s, transfer [\d.]+ s"))
 
     expected = hsps_by_query(direct_blastn(query, SMALL_DB, tmp_path, "-evalue", "1e-20",
                                            "-max_target_seqs", "20"))

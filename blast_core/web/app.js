@@ -579,6 +579,12 @@ function showJobSummary(job) {
     parts.push(` · BLAST ${run.cpu_seconds.toFixed(2)} CPU s${rate}`
       + ` · estimated cost ${run.estimated_cost.toPrecision(2)}`);
   }
+  const times = job.timings;  // where the time went, summed over batches
+  if (times && times.total !== null) {
+    parts.push(` · time: queued ${formatSeconds(times.queued)}, BLAST ${formatSeconds(times.blast)}`
+      + `, transfer ${formatSeconds(times.transfer)}, staging ${formatSeconds(times.staging)}`
+      + `, formatting ${formatSeconds(times.format)}`);
+  }
   $("job-summary").replaceChildren(...parts);
 }
 
