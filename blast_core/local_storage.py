@@ -16,6 +16,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from blast_core.process import stop_processes
+
 ACCOUNT = "devstoreaccount1"
 SERVICES = ("blob", "queue", "table")
 
@@ -72,10 +74,5 @@ class LocalAzurite:
     def stop(self) -> None:
         if self.process is None:
             return
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_processes([self.process])
         self.process = None

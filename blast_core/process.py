@@ -92,3 +92,16 @@ def run_measured(args: list[str], timeout: float, cwd: str | None = None,
         message = " ".join(stderr.split())[:2000] or f"exit code {child.returncode}"
         raise ToolError(program, message, child.returncode)
     return ToolRun(stdout, usage.ru_utime + usage.ru_stime)
+
+
+def stop_processes(processes: list[subprocess.Popen], timeout: float = 10.0) -> None:
+    """Ask each process to stop (SIGTERM), give them `timeout` seconds together, then kill
+    what is left."""
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()

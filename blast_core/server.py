@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from blast_core import http
-from blast_core.process import die_with_parent
+from blast_core.process import die_with_parent, stop_processes
 from blast_core.routes import ROUTES
 from blast_core.service import BlastService
 
@@ -103,11 +103,5 @@ def serve(service: BlastService, host: str, port: int, workers: int) -> None:
                        host=host, port=port, threads=8, connection_limit=1000,
                        ident="blast-service", _quiet=True)
     finally:
-        for child in children:
-            child.terminate()
-        for child in children:
-            try:
-                child.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                child.kill()
+        stop_processes(children)
         log.info("stopped (pid %d)", os.getpid())

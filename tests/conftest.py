@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from blast_core.local_storage import LocalAzurite, free_port
+from blast_core.process import stop_processes
 from blast_core.samples import database_sequences, sample_fasta
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,12 +80,7 @@ class Server:
     log: Path
 
     def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        stop_processes([self.process], timeout=15)
 
 
 def start_server(env: dict[str, str], log: Path, workers: int = 1,
