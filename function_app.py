@@ -13,6 +13,12 @@ for route in routes.ROUTES:
         auth_level=func.AuthLevel.ANONYMOUS if route.anonymous else func.AuthLevel.FUNCTION,
     )(functions.http_function(route)))
 
+
+@app.timer_trigger(arg_name="timer", schedule=functions.CLEANUP_SCHEDULE, run_on_startup=False)
+def cleanup_expired_jobs(timer: func.TimerRequest) -> None:
+    functions.clean_up_expired()
+
+
 if Settings.from_env().queue_transport == "servicebus":
 
     @app.service_bus_queue_trigger(arg_name="msg", queue_name="%BLAST_QUEUE_NAME%",

@@ -127,7 +127,7 @@ def measure(case: Case, db_dir: str, database: str, cache_dir: str, queries: lis
             path = catalog.local_path(database)
             located = time.monotonic()
             cpu_before = _children_cpu()
-            runner.run_search(job, tools, query_path, path, workdir)
+            runner.run_search(job, tools, query_path, [path], workdir)
             timings.append(JobTiming(located - started, time.monotonic() - located,
                                      _children_cpu() - cpu_before))
     return timings

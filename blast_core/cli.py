@@ -1,6 +1,6 @@
 """`python -m blast_core` (installed as `blast-service`): run the service locally (`serve`,
-`worker`), or use a running one, local or in Azure, from a terminal (`submit`, `status`,
-`results`, `recent`, `databases`, `sample`).
+`worker`, `clean-up`), or use a running one, local or in Azure, from a terminal (`submit`,
+`status`, `cancel`, `results`, `recent`, `databases`, `sample`, `stats`).
 
 The client commands talk HTTP only (`client.py`), to the URL and key given by `--url` and
 `--api-key` or by BLAST_API_URL and BLAST_API_KEY. They print tables for people, JSON with
@@ -39,9 +39,10 @@ SAMPLE_DB_DIR = "/usr/share/ncbi/data"
 SAMPLE_COUNT = 20
 SAMPLE_SEED = 2026
 POLL_SECONDS = 0.5
-FINAL_STATUSES = ("succeeded", "failed")
+FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 PROG = "python -m blast_core"
-CLIENT_COMMANDS = ("submit", "status", "results", "recent", "databases", "sample", "stats")
+CLIENT_COMMANDS = ("submit", "status", "cancel", "results", "recent", "databases", "sample",
+                   "stats")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="run one queue worker in the foreground")
     worker.add_argument("--db-dir", help="database directory (setting BLAST_DB_DIR)")
     worker.add_argument("--wake-fd", type=int, help=argparse.SUPPRESS)  # from serve
+    commands.add_parser("clean-up", help="delete the jobs older than BLAST_RETENTION_DAYS now "
+                                         "(serve does so every BLAST_CLEANUP_SECONDS)")
     dead = commands.add_parser(
         "dead-letters", help="list the dead-lettered (or poisoned) jobs, or requeue them",
         description="Reads the queue named by the settings directly (not through the API).")
@@ -101,7 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     submit = commands.add_parser("submit", parents=[client], help="submit a FASTA file as a job")
     submit.add_argument("file", metavar="FILE", help="FASTA file with one or more queries; - "
                                                      "reads standard input")
-    submit.add_argument("--database", required=True, help="a database name (see `databases`)")
+    submit.add_argument("--database", required=True, action="append",
+                        help="a database name (see `databases`); give it again to search "
+                             "several together")
     submit.add_argument("--program", help="blastn (default), blastp, blastx, tblastn or tblastx")
     submit.add_argument("--task", help="BLAST+ task, e.g. megablast (blastn's default) or blastn")
     submit.add_argument("--evalue", type=float, help="e-value cut-off (default 10)")
@@ -114,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     status = commands.add_parser("status", parents=[client], help="show one job")
     status.add_argument("job_id", metavar="ID")
+    cancel = commands.add_parser("cancel", parents=[client],
+                                 help="cancel a queued or running job (its BLAST is stopped)")
+    cancel.add_argument("job_id", metavar="ID")
     results = commands.add_parser("results", parents=[connection],
                                   help="fetch a finished job's result")
     results.add_argument("job_id", metavar="ID")
@@ -175,6 +183,9 @@ def run_service(args: argparse.Namespace) -> int:
         run_server(service, args.host, args.port, max(0, workers))
     elif args.command == "dead-letters":
         return dead_letters(service, args.requeue, args.json)
+    elif args.command == "clean-up":
+        service.ensure_storage()
+        print(f"deleted {service.clean_up()} expired job(s)")
     else:
         run_worker_until_signalled(service, args.wake_fd)
     return 0
@@ -292,7 +303,8 @@ def run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespace
     client = BlastClient(args.url or os.environ.get("BLAST_API_URL") or DEFAULT_URL,
                          args.api_key or os.environ.get("BLAST_API_KEY"))
     commands: dict[str, Callable[[BlastClient, argparse.Namespace], None]] = {
-        "submit": submit_command, "status": status_command, "results": results_command,
+        "submit": submit_command, "status": status_command, "cancel": cancel_command,
+        "results": results_command,
         "recent": recent_command, "databases": databases_command, "sample": sample_command,
         "stats": stats_command}
     if args.command == "recent" and not 1 <= args.limit <= 1000:
@@ -313,7 +325,8 @@ def run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespace
         print(f"error: {error}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("\ninterrupted; a submitted job goes on (see `status ID`)", file=sys.stderr)
+        print("\ninterrupted; a submitted job goes on (see `status ID`; `cancel ID` stops it)",
+              file=sys.stderr)
         return 130
     return 0
 
@@ -323,7 +336,8 @@ def submit_command(client: BlastClient, args: argparse.Namespace) -> None:
     options = {"program": args.program, "task": args.task, "evalue": args.evalue,
                "max_target_seqs": args.max_target_seqs, "word_size": args.word_size,
                "filter": args.filter}
-    payload = {"query": query, "database": args.database,
+    database = args.database[0] if len(args.database) == 1 else args.database
+    payload = {"query": query, "database": database,
                **{name: value for name, value in options.items() if value is not None}}
     job = client.submit(payload)
     if not args.wait:
@@ -336,6 +350,8 @@ def submit_command(client: BlastClient, args: argparse.Namespace) -> None:
         print(json.dumps(job, indent=1))
     if job["status"] == "failed":
         raise CommandFailed(f"job {job['id']} failed: {job['error']}")
+    if job["status"] == "cancelled":
+        raise CommandFailed(f"job {job['id']} was cancelled")
     if not args.json:
         print(f"{job['hits']} hits for {job['queries']} queries; results:")
         print(_table([[name, url] for name, url in job["results"].items()]))
@@ -408,10 +424,17 @@ def status_command(client: BlastClient, args: argparse.Namespace) -> None:
         if isinstance(value, dict) and name != "results":  # timings, summary: one row each
             rows += [[f"{name}.{key}", str(item)] for key, item in value.items()
                      if item is not None]
+        elif isinstance(value, list):
+            rows.append([name, ", ".join(map(str, value))])
         elif name != "results" and value is not None:
             rows.append([name, str(value)])
     rows += [[f"results ({name})", url] for name, url in job["results"].items()]
     print(_table(rows))
+
+
+def cancel_command(client: BlastClient, args: argparse.Namespace) -> None:
+    job = client.cancel(args.job_id)
+    print(json.dumps(job, indent=1) if args.json else f"job {job['id']} cancelled")
 
 
 def results_command(client: BlastClient, args: argparse.Namespace) -> None:
@@ -463,8 +486,8 @@ def stats_command(client: BlastClient, args: argparse.Namespace) -> None:
     queue_text += f" ({queue['transport']} queue {queue['name']}, read {queue['age_seconds']:g} s ago)"
 
     def by_status(counts: dict[str, int]) -> str:
-        return ", ".join(f"{counts[s]} {s}" for s in ("queued", "running", "succeeded", "failed")) \
-            + f" ({counts['total']} in all)"
+        return ", ".join(f"{count} {status}" for status, count in counts.items()
+                         if status != "total") + f" ({counts['total']} in all)"
 
     rows = [["queue", queue_text],
             ["jobs, last hour", by_status(jobs["last_hour"])],

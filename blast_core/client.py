@@ -49,6 +49,9 @@ class BlastClient:
     def job(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"jobs/{quote(job_id, safe='')}").json()
 
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        return self._request("DELETE", f"jobs/{quote(job_id, safe='')}").json()
+
     def recent(self, limit: int) -> list[dict[str, Any]]:
         return self._request("GET", "jobs", params={"limit": limit}).json()["jobs"]
 

@@ -37,6 +37,14 @@ def http_function(route: http.Route) -> Callable[[func.HttpRequest], func.HttpRe
     return handler
 
 
+CLEANUP_SCHEDULE = "0 17 * * * *"  # NCRONTAB: hourly, at 17 minutes past
+
+
+def clean_up_expired() -> None:
+    """The timer's work: delete the jobs past BLAST_RETENTION_DAYS, their blobs first."""
+    default_service().clean_up(limit=100_000)
+
+
 def process_delivery(body: bytes, delivery_count: int) -> None:
     """The queue trigger's work; an exception makes the host redeliver the message."""
     default_service().process(body, delivery_count)

@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from blast_core.jobs import FieldError, InvalidRequest
+from blast_core.jobs import CANCELLED, FAILED, FieldError, InvalidRequest, format_time
 from blast_core.process import ToolError
-from blast_core.service import BlastService, JobNotFound, ResultNotReady
+from blast_core.service import BlastService, JobExpired, JobFinished, JobNotFound, ResultNotReady
 
 log = logging.getLogger("blast_core.http")
 
@@ -60,10 +60,10 @@ def json_response(status: int, data: Any, headers: dict[str, str] | None = None)
 
 
 def problem(status: int, detail: str, errors: list[FieldError] | None = None,
-            headers: dict[str, str] | None = None) -> ApiResponse:
-    """An RFC 9457 problem document."""
+            headers: dict[str, str] | None = None, **extensions: str) -> ApiResponse:
+    """An RFC 9457 problem document; `extensions` are members of its own (`expired_at`)."""
     body: dict[str, Any] = {"type": "about:blank", "title": HTTPStatus(status).phrase,
-                            "status": status, "detail": detail}
+                            "status": status, "detail": detail, **extensions}
     if errors:
         body["errors"] = [{"field": e.field, "reason": e.reason} for e in errors]
     return ApiResponse(status, json.dumps(body, indent=1).encode(),
@@ -103,9 +103,21 @@ def handle(route: Route, request: ApiRequest,
         return problem(400, f"the job request is invalid: {error}", error.errors)
     except JobNotFound as error:
         return problem(404, f"no job with id {error}")
+    except JobExpired as error:
+        expired_at = format_time(error.expired_at)
+        return problem(410, f"job {error.job_id} expired at {expired_at}: past the retention "
+                            "period, a job is deleted with its results", expired_at=expired_at)
+    except JobFinished as error:
+        return problem(409, f"job {error.job.id} is {error.job.status}; only queued and "
+                            "running jobs can be cancelled",
+                       job_status=error.job.status)
     except ResultNotReady as error:
+        if error.job.status in (CANCELLED, FAILED):
+            return problem(409, f"job {error.job.id} is {error.job.status}; it has no results",
+                           job_status=error.job.status)
         return problem(409, f"job {error.job.id} is {error.job.status}; results exist once it "
-                            "has succeeded", headers={"Retry-After": "5"})
+                            "has succeeded", headers={"Retry-After": "5"},
+                       job_status=error.job.status)
     except ToolError as error:
         log.error("route %s: %s", route.name, error)
         return problem(503, f"{error.program} failed; the databases may be unavailable right "

@@ -11,7 +11,7 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import jsonschema
@@ -19,8 +19,10 @@ import jsonschema
 from blast_core import fasta
 from blast_core.databases import DatabaseInfo
 
-QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
-FINAL_STATUSES = frozenset({SUCCEEDED, FAILED})
+QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
+    "queued", "running", "succeeded", "failed", "cancelled")
+STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, CANCELLED})
 BATCH_PENDING, BATCH_DONE, BATCH_FAILED = ".", "D", "F"
 
 # program -> (tasks, default task, query molecule, database molecule), as in BLAST+ 2.12;
@@ -45,6 +47,8 @@ WORD_SIZES: dict[str, tuple[int, int]] = {
 }
 
 DATABASE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+MAX_DATABASES = 10  # names in one search; BLAST+ searches them as one database
+_DATABASE_NAME_SCHEMA = {"type": "string", "pattern": DATABASE_NAME}
 
 JOB_REQUEST_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -53,8 +57,13 @@ JOB_REQUEST_SCHEMA: dict[str, Any] = {
     "properties": {
         "query": {"type": "string", "minLength": 1,
                   "description": "FASTA text with one or more sequences (a bare sequence is one query)."},
-        "database": {"type": "string", "pattern": DATABASE_NAME,
-                     "description": "Name of a database listed by GET /api/databases."},
+        "database": {
+            "oneOf": [_DATABASE_NAME_SCHEMA,
+                      {"type": "array", "items": _DATABASE_NAME_SCHEMA, "minItems": 1,
+                       "maxItems": MAX_DATABASES, "uniqueItems": True}],
+            "description": "Name of a database listed by GET /api/databases, or a list of up to "
+                           f"{MAX_DATABASES} such names of the same molecule type, searched "
+                           "together as one database (e-values against their combined size)."},
         "program": {"type": "string", "enum": sorted(PROGRAMS), "default": "blastn"},
         "task": {"type": "string", "enum": sorted({t for p in PROGRAMS.values() for t in p[0]}),
                  "description": "BLAST+ -task; default: the program's usual task (megablast for blastn)."},
@@ -104,8 +113,31 @@ def is_job_id(text: str) -> bool:
     return bool(_JOB_ID.match(text))
 
 
+def submitted_ms(job_id: str) -> int:
+    """When a job was submitted (milliseconds since the epoch), read from its id."""
+    return _INVERTED_EPOCH_MS - int(job_id[:11], 16)
+
+
+def expires_at(job_id: str, retention_days: float) -> datetime | None:
+    """When a job expires: `retention_days` after its submission; None to keep it forever."""
+    if retention_days <= 0:
+        return None
+    return (datetime.fromtimestamp(submitted_ms(job_id) / 1000, UTC)
+            + timedelta(days=retention_days))
+
+
+def expired_ids_bound(now_ms: int, retention_days: float) -> str:
+    """The row key from which on (`ge`) every job has expired at `now_ms`: the jobs
+    submitted before `now_ms` minus the retention, which sort last."""
+    return ids_since(now_ms - round(retention_days * 86_400_000))
+
+
+def format_time(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
 def utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_time(datetime.now(UTC))
 
 
 @dataclass(frozen=True)
@@ -155,18 +187,14 @@ def parse_request(payload: Any, limits: fasta.QueryLimits,
     except fasta.FastaError as error:
         errors.append(FieldError("query", str(error)))
         sequences = []
-    database = find_database(payload["database"])
-    if database is None:
-        errors.append(FieldError("database", f"no database named {payload['database']!r}; "
-                                             "GET /api/databases lists them"))
-    elif database.molecule != db_molecule:
-        errors.append(FieldError("database", f"{database.name!r} is a {database.molecule} "
-                                             f"database; {program} needs {db_molecule}"))
+    names = database_names(payload["database"])
+    errors.extend(_database_errors(names, [find_database(name) for name in names], program,
+                                   db_molecule))
     if errors:
         raise InvalidRequest(errors)
     return JobRequest(
         query=fasta.format_fasta(sequences),
-        database=payload["database"],
+        database=" ".join(names),
         program=program,
         task=task,
         evalue=float(payload.get("evalue", 10)),
@@ -176,6 +204,32 @@ def parse_request(payload: Any, limits: fasta.QueryLimits,
         word_size=int(payload["word_size"]) if "word_size" in payload else None,
         filter=payload.get("filter"),
     )
+
+
+def database_names(database: str | list[str]) -> list[str]:
+    """The names a request's `database` (one name, or a list) or a job's (names joined by
+    spaces, as BLAST's `-db` takes them) stands for."""
+    return list(database) if isinstance(database, list) else database.split()
+
+
+def _database_errors(names: list[str], found: list[DatabaseInfo | None], program: str,
+                     db_molecule: str) -> list[FieldError]:
+    """Every name must be a database, of the molecule the program searches; several are
+    searched as one, so they cannot mix molecules."""
+    errors = [FieldError("database", f"no database named {name!r}; GET /api/databases lists "
+                                     "them")
+              for name, info in zip(names, found, strict=True) if info is None]
+    known = [info for info in found if info is not None]
+    molecules = {info.molecule for info in known}
+    if len(molecules) > 1:
+        listed = "; ".join(f"{info.name!r} is {info.molecule}" for info in known)
+        errors.append(FieldError("database", "databases searched together must be of one "
+                                             f"molecule type: {listed}"))
+    else:
+        errors.extend(FieldError("database", f"{info.name!r} is a {info.molecule} database; "
+                                             f"{program} needs {db_molecule}")
+                      for info in known if info.molecule != db_molecule)
+    return errors
 
 
 def _refuse_nucleotides(sequences: list[fasta.Sequence], program: str) -> None:
@@ -191,6 +245,8 @@ def _refuse_nucleotides(sequences: list[fasta.Sequence], program: str) -> None:
 
 
 def _schema_error(error: jsonschema.ValidationError) -> FieldError:
+    if error.validator == "oneOf":
+        return _one_of_error(error)
     if error.validator == "additionalProperties":
         allowed = set(JOB_REQUEST_SCHEMA["properties"])
         unknown = sorted(set(error.instance) - allowed)
@@ -199,16 +255,33 @@ def _schema_error(error: jsonschema.ValidationError) -> FieldError:
     if error.validator == "required":
         missing = error.message.split("'")[1]
         return FieldError(missing, "is required")
-    name = str(error.absolute_path[0]) if error.absolute_path else "body"
-    return FieldError(name, _reason(error))
+    path = list(error.absolute_path)
+    if not path:
+        return FieldError("body", _reason(error))
+    item = f"item {path[1] + 1} " if len(path) > 1 and isinstance(path[1], int) else ""
+    return FieldError(str(path[0]), item + _reason(error))
+
+
+def _one_of_error(error: jsonschema.ValidationError) -> FieldError:
+    """A value of a one-of field (a name or a list of names): the error of the alternative
+    its type chose, or what the alternatives are."""
+    chosen = [e for e in error.context if e.validator != "type" or e.relative_path]
+    if chosen:
+        return _schema_error(chosen[0])
+    kinds = " or ".join(_TYPE_NAMES.get(option.get("type"), str(option.get("type")))
+                        for option in error.schema["oneOf"])
+    return FieldError(str(error.absolute_path[0]), f"must be {kinds}, not {_json(error.instance)}")
+
+
+_TYPE_NAMES = {"number": "a number", "integer": "a whole number", "string": "a string",
+               "array": "a list"}
 
 
 def _reason(error: jsonschema.ValidationError) -> str:
     schema = error.schema
     kind = error.validator
     if kind == "type":
-        expected = {"number": "a number", "integer": "a whole number", "string": "a string"}
-        return f"must be {expected.get(schema['type'], schema['type'])}, not {_json(error.instance)}"
+        return f"must be {_TYPE_NAMES.get(schema['type'], schema['type'])}, not {_json(error.instance)}"
     if kind == "enum":
         return f"{_json(error.instance)} is not one of {', '.join(map(str, schema['enum']))}"
     if kind in ("minimum", "maximum", "exclusiveMinimum"):
@@ -218,8 +291,12 @@ def _reason(error: jsonschema.ValidationError) -> str:
     if kind == "pattern":
         return ("must be a plain name (letters, digits, '.', '_', '-'; no paths), "
                 f"not {_json(error.instance)}")
-    if kind == "minLength":
+    if kind in ("minLength", "minItems"):
         return "must not be empty"
+    if kind == "maxItems":
+        return f"must have at most {schema['maxItems']} items, not {len(error.instance)}"
+    if kind == "uniqueItems":
+        return "must not name a database twice"
     return error.message
 
 
@@ -273,6 +350,14 @@ class Job:
                    query_letters=request.query_letters, submitted_at=utc_now(),
                    word_size=request.word_size, filter=request.filter, batches=batches,
                    batch_states=BATCH_PENDING * batches, traceparent=traceparent)
+
+    @property
+    def databases(self) -> list[str]:
+        return database_names(self.database)
+
+    def cancel(self) -> Job:
+        """Cancelled by its owner: final, so no pending batch will run."""
+        return replace(self, status=CANCELLED, finished_at=utc_now())
 
     def batch_state(self, batch: int) -> str:
         return self.batch_states[batch]
@@ -328,12 +413,15 @@ class Job:
     def formatted(self, seconds: float) -> Job:
         return replace(self, seconds_format=self.seconds_format + seconds)
 
-    def view(self, database_letters: int | None = None,
-             price_per_core_second: float = 0.0) -> dict[str, Any]:
-        """What the API shows: the record with batch progress instead of the raw states,
-        where the time went (summed over batches; `total` is submission to end), and the run
-        summary."""
+    def view(self, database_letters: int | None = None, price_per_core_second: float = 0.0,
+             retention_days: float = 0.0) -> dict[str, Any]:
+        """What the API shows: the record with the databases searched, batch progress instead
+        of the raw states, where the time went (summed over batches; `total` is submission to
+        end), the run summary, and when the job expires (null: never)."""
         data = self.to_dict()
+        data["databases"] = self.databases
+        expiry = expires_at(self.id, retention_days)
+        data["expires_at"] = format_time(expiry) if expiry else None
         data.pop("batch_states")
         data.pop("cpu_seconds_blast")
         data.pop("traceparent")

@@ -2,7 +2,8 @@
 
 `CMD=Put` submits a job and answers its id as the RID; `CMD=Get&FORMAT_OBJECT=SearchInfo` tells
 the job's status; `CMD=Get` returns the result in `FORMAT_TYPE` once ready, and the WAITING
-block until then. Answers are NCBI's `QBlastInfo` blocks. A refused request gets an NCBI-style
+block until then; `CMD=Delete` cancels a search that has not ended (its RID is then UNKNOWN,
+as NCBI's are after a Delete). Answers are NCBI's `QBlastInfo` blocks. A refused request gets an NCBI-style
 error (`<div class="error msInf">`) naming each bad parameter, with a 4xx status, and stores
 nothing. Parameters outside PUT_PARAMETERS / GET_PARAMETERS are refused rather than ignored, so
 that no search runs with options other than the ones asked for.
@@ -18,7 +19,7 @@ from urllib.parse import parse_qsl
 from blast_core import jobs
 from blast_core.http import ApiRequest, ApiResponse, Route
 from blast_core.jobs import InvalidRequest, Job
-from blast_core.service import BlastService, JobNotFound
+from blast_core.service import BlastService, JobExpired, JobFinished, JobNotFound
 
 HTML = "text/html; charset=utf-8"
 
@@ -34,6 +35,7 @@ PUT_PARAMETERS = frozenset({"CMD", *_JOB_FIELDS, "ENTREZ_QUERY", "TOOL", "EMAIL"
 # every hit the search kept (HITLIST_SIZE) is in each result here.
 GET_PARAMETERS = frozenset({"CMD", "RID", "FORMAT_OBJECT", "FORMAT_TYPE", "ALIGNMENT_VIEW",
                             "DESCRIPTIONS", "ALIGNMENTS", "NCBI_GI", "TOOL", "EMAIL", "CODE"})
+DELETE_PARAMETERS = frozenset({"CMD", "RID", "TOOL", "EMAIL", "CODE"})
 
 _ON = frozenset({"on", "yes", "true", "t", "1"})
 _OFF = frozenset({"off", "no", "false", "f", "0", ""})
@@ -45,7 +47,7 @@ _FILTERS = {"F": "no", "T": "yes", "L": "yes", "MT": "yes", "ML": "yes"}
 _FORMAT_TYPES = {"XML": "xml", "XML2": "xml2", "XML2_S": "xml2", "JSON2": "json",
                  "JSON2_S": "json", "TEXT": "text", "TABULAR": "tsv"}
 _STATUSES = {jobs.QUEUED: "WAITING", jobs.RUNNING: "WAITING", jobs.SUCCEEDED: "READY",
-             jobs.FAILED: "FAILED"}
+             jobs.FAILED: "FAILED", jobs.CANCELLED: "UNKNOWN"}
 _ACCESSION = re.compile(r"^[A-Za-z]{0,6}_?\d+(\.\d+)?$")
 _LETTER_PAIRS_PER_SECOND = 1e11  # megablast, warm cache, as measured here: for RTOE only
 
@@ -62,7 +64,7 @@ class Refusal(Exception):
 
 
 def blast_cgi(service: BlastService, request: ApiRequest) -> ApiResponse:
-    """GET or POST /api/blast.cgi (and /api/blast): CMD=Put or CMD=Get."""
+    """GET or POST /api/blast.cgi (and /api/blast): CMD=Put, Get or Delete."""
     try:
         params = _parameters(request)
         command = params.get("CMD", "").strip().lower()
@@ -70,8 +72,10 @@ def blast_cgi(service: BlastService, request: ApiRequest) -> ApiResponse:
             return _put(service, params)
         if command == "get":
             return _get(service, params)
-        raise Refusal(400, "CMD is required: Put or Get" if not command else
-                      f"CMD: {params['CMD']!r} is not supported; use Put or Get")
+        if command == "delete":
+            return _delete(service, params)
+        raise Refusal(400, "CMD is required: Put, Get or Delete" if not command else
+                      f"CMD: {params['CMD']!r} is not supported; use Put, Get or Delete")
     except Refusal as refusal:
         return _error_page(refusal)
 
@@ -122,8 +126,7 @@ def _put(service: BlastService, params: dict[str, str]) -> ApiResponse:
 
 def _submitted(service: BlastService, job: Job) -> ApiResponse:
     """The RID and RTOE block; RTOE is a rough guess from the query and database sizes."""
-    database = service.catalog.find(job.database)
-    letter_pairs = job.query_letters * (database.letters if database else 0)
+    letter_pairs = job.query_letters * (service.database_letters(job) or 0)
     rtoe = 1 + int(letter_pairs / _LETTER_PAIRS_PER_SECOND)
     return ApiResponse(200, _info_block(f"RID = {job.id}", f"RTOE = {rtoe}").encode(),
                        {"Content-Type": HTML})
@@ -139,8 +142,9 @@ def _payload(params: dict[str, str]) -> tuple[dict[str, object], list[tuple[str,
                                 "up here: send the sequence itself (FASTA or bare letters)"))
     elif query:
         payload["query"] = params["QUERY"]
-    if params.get("DATABASE", "").strip():
-        payload["database"] = params["DATABASE"].strip()
+    names = params.get("DATABASE", "").split()
+    if names:  # NCBI's DATABASE names several databases separated by spaces
+        payload["database"] = names[0] if len(names) == 1 else names
     program = params.get("PROGRAM", "").strip().lower()
     if program:
         payload["program"] = program
@@ -181,10 +185,7 @@ def _number(text: str, kind: type[int] | type[float]) -> object:
 
 def _get(service: BlastService, params: dict[str, str]) -> ApiResponse:
     _check_names(params, GET_PARAMETERS, "Get")
-    rid = params.get("RID", "").strip()
-    if not jobs.is_job_id(rid):
-        raise Refusal(400, "RID is required" if not rid else
-                      f"RID: {rid!r} is not a RID of this service", search_status="UNKNOWN")
+    rid = _rid(params)
     if _wants_search_info(params.get("FORMAT_OBJECT", "")):
         job = _job(service, rid)
         status = _STATUSES[job.status]
@@ -196,10 +197,20 @@ def _get(service: BlastService, params: dict[str, str]) -> ApiResponse:
     job = _job(service, rid)
     if job.status == jobs.FAILED:
         raise Refusal(409, f"search {rid} failed: {job.error}", search_status="FAILED")
+    if job.status == jobs.CANCELLED:
+        raise Refusal(409, f"search {rid} was deleted before it ended", search_status="UNKNOWN")
     if job.status != jobs.SUCCEEDED:
         return ApiResponse(200, _info_block("Status=WAITING").encode(), {"Content-Type": HTML})
     result = service.result(rid, format_name)
     return ApiResponse(200, result.chunks, {"Content-Type": result.content_type})
+
+
+def _rid(params: Mapping[str, str]) -> str:
+    rid = params.get("RID", "").strip()
+    if not jobs.is_job_id(rid):
+        raise Refusal(400, "RID is required" if not rid else
+                      f"RID: {rid!r} is not a RID of this service", search_status="UNKNOWN")
+    return rid
 
 
 def _job(service: BlastService, rid: str) -> Job:
@@ -207,6 +218,27 @@ def _job(service: BlastService, rid: str) -> Job:
         return service.get(rid)
     except JobNotFound:
         raise Refusal(404, f"no search with RID {rid}", search_status="UNKNOWN") from None
+    except JobExpired as expired:
+        raise Refusal(410, f"search {rid} expired at {jobs.format_time(expired.expired_at)} "
+                           "and was deleted", search_status="UNKNOWN") from None
+
+
+# Delete
+
+
+def _delete(service: BlastService, params: dict[str, str]) -> ApiResponse:
+    """Cancel the search; one that has ended is refused with its status."""
+    _check_names(params, DELETE_PARAMETERS, "Delete")
+    rid = _rid(params)
+    _job(service, rid)
+    try:
+        service.cancel(rid)
+    except JobFinished as finished:
+        raise Refusal(409, f"search {rid} has ended ({finished.job.status}); only a search "
+                           "still waiting can be deleted",
+                      search_status=_STATUSES[finished.job.status]) from None
+    return ApiResponse(200, _info_block(f"RID = {rid}", "Status=UNKNOWN").encode(),
+                       {"Content-Type": HTML})
 
 
 def _wants_search_info(value: str) -> bool:

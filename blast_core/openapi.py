@@ -28,6 +28,9 @@ _JOB_ID = {"type": "string", "pattern": jobs.JOB_ID_PATTERN}
 _COUNT = {"type": "integer", "minimum": 0}
 _NULLABLE_COUNT = {"type": ["integer", "null"], "minimum": 0}
 _KEY_REFUSED = _problem("No valid function key (Azure) or API key (`serve --api-key`).")
+_EXPIRED = _problem("The job is older than the retention period (BLAST_RETENTION_DAYS, read "
+                    "from the job id's time): it and its results are deleted; `expired_at` "
+                    "says when it expired.")
 
 SCHEMAS: dict[str, Any] = {
     "JobRequest": jobs.JOB_REQUEST_SCHEMA,
@@ -36,12 +39,22 @@ SCHEMAS: dict[str, Any] = {
         "required": ["id", "status", "database", "program", "task", "evalue", "max_target_seqs",
                      "queries", "query_letters", "submitted_at", "started_at", "finished_at",
                      "attempts", "hits", "error", "batches", "batches_done", "batches_failed",
-                     "queries_done", "timings", "summary", "results"],
+                     "queries_done", "timings", "summary", "results", "databases", "expires_at"],
         "properties": {
             "id": _JOB_ID,
-            "status": {"type": "string", "enum": [jobs.QUEUED, jobs.RUNNING, jobs.SUCCEEDED,
-                                                  jobs.FAILED]},
-            "database": {"type": "string"}, "program": {"type": "string"},
+            "status": {"type": "string", "enum": list(jobs.STATUSES),
+                       "description": "queued, running, then succeeded, failed or cancelled "
+                                      "(DELETE /jobs/{job_id})."},
+            "database": {"type": "string",
+                         "description": "The database searched, or several separated by "
+                                        "spaces, as BLAST's -db takes them."},
+            "databases": {"type": "array", "items": {"type": "string"},
+                          "description": "The databases searched, together as one."},
+            "expires_at": {**_NULLABLE_STRING,
+                           "description": "When the job and its results are deleted "
+                                          "(BLAST_RETENTION_DAYS after submission); null: "
+                                          "kept forever."},
+            "program": {"type": "string"},
             "task": {"type": "string"}, "evalue": {"type": "number"},
             "max_target_seqs": {"type": "integer"}, "queries": {"type": "integer"},
             "query_letters": {"type": "integer"}, "submitted_at": {"type": "string"},
@@ -93,8 +106,12 @@ SCHEMAS: dict[str, Any] = {
                        "molecule": {"type": "string", "enum": ["nucleotide", "protein"]},
                        "sequences": {"type": "integer"}, "letters": {"type": "integer"}},
     },
-    "DatabaseList": {"type": "object", "required": ["databases"],
-                     "properties": {"databases": {"type": "array", "items": _ref("Database")}}},
+    "DatabaseList": {
+        "type": "object", "required": ["databases", "max_per_search"],
+        "description": "The databases; a job's `database` may name up to `max_per_search` of "
+                       "them of one molecule type, searched together.",
+        "properties": {"databases": {"type": "array", "items": _ref("Database")},
+                       "max_per_search": {"type": "integer", "minimum": 1}}},
     "Health": {"type": "object", "required": ["status"],
                "properties": {"status": {"type": "string"}, "queue": {"type": "string"},
                               "databases": {"type": "integer"}}},
@@ -138,15 +155,17 @@ SCHEMAS: dict[str, Any] = {
         },
     },
     "StatusCounts": {
-        "type": "object", "required": ["queued", "running", "succeeded", "failed", "total"],
-        "properties": {name: _COUNT for name in ("queued", "running", "succeeded", "failed",
-                                                 "total")}},
+        "type": "object", "required": [*jobs.STATUSES, "total"],
+        "properties": {name: _COUNT for name in (*jobs.STATUSES, "total")}},
     "Problem": {
         "type": "object", "required": ["type", "title", "status", "detail"],
-        "description": "RFC 9457 problem details; `errors` names each bad field.",
+        "description": "RFC 9457 problem details; `errors` names each bad field, `job_status` "
+                       "is the job's status (409) and `expired_at` when it expired (410).",
         "properties": {
             "type": {"type": "string"}, "title": {"type": "string"},
             "status": {"type": "integer"}, "detail": {"type": "string"},
+            "job_status": {"type": "string", "enum": list(jobs.STATUSES)},
+            "expired_at": {"type": "string"},
             "errors": {"type": "array", "items": {
                 "type": "object", "required": ["field", "reason"],
                 "properties": {"field": {"type": "string"}, "reason": {"type": "string"}}}},
@@ -196,7 +215,21 @@ PATHS: dict[str, Any] = {
             "responses": {"200": _json("The job.", "Job"),
                           "400": _problem("Not a job id."),
                           "401": _KEY_REFUSED,
-                          "404": _problem("No such job.")},
+                          "404": _problem("No such job."),
+                          "410": _EXPIRED},
+        },
+        "delete": {
+            "operationId": "cancel_job", "summary": "Cancel a queued or running job",
+            "description": "The job turns `cancelled` at once: no pending batch of it runs, and "
+                           "a running BLAST is stopped within BLAST_CANCEL_CHECK_SECONDS. Its "
+                           "query and partial results are deleted.",
+            "parameters": [_JOB_ID_PARAMETER],
+            "responses": {"200": _json("The cancelled job.", "Job"),
+                          "400": _problem("Not a job id."),
+                          "401": _KEY_REFUSED,
+                          "404": _problem("No such job."),
+                          "409": _problem("The job has already ended; `job_status` says how."),
+                          "410": _EXPIRED},
         },
     },
     "/jobs/{job_id}/results": {
@@ -220,7 +253,8 @@ PATHS: dict[str, Any] = {
                 "400": _problem("Not a job id, or an unknown format."),
                 "401": _KEY_REFUSED,
                 "404": _problem("No such job."),
-                "409": _problem("The job has not succeeded (yet)."),
+                "409": _problem("The job has not succeeded (yet); `job_status` is its status."),
+                "410": _EXPIRED,
             },
         },
     },

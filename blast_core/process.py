@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import ctypes
+import logging
 import os
 import signal
 import subprocess
 import sys
 import tempfile
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+
+log = logging.getLogger("blast_core.process")
 
 _PR_SET_PDEATHSIG = 1
 
@@ -26,6 +31,10 @@ class ToolError(RuntimeError):
 
 class ToolTimeout(ToolError):
     pass
+
+
+class ToolStopped(ToolError):
+    """The program was killed because `stop_when` said so (its job was cancelled)."""
 
 
 def die_with_parent() -> None:
@@ -47,13 +56,22 @@ class ToolRun:
     cpu_seconds: float  # user + system time of the program and its threads
 
 
+@dataclass(frozen=True)
+class StopCheck:
+    """Asked every `interval` seconds while a program runs: `should_stop()` true kills it."""
+
+    should_stop: Callable[[], bool]
+    interval: float
+
+
 def run_measured(args: list[str], timeout: float, cwd: str | None = None,
-                 env: dict[str, str] | None = None) -> ToolRun:
+                 env: dict[str, str] | None = None, stop: StopCheck | None = None) -> ToolRun:
     """`run_tool`, also returning the CPU time the program used: its own resource usage from
     `wait4`, not the process-wide RUSAGE_CHILDREN that other threads' children also add to.
+    With `stop`, a watcher kills the program when asked to (raising ToolStopped).
 
     Output goes to temporary files, so that nothing waits on pipes; the child is reaped here
-    (never by `subprocess`), and the time limit kills it only while it is still unreaped."""
+    (never by `subprocess`), and the watcher kills it only while it is still unreaped."""
     program = args[0].rsplit("/", 1)[-1]
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         try:
@@ -63,27 +81,39 @@ def run_measured(args: list[str], timeout: float, cwd: str | None = None,
                 preexec_fn=die_with_parent if sys.platform.startswith("linux") else None)
         except FileNotFoundError:
             raise ToolError(program, f"program not found: {args[0]}", None) from None
-        lock, state = threading.Lock(), {"exited": False, "killed": False}
+        exited = threading.Event()
+        lock, killed = threading.Lock(), []
 
-        def kill() -> None:
-            with lock:
-                if not state["exited"]:
-                    state["killed"] = True
-                    os.kill(child.pid, signal.SIGKILL)
+        def watch() -> None:
+            deadline = time.monotonic() + timeout
+            while True:
+                left = deadline - time.monotonic()
+                if exited.wait(min(left, stop.interval) if stop else left):
+                    return
+                reason = ("timeout" if time.monotonic() >= deadline
+                          else "stopped" if stop and _asked_to_stop(stop) else None)
+                if reason:
+                    with lock:
+                        if not exited.is_set():
+                            killed.append(reason)
+                            os.kill(child.pid, signal.SIGKILL)
+                    return
 
-        timer = threading.Timer(timeout, kill)
-        timer.daemon = True
-        timer.start()
+        watcher = threading.Thread(target=watch, daemon=True, name=f"watch-{program}")
+        watcher.start()
         try:
             os.waitid(os.P_PID, child.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
             with lock:
-                state["exited"] = True
+                exited.set()
             _, status, usage = os.wait4(child.pid, 0)
         finally:
-            timer.cancel()
+            exited.set()
+            watcher.join()
         child.returncode = os.waitstatus_to_exitcode(status)  # reaped: Popen must not wait
-        if state["killed"]:
+        if killed == ["timeout"]:
             raise ToolTimeout(program, f"took longer than the limit of {timeout:g} s", None)
+        if killed == ["stopped"]:
+            raise ToolStopped(program, "stopped on request", None)
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")
@@ -92,6 +122,15 @@ def run_measured(args: list[str], timeout: float, cwd: str | None = None,
         message = " ".join(stderr.split())[:2000] or f"exit code {child.returncode}"
         raise ToolError(program, message, child.returncode)
     return ToolRun(stdout, usage.ru_utime + usage.ru_stime)
+
+
+def _asked_to_stop(stop: StopCheck) -> bool:
+    """A failing check (say, storage unreachable) lets the program run on."""
+    try:
+        return stop.should_stop()
+    except Exception as error:
+        log.warning("cannot check whether to stop (%s); carrying on", type(error).__name__)
+        return False
 
 
 def stop_processes(processes: list[subprocess.Popen], timeout: float = 10.0) -> None:

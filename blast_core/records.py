@@ -7,11 +7,12 @@ milliseconds: a query of the partition returns the newest jobs first without sca
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
 from blast_core.jobs import Job
 from blast_core.settings import Connection
@@ -79,6 +80,27 @@ class JobRecords:
 
     def delete(self, job_id: str) -> None:
         self._table.delete_entity(PARTITION, job_id)
+
+    def delete_many(self, job_ids: list[str]) -> None:
+        """Delete up to 100 records in one transaction (one partition); when one is already
+        gone (another clean-up got there), which fails the transaction, one by one."""
+        if not job_ids:
+            return
+        try:
+            self._table.submit_transaction(
+                [("delete", {"PartitionKey": PARTITION, "RowKey": job_id}) for job_id in job_ids])
+        except TableTransactionError:
+            for job_id in job_ids:
+                self.delete(job_id)
+
+    def ids_from(self, bound: str, page_size: int) -> Iterator[list[str]]:
+        """The ids that sort at or after `bound` (`jobs.expired_ids_bound`: the oldest jobs),
+        a page at a time; only the keys are read."""
+        pages = self._table.query_entities(
+            f"PartitionKey eq '{PARTITION}' and RowKey ge @bound", parameters={"bound": bound},
+            select=["RowKey"], results_per_page=page_size).by_page()
+        for page in pages:
+            yield [entity["RowKey"] for entity in page]
 
     def since(self, bound: str, limit: int) -> list[Job]:
         """The jobs whose ids sort below `bound` (`jobs.ids_since`: submitted since a time),

@@ -75,15 +75,22 @@ class ResultStore:
             return None
         return downloader.chunks()
 
-    def delete_job(self, job_id: str) -> None:
-        for blob in self._container.list_blobs(name_starts_with=f"{job_id}/"):
-            self._container.delete_blob(blob.name)
+    def delete(self, job_id: str, name: str) -> None:
+        """Delete one blob of a job, if it exists."""
+        try:
+            self._container.delete_blob(f"{job_id}/{name}")
+        except ResourceNotFoundError:
+            pass
 
-    def read_link(self, job_id: str, name: str, hours: int) -> str:
-        """A read-only link that expires after `hours`: signed with the account key when the
+    def delete_job(self, job_id: str) -> None:
+        """Delete every blob of a job (none is fine)."""
+        for blob in self._container.list_blobs(name_starts_with=f"{job_id}/"):
+            self.delete(job_id, blob.name.split("/", 1)[1])
+
+    def read_link(self, job_id: str, name: str, expiry: datetime) -> str:
+        """A read-only link that expires at `expiry`: signed with the account key when the
         connection has one, else with a user delegation key (Azure caps those at 7 days)."""
         now = datetime.now(UTC)
-        expiry = now + timedelta(hours=hours)
         account_key = getattr(self._service.credential, "account_key", None)
         if account_key:
             signing = {"account_key": account_key}

@@ -66,6 +66,11 @@ def get_job(service: BlastService, request: ApiRequest) -> ApiResponse:
     return json_response(200, job_view(job, request.base_url, service))
 
 
+def cancel_job(service: BlastService, request: ApiRequest) -> ApiResponse:
+    job = service.cancel(_job_id(request))
+    return json_response(200, job_view(job, request.base_url, service))
+
+
 def list_jobs(service: BlastService, request: ApiRequest) -> ApiResponse:
     raw = request.params.get("limit", "20")
     if not raw.isdigit() or not 1 <= int(raw) <= openapi.MAX_RECENT:
@@ -96,7 +101,8 @@ def openapi_document(service: BlastService, request: ApiRequest) -> ApiResponse:
 
 
 def list_databases(service: BlastService, request: ApiRequest) -> ApiResponse:
-    return json_response(200, {"databases": [d.to_dict() for d in service.databases()]})
+    return json_response(200, {"databases": [d.to_dict() for d in service.databases()],
+                               "max_per_search": jobs.MAX_DATABASES})
 
 
 def get_stats(service: BlastService, request: ApiRequest) -> ApiResponse:
@@ -129,6 +135,7 @@ ROUTES: tuple[Route, ...] = (
     Route("submit_job", "POST", "jobs", submit_job),
     Route("list_jobs", "GET", "jobs", list_jobs),
     Route("get_job", "GET", "jobs/{job_id}", get_job),
+    Route("cancel_job", "DELETE", "jobs/{job_id}", cancel_job),
     Route("get_result", "GET", "jobs/{job_id}/results", get_result),
     Route("list_databases", "GET", "databases", list_databases),
     Route("get_stats", "GET", "stats", get_stats),

@@ -13,7 +13,14 @@ import time
 from dataclasses import dataclass
 
 from blast_core.jobs import Job
-from blast_core.process import ToolError, ToolTimeout, run_measured, run_tool
+from blast_core.process import (
+    StopCheck,
+    ToolError,
+    ToolStopped,
+    ToolTimeout,
+    run_measured,
+    run_tool,
+)
 from blast_core.settings import Settings
 
 TABULAR_COLUMNS = ("qseqid sseqid pident length mismatch gapopen qstart qend sstart send "
@@ -39,6 +46,10 @@ ARCHIVE = OutputFormat("archive", "11", "asn", "text/plain; charset=utf-8")
 
 PROGRAMS_WITHOUT_TASK = frozenset({"tblastx"})  # `tblastx -task` is an error in BLAST+ 2.12
 _YES_NO = {"yes": "yes", "no": "no"}  # the -dust / -seg values, never the request's own text
+
+
+class SearchCancelled(Exception):
+    """The job was cancelled while BLAST ran; BLAST was stopped."""
 
 
 class SearchRejected(Exception):
@@ -68,16 +79,17 @@ class SearchResult:
     cpu_seconds: float = 0.0
 
 
-def search_arguments(job: Job, tools: BlastTools, query_path: str, db_path: str,
+def search_arguments(job: Job, tools: BlastTools, query_path: str, db: str,
                      out_path: str, queries: int = 1) -> list[str]:
-    """The BLAST command line; every value comes from a validated Job. With several threads
+    """The BLAST command line; every value comes from a validated Job (`db`: one or more
+    database names, space-separated: BLAST searches them as one). With several threads
     and at least as many queries, BLAST threads by query (`-mt_mode 1`, BLAST+ 2.12), which
     keeps every thread busy on a small database where splitting the database cannot."""
     args = [tools.path(job.program)]
     if job.program not in PROGRAMS_WITHOUT_TASK:
         args += ["-task", job.task]
     args += [
-        "-query", query_path, "-db", db_path,
+        "-query", query_path, "-db", db,
         "-evalue", repr(float(job.evalue)),
         "-max_target_seqs", str(int(job.max_target_seqs)),
         "-num_threads", str(tools.threads),
@@ -92,18 +104,25 @@ def search_arguments(job: Job, tools: BlastTools, query_path: str, db_path: str,
     return args
 
 
-def run_search(job: Job, tools: BlastTools, query_path: str, db_path: str,
-               workdir: str, queries: int = 1) -> SearchResult:
-    """Search once into an ASN.1 archive; raises SearchRejected for permanent faults.
+def run_search(job: Job, tools: BlastTools, query_path: str, db_paths: list[str],
+               workdir: str, queries: int = 1, stop: StopCheck | None = None) -> SearchResult:
+    """Search once into an ASN.1 archive; raises SearchRejected for permanent faults and
+    SearchCancelled when `stop` stopped BLAST.
 
-    The database is named relative to BLASTDB, so that the archive can be formatted later on
-    any instance that sees the databases, wherever they are mounted or cached there."""
+    The databases are named relative to BLASTDB, so that the archive can be formatted later
+    on any instance that sees the databases, wherever they are mounted or cached there."""
     archive = os.path.join(workdir, f"result.{ARCHIVE.extension}")
-    db_dir, db_name = os.path.split(db_path)
+    db_dirs = {os.path.dirname(path) for path in db_paths}
+    if len(db_dirs) != 1:
+        raise ValueError(f"the databases of one search must be in one directory: {db_paths}")
+    db_names = " ".join(os.path.basename(path) for path in db_paths)
     started = time.monotonic()
     try:
-        run = run_measured(search_arguments(job, tools, query_path, db_name, archive, queries),
-                           timeout=tools.time_limit, cwd=workdir, env={"BLASTDB": db_dir})
+        run = run_measured(search_arguments(job, tools, query_path, db_names, archive, queries),
+                           timeout=tools.time_limit, cwd=workdir, env={"BLASTDB": db_dirs.pop()},
+                           stop=stop)
+    except ToolStopped:
+        raise SearchCancelled(f"job {job.id}: BLAST stopped, the job was cancelled") from None
     except ToolTimeout as error:
         raise SearchRejected(f"BLAST {error.message}") from None
     except ToolError as error:

@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable, Iterable
 from http import HTTPStatus
 from typing import Any
@@ -89,11 +90,32 @@ def start_workers(count: int) -> tuple[list[subprocess.Popen[bytes]], Callable[[
     return workers, wake
 
 
+def clean_up_periodically(service: BlastService, stop: threading.Event) -> threading.Thread:
+    """Delete expired jobs now and every BLAST_CLEANUP_SECONDS until `stop` is set: what the
+    timer function does in Azure."""
+
+    def run() -> None:
+        while True:
+            try:
+                service.clean_up()
+            except Exception as error:
+                log.warning("clean-up of expired jobs failed (%s); trying again later",
+                            type(error).__name__)
+            if stop.wait(service.settings.cleanup_seconds):
+                return
+
+    thread = threading.Thread(target=run, daemon=True, name="clean-up")
+    thread.start()
+    return thread
+
+
 def serve(service: BlastService, host: str, port: int, workers: int) -> None:
     from waitress import serve as waitress_serve
 
     service.ensure_storage()
     children, service.on_submitted = start_workers(workers)
+    stop_cleaning = threading.Event()
+    clean_up_periodically(service, stop_cleaning)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     settings = service.settings
     log.info("serving http://%s:%d%s/ with %d worker(s), databases in %s", host, port,
@@ -103,5 +125,6 @@ def serve(service: BlastService, host: str, port: int, workers: int) -> None:
                        host=host, port=port, threads=8, connection_limit=1000,
                        ident="blast-service", _quiet=True)
     finally:
+        stop_cleaning.set()
         stop_processes(children)
         log.info("stopped (pid %d)", os.getpid())

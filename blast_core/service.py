@@ -18,6 +18,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from blast_core import batches, fasta, jobs, runner, telemetry
 from blast_core.databases import DatabaseCatalog, DatabaseInfo
@@ -61,10 +62,29 @@ _UPDATE_ATTEMPTS = 50
 QUEUE_COUNTS_CACHE_SECONDS = 10.0  # GET /api/stats reads the queue at most this often
 STATS_RECENT_JOBS = 100  # end-to-end times and throughput over this many newest jobs
 STATS_MAX_JOBS = 5000  # most job records read to count a day's jobs by status
+CLEANUP_PAGE = 100  # expired jobs deleted per round: one Table transaction holds 100 deletes
 
 
 class JobNotFound(LookupError):
     pass
+
+
+class JobExpired(LookupError):
+    """The job is older than the retention period: its record and results are (being)
+    deleted. Known from the id alone, so it holds after the record is gone."""
+
+    def __init__(self, job_id: str, expired_at: datetime):
+        super().__init__(job_id)
+        self.job_id = job_id
+        self.expired_at = expired_at
+
+
+class JobFinished(Exception):
+    """The job has already ended, so it cannot be cancelled."""
+
+    def __init__(self, job: Job):
+        super().__init__(job.status)
+        self.job = job
 
 
 class ResultNotReady(Exception):
@@ -158,26 +178,60 @@ class BlastService:
                                 message_id=jobs.message_id(job.id, number), properties=trace)
 
     def get(self, job_id: str) -> Job:
-        found = self.records.get(job_id) if jobs.is_job_id(job_id) else None
+        """The job; JobExpired once it is past the retention period, whether or not the
+        clean-up has deleted it yet."""
+        if not jobs.is_job_id(job_id):
+            raise JobNotFound(job_id)
+        expired_at = self._expired(job_id)
+        if expired_at:
+            raise JobExpired(job_id, expired_at)
+        found = self.records.get(job_id)
         if found is None:
             raise JobNotFound(job_id)
         return found[0]
 
+    def _expired(self, job_id: str) -> datetime | None:
+        """When the job expired, if it has."""
+        expiry = jobs.expires_at(job_id, self.settings.retention_days)
+        return expiry if expiry is not None and expiry <= datetime.now(UTC) else None
+
     def recent(self, limit: int) -> list[Job]:
-        return self.records.recent(limit)
+        """The newest jobs, without those expired but not yet cleaned up."""
+        return [job for job in self.records.recent(limit) if not self._expired(job.id)]
+
+    def cancel(self, job_id: str) -> Job:
+        """Cancel a queued or running job: its record turns `cancelled` at once (so no
+        pending batch will start, and workers running one stop BLAST at their next check),
+        then its query and any batch results are deleted. JobFinished if it has ended."""
+        self.get(job_id)
+
+        def change(job: Job) -> Job:
+            if job.status in jobs.FINAL_STATUSES:
+                raise JobFinished(job)
+            return job.cancel()
+
+        cancelled, _ = self._update(job_id, change)
+        self.results.delete_job(job_id)
+        job_log(job_id).info("job %s cancelled", job_id)
+        return cancelled
 
     def databases(self) -> list[DatabaseInfo]:
         return self.catalog.list()
 
     def view(self, job: Job) -> dict:
-        """The job as the API shows it, with its run summary: database letters from the
-        catalog (none when the catalog cannot say), cost at the configured price."""
+        """The job as the API shows it, with its run summary (cost at the configured price)
+        and its expiry."""
+        return job.view(self.database_letters(job), self.settings.price_per_core_second,
+                        self.settings.retention_days)
+
+    def database_letters(self, job: Job) -> int | None:
+        """Letters in the databases a job searches, from the catalog; None when the catalog
+        cannot say (a database was removed, or cannot be listed)."""
         try:
-            database = self.catalog.find(job.database)
+            found = [self.catalog.find(name) for name in job.databases]
         except ToolError:
-            database = None
-        return job.view(database.letters if database else None,
-                        self.settings.price_per_core_second)
+            return None
+        return None if None in found else sum(info.letters for info in found)
 
     def result(self, job_id: str, format_name: str) -> ResultBody:
         """A succeeded job's result in one format, made from its batch archives on first use."""
@@ -192,12 +246,16 @@ class BlastService:
         return ResultBody(chunks, fmt.content_type, f"{job.id}.{fmt.extension}")
 
     def result_link(self, job_id: str, format_name: str) -> str:
+        """A read-only link to a result, which expires after BLAST_RESULT_LINK_HOURS or when
+        the job does, whichever comes first: a link never outlives its result."""
         job = self._succeeded(job_id)
         fmt = runner.OUTPUT_FORMATS[format_name]
         if not self.results.exists(job.id, result_blob(fmt.extension)):
             self._format(job, fmt)
+        expiry = datetime.now(UTC) + timedelta(hours=self.settings.result_link_hours)
+        job_expiry = jobs.expires_at(job.id, self.settings.retention_days)
         return self.results.read_link(job.id, result_blob(fmt.extension),
-                                      self.settings.result_link_hours)
+                                      min(expiry, job_expiry) if job_expiry else expiry)
 
     def _succeeded(self, job_id: str) -> Job:
         job = self.get(job_id)
@@ -248,6 +306,9 @@ class BlastService:
 
     def _process(self, job_id: str, number: int, delivery_count: int) -> None:
         jlog = job_log(job_id, number, delivery_count)
+        if self._expired(job_id):
+            jlog.info("job %s has expired; delivery %d ignored", job_id, delivery_count)
+            return
 
         def start(job: Job) -> Job | None:
             if number >= job.batches:
@@ -270,6 +331,10 @@ class BlastService:
             self._end_batch(known, number, lambda job: job.batch_failed(number, rejected), jlog)
             return
         except Exception as error:
+            if self._cancelled(job_id):  # BLAST stopped, or the query deleted under it
+                jlog.info("job %s batch %d stopped: the job was cancelled (%s)", job_id, number,
+                          _describe(error))
+                return
             if delivery_count >= self.settings.max_deliveries:
                 reason = f"gave up after {delivery_count} attempts: {_describe(error)}"
                 self._end_batch(known, number, lambda job: job.batch_failed(number, reason),
@@ -294,13 +359,15 @@ class BlastService:
             transfer = time.monotonic() - clock
             clock = time.monotonic()
             with telemetry.span("staging", **traced):
-                database = self.catalog.local_path(job.database)
+                databases = [self.catalog.local_path(name) for name in job.databases]
             staging = time.monotonic() - clock
             with open(query_path) as query:
                 queries = fasta.count_sequences(query)
+            cancelled = runner.StopCheck(lambda: self._cancelled(job.id),
+                                         self.settings.cancel_check_seconds)
             with telemetry.span("blast", queries=queries, **traced):
-                result = runner.run_search(job, self.tools, query_path, database, workdir,
-                                           queries)
+                result = runner.run_search(job, self.tools, query_path, databases, workdir,
+                                           queries, cancelled)
                 telemetry.annotate(hits=result.hits, cpu_seconds=result.cpu_seconds)
             clock = time.monotonic()
             with telemetry.span("upload", **traced):
@@ -315,14 +382,24 @@ class BlastService:
         """Record a batch's outcome unless the job ended meanwhile (another batch failed it).
         `known` is the record as this worker last wrote it: usually still current."""
         job_id = known[0].id
+        current = known[0]
 
         def change(job: Job) -> Job | None:
+            nonlocal current
+            current = job
             if job.status in jobs.FINAL_STATUSES or job.batch_state(number) != jobs.BATCH_PENDING:
                 return None
             return outcome(job)
 
-        ended, _ = self._update(job_id, change, known)
-        if ended is None:
+        try:
+            ended, _ = self._update(job_id, change, known)
+        except UnknownJob:
+            ended, current = None, None
+        if ended is None and (current is None or current.status == jobs.CANCELLED):
+            self.results.delete(job_id, archive_blob(number))  # cancelled as BLAST ended
+            jlog.info("job %s batch %d: the job was cancelled or deleted meanwhile; its "
+                      "result is not kept", job_id, number)
+        elif ended is None:
             jlog.info("job %s batch %d: the job had already ended", job_id, number)
         elif ended.status == jobs.SUCCEEDED:
             jlog.info("job %s succeeded with %d hits", job_id, ended.hits)
@@ -331,6 +408,17 @@ class BlastService:
         else:
             jlog.info("job %s batch %d done (%d of %d)", job_id, number, ended.batches_done,
                       ended.batches)
+
+    def _cancelled(self, job_id: str) -> bool:
+        """Whether the job was cancelled, or deleted: its workers stop. False when the
+        record cannot be read (the worker carries on)."""
+        try:
+            found = self.records.get(job_id)
+        except Exception as error:
+            log.warning("cannot read job %s to check for cancelling (%s)", job_id,
+                        _describe(error))
+            return False
+        return found is None or found[0].status == jobs.CANCELLED
 
     def _update(self, job_id: str, change: Callable[[Job], Job | None],
                 known: tuple[Job, str] | None = None) -> tuple[Job | None, str]:
@@ -403,6 +491,30 @@ class BlastService:
             taken, counts = self._queue_counts
             return {**counts, "age_seconds": round(time.monotonic() - taken, 1)}
 
+    # Retention
+
+    def clean_up(self, limit: int = 10_000) -> int:
+        """Delete up to `limit` expired jobs and return how many. They are the tail of the
+        newest-first partition, read from the expiry bound on, so no younger job is read.
+        Per page, the blobs go first and then the records in one transaction: a crash leaves
+        records to find next time, never blobs that no record leads to."""
+        if self.settings.retention_days <= 0:
+            return 0
+        bound = jobs.expired_ids_bound(int(time.time() * 1000), self.settings.retention_days)
+        deleted = 0
+        for page in self.records.ids_from(bound, CLEANUP_PAGE):
+            page = page[:limit - deleted]
+            for job_id in page:
+                self.results.delete_job(job_id)
+            self.records.delete_many(page)
+            deleted += len(page)
+            if deleted >= limit:
+                break
+        if deleted:
+            log.info("clean-up: deleted %d expired jobs (retention %g days)", deleted,
+                     self.settings.retention_days)
+        return deleted
+
     # Dead letters
 
     def dead_letters(self, limit: int = 32) -> list[DeadLetterView]:
@@ -430,6 +542,9 @@ class BlastService:
             job_id, found = self._job_of(delivery.body)
             if found is None:
                 unreadable.append(delivery)  # held until the loop ends, so it is seen once
+                continue
+            if found[0].status in (jobs.SUCCEEDED, jobs.CANCELLED) or self._expired(job_id):
+                delivery.complete()  # nothing left to run
                 continue
             if job_id not in requeued:
                 job, etag = found
@@ -459,7 +574,7 @@ class DeadLetterView:
 
 
 def _by_status(found: Iterable[Job]) -> dict[str, int]:
-    counts = dict.fromkeys((jobs.QUEUED, jobs.RUNNING, jobs.SUCCEEDED, jobs.FAILED), 0)
+    counts = dict.fromkeys(jobs.STATUSES, 0)
     for job in found:
         counts[job.status] = counts.get(job.status, 0) + 1
     counts["total"] = sum(counts.values())

@@ -63,7 +63,17 @@ SETTINGS: tuple[Setting, ...] = (
             "Query letters per batch of a big job (each batch is one queue message); "
             "0: the program's default (blastn 500,000; blastp and tblastn 10,000; "
             "blastx and tblastx 20,000)."),
-    Setting("BLAST_RESULT_LINK_HOURS", "24", "Lifetime of read-only result links (SAS)."),
+    Setting("BLAST_RESULT_LINK_HOURS", "24",
+            "Lifetime of read-only result links (SAS); never past the job's expiry."),
+    Setting("BLAST_RETENTION_DAYS", "60",
+            "Days a job's record, query and results are kept after submission; then the job "
+            "answers 410 Gone and a clean-up deletes it (fractions allowed; 0: keep forever)."),
+    Setting("BLAST_CLEANUP_SECONDS", "3600",
+            "`serve` only: seconds between its clean-ups of expired jobs (in Azure a timer "
+            "function runs hourly, and a lifecycle rule on the results container backs it up)."),
+    Setting("BLAST_CANCEL_CHECK_SECONDS", "3",
+            "Seconds between a worker's checks, while BLAST runs, of whether the job was "
+            "cancelled; a cancelled job's BLAST is stopped within about this long."),
     Setting("BLAST_MAX_QUERY_BYTES", "10000000", "Largest accepted query, in bytes of FASTA."),
     Setting("BLAST_MAX_QUERIES", "25000", "Most sequences in one job."),
     Setting("BLAST_MAX_SEQUENCE_LETTERS", "1000000", "Longest accepted query sequence."),
@@ -105,6 +115,9 @@ class Settings:
     visibility_timeout: int
     batch_letters: int
     result_link_hours: int
+    retention_days: float
+    cleanup_seconds: int
+    cancel_check_seconds: float
     max_query_bytes: int
     max_queries: int
     max_sequence_letters: int
@@ -130,14 +143,15 @@ class Settings:
                 raise SettingsError(f"{name} must be at least {minimum}, not {value}")
             return value
 
-        def price(name: str) -> float:
+        def decimal(name: str, above_zero: bool = False) -> float:
             raw = text(name)
             try:
                 value = float(raw)
             except ValueError:
                 raise SettingsError(f"{name} must be a number, not {raw!r}") from None
-            if not 0 <= value < float("inf"):
-                raise SettingsError(f"{name} must be a number of at least 0, not {raw!r}")
+            if not (0 < value if above_zero else 0 <= value) or value == float("inf"):
+                bound = "above 0" if above_zero else "of at least 0"
+                raise SettingsError(f"{name} must be a number {bound}, not {raw!r}")
             return value
 
         transport = text("BLAST_QUEUE_TRANSPORT").lower()
@@ -162,10 +176,13 @@ class Settings:
             visibility_timeout=number("BLAST_VISIBILITY_TIMEOUT", minimum=3),
             batch_letters=number("BLAST_BATCH_LETTERS", minimum=0),
             result_link_hours=number("BLAST_RESULT_LINK_HOURS"),
+            retention_days=decimal("BLAST_RETENTION_DAYS"),
+            cleanup_seconds=number("BLAST_CLEANUP_SECONDS"),
+            cancel_check_seconds=decimal("BLAST_CANCEL_CHECK_SECONDS", above_zero=True),
             max_query_bytes=number("BLAST_MAX_QUERY_BYTES"),
             max_queries=number("BLAST_MAX_QUERIES"),
             max_sequence_letters=number("BLAST_MAX_SEQUENCE_LETTERS"),
-            price_per_core_second=price("BLAST_PRICE_PER_CORE_SECOND"),
+            price_per_core_second=decimal("BLAST_PRICE_PER_CORE_SECOND"),
             api_key=env.get("BLAST_API_KEY", ""),
             monitor_connection=env.get(MONITOR_CONNECTION, "").strip(),
             env=env,

@@ -111,7 +111,7 @@ def wait_for_job(url: str, job_id: str, timeout: float = 120.0,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = requests.get(f"{url}/jobs/{job_id}", headers=headers, timeout=10).json()
-        if job["status"] in ("succeeded", "failed"):
+        if job["status"] in ("succeeded", "failed", "cancelled"):
             return job
         time.sleep(0.2)
     raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
@@ -128,12 +128,27 @@ def sample_queries(database: str, count: int, seed: int = 7) -> str:
 
 
 def direct_blastn(query_fasta: str, database: str, tmp_path: Path, *options: str) -> str:
-    """The tabular result of running blastn directly, for comparison with the service."""
+    """The tabular result of running blastn directly, for comparison with the service;
+    `database`: one name, or several separated by spaces (searched together)."""
     from blast_core.runner import TABULAR_COLUMNS
 
     query = tmp_path / f"direct-{uuid.uuid4().hex[:6]}.fasta"
     query.write_text(query_fasta)
     return subprocess.run(
-        ["blastn", "-query", str(query), "-db", str(RRNA_DATA / database),
+        ["blastn", "-query", str(query),
+         "-db", " ".join(str(RRNA_DATA / name) for name in database.split()),
          "-outfmt", f"6 {TABULAR_COLUMNS}", *options],
         capture_output=True, text=True, check=True).stdout
+
+
+def processes_running(marker: str) -> list[int]:
+    """The processes whose command line contains `marker` (a job id, a file path)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+                if marker in cmdline.read().decode(errors="replace"):
+                    found.append(int(pid))
+        except OSError:
+            pass  # ended meanwhile
+    return found

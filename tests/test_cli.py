@@ -97,6 +97,19 @@ def test_status_recent_and_databases_as_tables_and_as_json(connected):
     assert SMALL_DB in names
 
 
+def test_submit_searches_several_databases_when_named_more_than_once(connected, tmp_path):
+    query = sample_queries("16SCore", 1, seed=51) + sample_queries("UniVec_Core", 1, seed=52)
+    (tmp_path / "q.fa").write_text(query)
+    done = run("submit", str(tmp_path / "q.fa"), "--database", "16SCore", "--database",
+               "UniVec_Core", "--wait", env=connected)
+    assert done.returncode == 0, done.stderr
+    job_id = done.stdout.splitlines()[0]
+    status = run("status", job_id, env=connected).stdout
+    assert re.search(r"^databases +16SCore, UniVec_Core$", status, re.M)
+    assert run("results", job_id, env=connected).stdout == direct_blastn(
+        query, "16SCore UniVec_Core", tmp_path, "-max_target_seqs", "100")
+
+
 def test_samples_are_numbered_queries_of_a_real_database_the_same_every_time(connected):
     sample_set = cli.sample_set()
     assert sample_set == cli.sample_set() and len(sample_set) == cli.SAMPLE_COUNT

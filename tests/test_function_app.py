@@ -3,17 +3,23 @@ Functions host itself cannot run here), against Azurite and the real blastn."""
 
 import importlib.util
 import json
+import time
 
 import azure.functions as func
 import pytest
 from azure.functions.queue import QueueMessage
 from azure.functions.servicebus import ServiceBusMessage
+from azure.functions.timer import TimerRequest
 from conftest import ROOT, SMALL_DB, direct_blastn, sample_queries
 
 from blast_core import jobs, routes
+from blast_core.jobs import Job, JobRequest
 from blast_core.service import default_service
 
 # Building a client does not connect; the Service Bus function is only handed a message here.
+REQUEST = JobRequest(query=">q\nACGTACGTACGTACGTACGT\n", database=SMALL_DB, program="blastn",
+                     task="megablast", evalue=10.0, max_target_seqs=10, queries=1,
+                     query_letters=20)
 OFFLINE_SERVICEBUS = "Endpoint=sb://localhost/;SharedAccessKeyName=test;SharedAccessKey=unused"
 
 
@@ -55,7 +61,8 @@ def call(functions, name: str, method: str, path: str, body: bytes = b"", params
 
 
 def test_every_route_is_a_function_with_its_route_and_key_level(storage_app):
-    assert set(storage_app) == {r.name for r in routes.ROUTES} | {"blast_worker"}
+    assert set(storage_app) == ({r.name for r in routes.ROUTES}
+                                | {"blast_worker", "cleanup_expired_jobs"})
     for route in routes.ROUTES:
         trigger = bindings(storage_app[route.name])["httpTrigger"]
         assert (trigger["route"], trigger["methods"]) == (route.template, [route.method])
@@ -65,6 +72,23 @@ def test_every_route_is_a_function_with_its_route_and_key_level(storage_app):
 def test_storage_transport_registers_the_queue_trigger(storage_app):
     trigger = bindings(storage_app["blast_worker"])["queueTrigger"]
     assert (trigger["queueName"], trigger["connection"]) == ("%BLAST_QUEUE_NAME%", "BLAST_STORAGE")
+
+
+def test_the_timer_function_deletes_expired_jobs_hourly(monkeypatch, settings_env):
+    functions = next(load_app(monkeypatch, {**settings_env, "BLAST_RETENTION_DAYS": "1"}))
+    trigger = bindings(functions["cleanup_expired_jobs"])["timerTrigger"]
+    assert (trigger["schedule"], trigger.get("runOnStartup", False)) == ("0 17 * * * *", False)
+    service = default_service()
+    now_ms = int(time.time() * 1000)
+    old, young = (Job.submitted(jobs.new_job_id(now_ms - hours * 3_600_000), REQUEST)
+                  for hours in (25, 23))
+    for job in (old, young):
+        service.records.create(job)
+        service.results.put_text(job.id, "batch-0.fasta", REQUEST.query, "text/x-fasta")
+    functions["cleanup_expired_jobs"].get_user_function()(TimerRequest(past_due=False))
+    assert service.records.get(old.id) is None and not service.results.exists(old.id, "batch-0.fasta")
+    assert service.records.get(young.id) and service.results.exists(young.id, "batch-0.fasta")
+    default_service.cache_clear()
 
 
 def test_servicebus_transport_registers_the_service_bus_trigger(servicebus_app):

@@ -152,6 +152,24 @@ def test_status_blocks_while_waiting_after_failure_and_for_unknown_rids(service)
     assert unknown.status == 404 and "Status=UNKNOWN" in text(unknown)
 
 
+def test_delete_cancels_a_waiting_search_and_database_names_several(service):
+    put = call(service, CMD="Put", PROGRAM="blastn", DATABASE=f"{SMALL_DB} 16SCore",
+               QUERY=">q\nACGTTGCAACGTAGCTAGCATCGATCGA")
+    rid = PUT_ANSWER.fullmatch(text(put)).group(1)
+    assert service.get(rid).databases == [SMALL_DB, "16SCore"]
+    deleted = call(service, CMD="Delete", RID=rid)
+    assert deleted.status == 200 and "Status=UNKNOWN" in text(deleted)
+    assert service.get(rid).status == jobs.CANCELLED
+    info = call(service, CMD="Get", RID=rid, FORMAT_OBJECT="SearchInfo")
+    assert "Status=UNKNOWN" in text(info)
+    result = call(service, CMD="Get", RID=rid, FORMAT_TYPE="XML")
+    assert result.status == 409 and "was deleted before it ended" in text(result)
+    again = call(service, CMD="Delete", RID=rid)
+    assert again.status == 409 and "has ended (cancelled)" in text(again)
+    expired = call(service, CMD="Get", RID=jobs.new_job_id(0), FORMAT_OBJECT="SearchInfo")
+    assert expired.status == 410 and "Status=UNKNOWN" in text(expired)
+
+
 PUT = {"CMD": "Put", "PROGRAM": "blastn", "DATABASE": SMALL_DB,
        "QUERY": ">q\nACGTTGCAACGTAGCTAGCATCGATCGA"}
 GET = {"CMD": "Get", "RID": "0" * 19}
@@ -159,7 +177,7 @@ GET = {"CMD": "Get", "RID": "0" * 19}
 
 @pytest.mark.parametrize("params, status, message", [
     ({}, 400, "CMD is required"),
-    ({"CMD": "Delete"}, 400, "CMD: 'Delete' is not supported"),
+    ({"CMD": "Remove"}, 400, "CMD: 'Remove' is not supported; use Put, Get or Delete"),
     ({**PUT, "QUERY": ""}, 400, "QUERY: is required"),
     ({**PUT, "QUERY": "NR_024570.1"}, 400, "QUERY: 'NR_024570.1' looks like an accession"),
     ({**PUT, "QUERY": "MKVLAAGIVALLLAAGCSSSKEETGTQA"}, 400, "QUERY: sequence 1 looks like a "

@@ -34,8 +34,8 @@ def test_the_document_describes_the_routes_and_validates_as_the_api_does(api):
     assert document["components"]["schemas"]["JobRequest"] is openapi.jobs.JOB_REQUEST_SCHEMA \
         or document["components"]["schemas"]["JobRequest"] == openapi.jobs.JOB_REQUEST_SCHEMA
     operations = {op["operationId"] for path in document["paths"].values() for op in path.values()}
-    documented = {"health", "submit_job", "list_jobs", "get_job", "get_result", "list_databases",
-                  "get_stats"}
+    documented = {"health", "submit_job", "list_jobs", "get_job", "cancel_job", "get_result",
+                  "list_databases", "get_stats"}
     assert operations == documented
     assert documented <= {r.name for r in ROUTES}
     assert document["servers"] == [{"url": api}]

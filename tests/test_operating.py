@@ -98,7 +98,7 @@ def test_stats_over_http_and_from_the_command_line(served):
         "transport": "storage", "name": stats["queue"]["name"], "depth": 0, "dead_letters": 0,
         "error": None, "age_seconds": 0}
     assert stats["jobs"]["last_hour"] == {"queued": 0, "running": 0, "succeeded": 1,
-                                          "failed": 0, "total": 1}
+                                          "failed": 0, "cancelled": 0, "total": 1}
     assert stats["jobs"]["last_day"] == stats["jobs"]["last_hour"]
     assert stats["end_to_end"]["jobs"] == 1
     assert stats["end_to_end"]["median_seconds"] == stats["end_to_end"]["p95_seconds"] \
@@ -111,7 +111,7 @@ def test_stats_over_http_and_from_the_command_line(served):
     _valid(job, "Job")
     table = _cli("stats", url=server.url)
     assert "0 waiting, 0 dead-lettered (storage queue" in table
-    assert "0 queued, 0 running, 1 succeeded, 0 failed (1 in all)" in table
+    assert "0 queued, 0 running, 1 succeeded, 0 failed, 0 cancelled (1 in all)" in table
     assert "over the last 1 finished jobs" in table
     assert "query letters per CPU second" in table
     as_json = json.loads(_cli("stats", "--json", url=server.url))
@@ -152,7 +152,7 @@ def test_stats_read_the_queue_through_the_transport_with_a_short_cache(azurite, 
         assert (stats["queue"]["depth"], stats["queue"]["dead_letters"]) == (3, 1)
         assert stats["jobs"]["last_hour"]["total"] == 1
         assert stats["jobs"]["last_day"] == {"queued": 1, "running": 0, "succeeded": 1,
-                                             "failed": 1, "total": 3}
+                                             "failed": 1, "cancelled": 0, "total": 3}
         service.transport.send(jobs.encode_message(jobs.new_job_id()), "m")
         assert service.stats()["queue"]["depth"] == 3, "read again within the cache time"
         service._queue_counts = None

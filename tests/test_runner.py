@@ -8,7 +8,7 @@ import textwrap
 import time
 
 import pytest
-from conftest import RRNA_DATA, SMALL_DB, direct_blastn, sample_queries
+from conftest import RRNA_DATA, SMALL_DB, direct_blastn, processes_running, sample_queries
 
 from blast_core import runner
 from blast_core.jobs import Job
@@ -42,7 +42,7 @@ def test_one_search_gives_every_format_and_tabular_is_identical_to_direct_blastn
     query = sample_queries(SMALL_DB, 2, seed=3)
     (tmp_path / "q.fa").write_text(query)
     result = runner.run_search(job(task="blastn", evalue=1e-30, max_target_seqs=10), TOOLS,
-                               str(tmp_path / "q.fa"), str(RRNA_DATA / SMALL_DB), str(tmp_path))
+                               str(tmp_path / "q.fa"), [str(RRNA_DATA / SMALL_DB)], str(tmp_path))
     formatted = {}
     for name, fmt in runner.OUTPUT_FORMATS.items():
         runner.format_archive(TOOLS, result.archive, fmt, str(RRNA_DATA), str(tmp_path / name))
@@ -60,7 +60,7 @@ def test_hits_counted_in_the_archive_equal_the_tabular_pairs(tmp_path, blast_ava
     (tmp_path / "q.fa").write_text(sample_queries(database, 3, seed=5)
                                    + ">none\nACGTTGCAACGTTGCAACGTTGCA\n")
     result = runner.run_search(job(task=task, database=database, max_target_seqs=50), TOOLS,
-                               str(tmp_path / "q.fa"), str(RRNA_DATA / database), str(tmp_path))
+                               str(tmp_path / "q.fa"), [str(RRNA_DATA / database)], str(tmp_path))
     runner.format_archive(TOOLS, result.archive, runner.OUTPUT_FORMATS["tsv"], str(RRNA_DATA),
                           str(tmp_path / "out.tsv"))
     assert result.hits == distinct_pairs((tmp_path / "out.tsv").read_text()) > 0
@@ -69,7 +69,7 @@ def test_hits_counted_in_the_archive_equal_the_tabular_pairs(tmp_path, blast_ava
 def test_blast_refusing_the_search_is_a_permanent_error(tmp_path, blast_available):
     (tmp_path / "q.fa").write_text(">q\nACGTACGTACGTACGTACGT\n")
     with pytest.raises(runner.SearchRejected, match="BLAST rejected the search"):
-        runner.run_search(job(), TOOLS, str(tmp_path / "q.fa"), str(tmp_path / "missing-db"),
+        runner.run_search(job(), TOOLS, str(tmp_path / "q.fa"), [str(tmp_path / "missing-db")],
                           str(tmp_path))
 
 
@@ -79,7 +79,7 @@ def test_the_time_limit_kills_blast_and_fails_the_job(tmp_path, blast_available)
     started = time.monotonic()
     with pytest.raises(runner.SearchRejected, match="took longer than the limit"):
         runner.run_search(job(task="blastn", database="SSURef_93.fasta"), slow,
-                          str(tmp_path / "q.fa"), str(RRNA_DATA / "SSURef_93.fasta"), str(tmp_path))
+                          str(tmp_path / "q.fa"), [str(RRNA_DATA / "SSURef_93.fasta")], str(tmp_path))
     assert time.monotonic() - started < 10
     assert not blastn_running(str(tmp_path / "q.fa"))
 
@@ -88,7 +88,7 @@ def test_a_missing_program_is_not_a_permanent_error(tmp_path):
     (tmp_path / "q.fa").write_text(">q\nACGT\n")
     with pytest.raises(ToolError, match="program not found"):
         runner.run_search(job(), runner.BlastTools("/nonexistent", 1, 10), str(tmp_path / "q.fa"),
-                          "/db", str(tmp_path))
+                          ["/db"], str(tmp_path))
 
 
 def distinct_pairs(tabular: str) -> int:
@@ -96,16 +96,7 @@ def distinct_pairs(tabular: str) -> int:
 
 
 def blastn_running(marker: str) -> bool:
-    return any(marker in open(f"/proc/{pid}/cmdline", "rb").read().decode(errors="replace")
-               for pid in os.listdir("/proc") if pid.isdigit() and _readable(pid))
-
-
-def _readable(pid: str) -> bool:
-    try:
-        open(f"/proc/{pid}/cmdline", "rb").close()
-        return True
-    except OSError:
-        return False
+    return bool(processes_running(marker))
 
 
 def test_blast_dies_with_its_worker_even_on_kill_9(tmp_path, blast_available):
