@@ -72,9 +72,9 @@ param dbMountPath string = '/mounts/blastdb'
 @description('Directory on the local disk of each instance into which a database is copied from the share on first use and searched from then on (BLAST_DB_CACHE_DIR), e.g. /tmp/blastdb-cache (instance-local, emptied on restart; a database that does not fit is searched on the share). Empty (the default): search the share. Staging makes the first job on an instance about 1 s slower for a 111 MB database (docs/benchmarks.md) and pays off for large databases that fall out of the page cache.')
 param dbCacheDir string = ''
 
-@description('Days after which result blobs are deleted; 0 keeps them.')
+@description('Days after submission that a job record, its query and its results are kept (BLAST_RETENTION_DAYS); 0 keeps them forever. The hourly cleanup_expired_jobs timer function deletes expired jobs; a lifecycle rule on the results container deletes any blob left behind.')
 @minValue(0)
-param resultRetentionDays int = 30
+param retentionDays int = 60
 
 @description('Where BLAST+ comes from: container (the Dockerfile image, pushed to the registry this template creates) or share (Python 3.11 code deployment; BLAST+ binaries uploaded to the database share).')
 @allowed([
@@ -123,7 +123,7 @@ module storage 'modules/storage.bicep' = {
     tags: tags
     sku: storageSku
     dbShareQuotaGiB: dbShareQuotaGiB
-    resultRetentionDays: resultRetentionDays
+    retentionDays: retentionDays
   }
 }
 
@@ -187,6 +187,7 @@ module functionApp 'modules/functionapp.bicep' = {
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     blastThreads: blastThreads
     blastTimeLimitSeconds: blastTimeLimitSeconds
+    retentionDays: retentionDays
   }
 }
 

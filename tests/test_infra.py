@@ -50,6 +50,9 @@ LEFT_AT_DEFAULT = {
                                    "price per core, an app setting sets a region's",
     "BLAST_DB_PRELOAD": "staging (BLAST_DB_CACHE_DIR) already reads each database once per instance, "
                         "leaving it in the page cache; pre-reading pays only without a cache",
+    "BLAST_CLEANUP_SECONDS": "serve only; in Azure the timer function cleanup_expired_jobs runs hourly",
+    "BLAST_CANCEL_CHECK_SECONDS": "the default suits the Functions host: a 3 s Table read per running "
+                                  "batch is cheap",
 }
 
 
@@ -74,6 +77,16 @@ def bicep_params(path: Path) -> dict[str, tuple[str | None, dict[str, str]]]:
     for decorators, name, default in re.findall(pattern, path.read_text(), re.MULTILINE):
         params[name] = (default or None, dict(re.findall(r"^@(\w+)\((.*)\)$", decorators, re.MULTILINE)))
     return params
+
+
+def bicep_module_params(path: Path, module: str) -> dict[str, str]:
+    """Name -> Bicep expression of each single-line parameter that `path` passes to `module`."""
+    block = re.search(rf"^module {module} '[^']+' = (?:if \(.*\) )?\{{\n(.*?)^\}}$", path.read_text(),
+                      re.MULTILINE | re.DOTALL)
+    assert block, f"{path.name}: no module {module}"
+    params = re.search(r"^  params: \{\n(.*?)^  \}$", block.group(1), re.MULTILINE | re.DOTALL)
+    assert params, f"{path.name}: module {module} has no params block"
+    return dict(re.findall(r"^    (\w+): (.+)$", params.group(1), re.MULTILINE))
 
 
 def bicep_string(expression: str) -> str:
@@ -155,7 +168,7 @@ def test_parameters_file_names_real_parameters_with_the_code_defaults() -> None:
     assert set(values) <= set(bicep_params(INFRA / "main.bicep"))
     mirrored = {"queueName": "BLAST_QUEUE_NAME", "dbMountPath": "BLAST_DB_DIR",
                 "blastThreads": "BLAST_THREADS", "blastTimeLimitSeconds": "BLAST_TIME_LIMIT",
-                "maxDeliveryCount": "BLAST_MAX_DELIVERIES"}
+                "maxDeliveryCount": "BLAST_MAX_DELIVERIES", "retentionDays": "BLAST_RETENTION_DAYS"}
     for param, setting in mirrored.items():
         if param in values:
             assert str(values[param]) == DEFAULTS[setting], param
@@ -186,3 +199,44 @@ def test_job_queue_properties() -> None:
                  "deadLetteringOnMessageExpiration: true", "requiresDuplicateDetection: true",
                  "disableLocalAuth: true"):
         assert re.search(rf"^\s+{re.escape(line)}$", text, re.MULTILINE), line
+
+
+def test_result_lifecycle_rule_expires_blobs_after_the_retention_setting() -> None:
+    main_path = INFRA / "main.bicep"
+    main = bicep_params(main_path)
+    default, decorators = main["retentionDays"]
+    assert default == DEFAULTS["BLAST_RETENTION_DAYS"]
+    assert decorators.get("minValue") == "0", "retentionDays 0 keeps jobs forever"
+    # The one main.bicep parameter feeds both the app setting and the lifecycle rule.
+    to_app = [name for name, value in bicep_module_params(main_path, "functionApp").items()
+              if value == "retentionDays"]
+    to_storage = [name for name, value in bicep_module_params(main_path, "storage").items()
+                  if value == "retentionDays"]
+    assert len(to_app) == 1 and len(to_storage) == 1, "retentionDays is not passed to both modules"
+    assert app_settings()["BLAST_RETENTION_DAYS"] == f"string({to_app[0]})"
+    days = to_storage[0]
+
+    storage_path = INFRA / "modules" / "storage.bicep"
+    assert bicep_params(storage_path)[days][1].get("minValue") == "0"
+    text = storage_path.read_text()
+    policy = re.search(r"^resource \w+ 'Microsoft\.Storage/storageAccounts/managementPolicies@[\d-]+' = "
+                       r"if \((\w+) > 0\) \{\n(.*?)^\}$", text, re.MULTILINE | re.DOTALL)
+    assert policy, "storage.bicep: no managementPolicies resource deployed only when retention > 0"
+    condition, body = policy.groups()
+    assert condition == days, "the lifecycle rule is switched on by another parameter"
+    assert re.search(r"^  name: 'default'$", body, re.MULTILINE)
+    rules = re.findall(r"^\s+name: '[^']+'\n\s+enabled: true\n\s+type: 'Lifecycle'$", body, re.MULTILINE)
+    assert len(rules) == 1, "expected one enabled Lifecycle rule"
+    # Block blobs under the results container (`<job id>/...`), deleted by age from creation.
+    container = re.search(r"^resource (\w+) 'Microsoft\.Storage/storageAccounts/blobServices/containers@"
+                          r"[\d-]+' = \{\n(?:.*\n)*?  name: (\w+)$", text, re.MULTILINE)
+    assert container, "storage.bicep: no blob container"
+    assert re.search(rf"^output resultsContainerName string = {container.group(1)}\.name$", text,
+                     re.MULTILINE)
+    prefix = re.search(r"^\s+prefixMatch: \[\n\s+'([^']*)'\n\s+\]$", body, re.MULTILINE)
+    assert prefix and prefix.group(1) == f"${{{container.group(2)}}}/", "prefix is not the results container"
+    assert re.search(r"^\s+blobTypes: \[\n\s+'blockBlob'\n\s+\]$", body, re.MULTILINE)
+    delete = re.search(r"^\s+baseBlob: \{\n\s+delete: \{\n\s+daysAfterCreationGreaterThan: (.+)\n\s+\}",
+                       body, re.MULTILINE)
+    assert delete, "the rule does not delete base blobs by days after creation"
+    assert delete.group(1) == days, f"the rule's days are {delete.group(1)}, not the retention parameter"

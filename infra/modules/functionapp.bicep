@@ -56,6 +56,10 @@ param blastThreads int
 @maxValue(4800)
 param blastTimeLimitSeconds int
 
+@description('Days after submission that a job record, its query and its results are kept (BLAST_RETENTION_DAYS); 0 keeps them forever.')
+@minValue(0)
+param retentionDays int
+
 var useContainer = blastSource == 'container'
 
 var coresPerInstance = {
@@ -92,6 +96,7 @@ var appSettings = union({
   BLAST_DB_CACHE_DIR: dbCacheDir
   BLAST_THREADS: string(blastThreads)
   BLAST_TIME_LIMIT: string(blastTimeLimitSeconds)
+  BLAST_RETENTION_DAYS: string(retentionDays)
   BLAST_QUEUE_TRANSPORT: 'servicebus'
   BLAST_QUEUE_NAME: queueName
   BLAST_MAX_DELIVERIES: string(maxDeliveryCount)

@@ -27,9 +27,9 @@ param dbShareName string = 'blastdb'
 @maxValue(102400)
 param dbShareQuotaGiB int = 100
 
-@description('Days after which result blobs are deleted; 0 keeps them.')
+@description('Days after submission that a job record, its query and its results are kept (BLAST_RETENTION_DAYS); 0 keeps them forever and deploys no lifecycle rule.')
 @minValue(0)
-param resultRetentionDays int = 30
+param retentionDays int = 60
 
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_35:No virtual network in this template: the Elastic Premium app reaches storage over its public endpoint (TLS 1.2, no anonymous access).
@@ -115,14 +115,20 @@ resource dbShare 'Microsoft.Storage/storageAccounts/fileServices/shares@2023-05-
   }
 }
 
-resource resultLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = if (resultRetentionDays > 0) {
+// A backstop, not the clean-up itself: the app's hourly timer function cleanup_expired_jobs
+// deletes each expired job's record and its blobs (<job id>/... in the results container) on
+// time. This rule deletes whatever it leaves behind, such as blobs a worker wrote after the
+// record was deleted. It counts from each blob's creation, which is never before the job's
+// submission, so it never deletes a blob of a job that has not expired; lifecycle policies
+// run about once a day.
+resource resultLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = if (retentionDays > 0) {
   parent: account
   name: 'default'
   properties: {
     policy: {
       rules: [
         {
-          name: 'expire-results'
+          name: 'expire-job-blobs'
           enabled: true
           type: 'Lifecycle'
           definition: {
@@ -137,7 +143,7 @@ resource resultLifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2
             actions: {
               baseBlob: {
                 delete: {
-                  daysAfterModificationGreaterThan: resultRetentionDays
+                  daysAfterCreationGreaterThan: retentionDays
                 }
               }
             }
