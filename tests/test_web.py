@@ -1,6 +1,7 @@
 """The web page in a real headless Chromium (Debian's `chromium`, driven by Playwright) against
 `serve`, Azurite and the real blastn: a search through the form, its graphical overview, hit
-table, alignments and queries checked against a direct blastn run; field errors; the key."""
+table, alignments and queries checked against a direct blastn run; a search of two databases;
+cancelling a running search; an expired job; field errors; the key."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import csv
 import io
 import json
 import re
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import azure.functions as func
@@ -26,7 +29,7 @@ from conftest import (
     wait_for_job,
 )
 
-from blast_core import functions
+from blast_core import functions, jobs
 from blast_core.routes import ROUTES
 from blast_core.service import default_service
 
@@ -46,6 +49,8 @@ API_KEY = "web-page-key"
 SCREENSHOT = ROOT / "test-artifacts" / "web-results.png"
 HOSTILE = "<img src=x onerror=window.pwned=1>"
 PROTEIN = ">not_dna\nMKTAYIAKQRQISFVKSHFSRQLEERLGLIEVQAPILSRVGDGTEVLKQ\n"
+BIG_DB = "SSURef_93.fasta"  # 204,065 sequences: 20 queries with task blastn take minutes
+TWO_DBS = ("16SCore", "UniVec_Core")
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +102,15 @@ def open_page(page: sync_api.Page, url: str) -> None:
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
 
 
+def choose_databases(page: sync_api.Page, *names: str) -> None:
+    """Exactly these databases checked in the form's list."""
+    checked = page.locator("#field-database input:checked")
+    while checked.count():
+        checked.first.uncheck()
+    for name in names:
+        page.check(f"#field-database input[value='{name}']")
+
+
 def hsps_by_query(tsv: str) -> dict[str, list[list[str]]]:
     """Tabular lines per query id, in BLAST's order (best hit first)."""
     found: dict[str, list[list[str]]] = {}
@@ -121,7 +135,7 @@ def test_a_search_through_the_form_shows_what_blastn_finds(page, server, tmp_pat
         ">q1 ", f">q1 {HOSTILE} ", 1)
     open_page(page, f"{server.url}/ui")
     page.fill("#field-query", query)
-    page.select_option("#field-database", SMALL_DB)
+    choose_databases(page, SMALL_DB)
     page.select_option("#field-task", "megablast")
     page.fill("#field-evalue", "1e-20")
     page.fill("#field-max_target_seqs", "20")
@@ -132,6 +146,9 @@ def test_a_search_through_the_form_shows_what_blastn_finds(page, server, tmp_pat
     expect(page.locator("#hits tbody tr").first).to_be_visible()
     expect(page.locator("#job-summary")).to_contain_text(
         re.compile(r"time: queued [\d.]+ s, BLAST [\d.]+ s, transfer [\d.]+ s"))
+    expect(page.locator("#job-summary .job-databases")).to_have_text(SMALL_DB)
+    expect(page.locator("#job-summary .job-expiry")).to_contain_text("results kept until")
+    assert page.locator("#job-actions").is_hidden()  # nothing to cancel
 
     expected = hsps_by_query(direct_blastn(query, SMALL_DB, tmp_path, "-evalue", "1e-20",
                                            "-max_target_seqs", "20"))
@@ -220,18 +237,180 @@ def test_field_errors_from_the_page_checks_and_from_the_api(page, server):
     page.click("#submit-button")
     expect(page.locator("#error-evalue")).to_have_text("must be above 0 and at most 1000, not 0")
     expect(page.locator("#error-query")).to_contain_text("not sequence letters: '1' '2' '3' '4'")
+    expect(page.locator("#error-database")).to_have_text("choose at least one database")
     expect(page.locator("#field-evalue")).to_have_attribute("aria-invalid", "true")
     assert posts == []
 
+    # Only databases of the program's molecule are offered (all of these are nucleotide), and
+    # at most max_per_search of them can be chosen.
+    listed = requests.get(f"{server.url}/databases").json()
+    nucleotide = [d["name"] for d in listed["databases"] if d["molecule"] == "nucleotide"]
+    boxes = page.locator("#field-database input")
+    assert boxes.evaluate_all("all => all.map(b => b.value)") == nucleotide
+    limit = listed["max_per_search"]
+    assert len(nucleotide) > limit
+    choose_databases(page, *nucleotide[:limit])
+    expect(page.locator("#field-database input:disabled")).to_have_count(len(nucleotide) - limit)
+    expect(page.locator("#database-hint")).to_contain_text(f"{limit} chosen (choose up to {limit};")
+    page.uncheck(f"#field-database input[value='{nucleotide[0]}']")
+    expect(page.locator("#field-database input:disabled")).to_have_count(0)
+
     page.fill("#field-query", PROTEIN)
     page.fill("#field-evalue", "10")
+    choose_databases(page, SMALL_DB)
     page.click("#submit-button")
     expect(page.locator("#error-query")).to_have_text(
         "sequence 1 (not_dna) looks like a protein sequence; this program needs nucleotides "
         "(IUPAC codes)")
     expect(page.locator("#error-evalue")).to_have_text("")
+    expect(page.locator("#error-database")).to_have_text("")
     assert posts == [f"{server.url}/jobs"]
+
+    # The API's word on a database, next to the list: one that went away since the page loaded.
+    page.fill("#field-query", sample_queries(SMALL_DB, 1, seed=33))
+    page.locator(f"#field-database input[value='{SMALL_DB}']").evaluate(
+        "box => { box.value = 'Gone_since_loading'; }")
+    page.check(f"#field-database input[value='{TWO_DBS[0]}']")
+    page.click("#submit-button")
+    expect(page.locator("#error-database")).to_have_text(
+        "no database named 'Gone_since_loading'; GET /api/databases lists them")
+    expect(page.locator("#field-database")).to_have_attribute("aria-invalid", "true")
+    expect(page.locator("#error-query")).to_have_text("")
+    assert len(posts) == 2
     assert recent_jobs() == before
+
+
+def test_a_search_of_two_databases_finds_hits_in_each(page, server):
+    first, second = TWO_DBS
+    query = (sample_queries(first, 1, seed=1)
+             + sample_queries(second, 1, seed=1).replace(">q1 ", ">q2 ", 1))
+    open_page(page, f"{server.url}/ui")
+    page.fill("#field-query", query)
+    choose_databases(page, first, second)
+    expect(page.locator("#database-hint")).to_contain_text("2 chosen")
+    posted: list[dict] = []
+    page.on("request", lambda r: posted.append(r.post_data_json) if r.method == "POST" else None)
+    page.click("#submit-button")
+    status = page.locator("#job-summary .badge")
+    expect(status).to_have_text(re.compile(r"^(succeeded|failed)$"), timeout=120_000)
+    assert status.inner_text() == "succeeded", page.locator("#job-error").inner_text()
+    assert posted[0]["database"] == [first, second]  # several: a list
+
+    expect(page.locator("#job-summary")).to_contain_text(f"databases {first}, {second}")
+    job_id = page.locator("#jobs tbody tr.current a").inner_text()
+    expect(page.locator("#jobs tbody tr.current td").nth(1)).to_have_text(f"{first}, {second}")
+    job = requests.get(f"{server.url}/jobs/{job_id}").json()
+    assert job["databases"] == [first, second] and job["database"] == f"{first} {second}"
+    assert job["hits"] > 0
+
+    # Each query finds its own database's sequences: 16S genes, then UniVec's vectors.
+    expect(page.locator("#query-title")).to_contain_text(f"q1 of {first}")
+    expect(page.locator("#hits tbody tr").first).to_be_visible()
+    assert column(page, 2)[0].startswith("gi|")
+    page.click("#query-next")
+    expect(page.locator("#query-title")).to_contain_text(f"q2 of {second}")
+    expect(page.locator("#hits tbody tr td:nth-child(2)").first).to_contain_text("gnl|uv|")
+
+
+def test_an_expired_job_says_so(page, server):
+    sixty_one_days_ago = datetime.now(UTC) - timedelta(days=61)  # retention: 60 days by default
+    old = jobs.new_job_id(int(sixty_one_days_ago.timestamp() * 1000))
+    gone = requests.get(f"{server.url}/jobs/{old}")
+    assert gone.status_code == 410 and gone.json()["expired_at"]
+    open_page(page, f"{server.url}/ui#job={old}")
+    expect(page.locator("#job-error")).to_contain_text("This job has expired on ")
+    expect(page.locator("#job-error")).to_contain_text("deleted with their results")
+    assert page.locator("#job-actions").is_hidden() and page.locator("#results").is_hidden()
+
+
+@pytest.fixture
+def quick_cancel(azurite, blast_available, tmp_path) -> Iterator[Server]:
+    """A serve whose worker checks every half second whether its job was cancelled."""
+    running = start_server(service_env(azurite, BLAST_CANCEL_CHECK_SECONDS="0.5"),
+                           tmp_path / "serve.log")
+    yield running
+    running.stop()
+
+
+def blastn_processes(job_id: str) -> list[int]:
+    """BLAST processes searching for the job (the worker runs them in blast-<job id>-...)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+            if args[0].endswith(b"blastn") and job_id.encode() in b" ".join(args):
+                found.append(int(entry.name))
+    return found
+
+
+def wait_until(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} within {timeout} s")
+        time.sleep(0.1)
+
+
+def test_cancel_stops_a_running_search(page, quick_cancel):
+    server = quick_cancel
+    open_page(page, f"{server.url}/ui")
+    page.fill("#field-query", sample_queries(BIG_DB, 20, seed=1))
+    choose_databases(page, BIG_DB)
+    page.select_option("#field-task", "blastn")
+    page.click("#submit-button")
+    expect(page.locator("#job-summary .badge")).to_have_text(re.compile(r"^running"), timeout=60_000)
+    job_id = page.locator("#jobs tbody tr.current a").inner_text()
+    wait_until(lambda: blastn_processes(job_id), 60, "no blastn started")
+    expect(page.locator("#jobs tbody tr.current .badge")).to_have_text(re.compile(r"^running"))
+
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if "/jobs" in r.url else None)
+    page.click("#job-cancel")
+    expect(page.locator("#job-summary .badge")).to_have_text("cancelled")
+    expect(page.locator("#job-summary .badge")).to_have_class(re.compile(r"\bstatus-cancelled\b"))
+    expect(page.locator("#job-notice")).to_contain_text("Cancelled")
+    expect(page.locator("#job-actions")).to_be_hidden()
+    expect(page.locator("#jobs tbody tr.current .badge")).to_have_text("cancelled")
+    job = requests.get(f"{server.url}/jobs/{job_id}").json()
+    assert job["status"] == "cancelled" and job["finished_at"]
+    assert requests.get(f"{server.url}/jobs/{job_id}/results").status_code == 409
+    wait_until(lambda: not blastn_processes(job_id), 20, f"blastn of {job_id} still runs")
+
+    # Cancelled is final: neither the job nor the list of recent jobs is polled any more.
+    page.wait_for_timeout(500)
+    seen = len(polls)
+    page.wait_for_timeout(2500)
+    assert polls[seen:] == []
+    assert page.locator("#results").is_hidden() and page.locator("#downloads").is_hidden()
+
+    # A job that ended while the page still showed it running: DELETE answers 409, the page
+    # says so and shows the job as it is now. (The page is shown a stale job until it cancels.)
+    done = requests.post(f"{server.url}/jobs", json={
+        "query": sample_queries(SMALL_DB, 1, seed=34), "database": SMALL_DB}).json()
+    assert wait_for_job(server.url, done["id"])["status"] == "succeeded"
+    deleted: list[bool] = []
+
+    def stale(route: sync_api.Route) -> None:
+        if route.request.method == "DELETE" or deleted:
+            deleted.append(route.request.method == "DELETE")
+            route.continue_()
+            return
+        response = route.fetch()
+        route.fulfill(response=response, json={**response.json(), "status": "running",
+                                               "finished_at": None, "hits": None})
+
+    page.route(f"**/jobs/{done['id']}", stale)
+    page.goto(f"{server.url}/ui#job={done['id']}")
+    expect(page.locator("#job-summary .badge")).to_have_text(re.compile(r"^running"))
+    page.click("#job-cancel")
+    expect(page.locator("#job-notice")).to_have_text(
+        "The job was not cancelled: it had already ended (succeeded).")
+    expect(page.locator("#job-summary .badge")).to_have_text("succeeded")
+    expect(page.locator("#hits tbody tr").first).to_be_visible()
+    expect(page.locator("#job-actions")).to_be_hidden()
+    assert deleted[0] is True
 
 
 def test_a_running_fanned_out_job_shows_its_batches_done(page, server):
@@ -262,7 +441,7 @@ def test_the_page_loads_without_a_key_and_its_api_calls_carry_one(browser, locke
         page.fill("#key-input", API_KEY)
         page.click("#key-submit")
         expect(page.locator("body")).to_have_attribute("data-ready", "true")
-        expect(page.locator(f"#field-database option[value='{SMALL_DB}']")).to_have_count(1)
+        expect(page.locator(f"#field-database input[value='{SMALL_DB}']")).to_have_count(1)
         assert page.evaluate("sessionStorage.getItem('blast-function-key')") == API_KEY
 
     # Taken from the page's URL, then removed from it; downloads carry it too.

@@ -11,7 +11,8 @@ const REFRESH_MS = 2000;
 const ALIGNMENT_WIDTH = 60;
 const JOB_ID = /^[0-9a-f]{19}$/;
 const SVG_NS = "http://www.w3.org/2000/svg";
-const STATUSES = ["queued", "running", "succeeded", "failed"];
+const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
+const ACTIVE = ["queued", "running"];  // the other statuses are final: nothing changes after them
 // Bit score classes of NCBI's graphic summary, lowest first.
 const SCORE_CLASSES = [
   { below: 40, label: "< 40", colour: "#222222" },
@@ -41,6 +42,7 @@ const state = {
   key: "",
   config: null,
   databases: [],
+  maxDatabases: 1,
   jobsTimer: 0,
   jobTimer: 0,
   job: null,
@@ -128,10 +130,11 @@ function askForKey(message) {
 // The API
 
 class ApiFailure extends Error {
-  constructor(status, detail, errors = []) {
+  constructor(status, detail, errors = [], problem = {}) {
     super(detail);
     this.status = status;
     this.errors = errors;
+    this.problem = problem;  // the whole problem document, with members such as expired_at
   }
 }
 
@@ -153,14 +156,22 @@ async function api(path, options = {}) {
 async function failure(response) {
   let detail = `${response.status} ${response.statusText}`;
   let errors = [];
+  let problem = {};
   try {
-    const problem = await response.json();
+    problem = await response.json();
     if (typeof problem.detail === "string") detail = problem.detail;
     if (Array.isArray(problem.errors)) errors = problem.errors;
   } catch {
     // Not a problem document: the status line says enough.
   }
-  return new ApiFailure(response.status, detail, errors);
+  return new ApiFailure(response.status, detail, errors, problem || {});
+}
+
+// A job past the retention period answers 410 Gone, with when it expired.
+function expiredMessage(error) {
+  const when = error.problem.expired_at ? ` on ${formatTime(error.problem.expired_at)}` : "";
+  return `This job has expired${when}: jobs are deleted with their results after the `
+    + "retention period. Submit the search again to get its results.";
 }
 
 async function apiJson(path, options) {
@@ -215,6 +226,15 @@ function progress(job) {
   return ` · ${job.batches_done}/${job.batches} batches, ${job.queries_done}/${job.queries} queries`;
 }
 
+function isActive(job) {
+  return ACTIVE.includes(job.status);
+}
+
+// The databases a job searched: `databases` (a list), or `database` (names joined by spaces).
+function jobDatabases(job) {
+  return Array.isArray(job.databases) ? job.databases : String(job.database || "").split(/\s+/);
+}
+
 function statusBadge(job) {
   const known = STATUSES.includes(job.status) ? job.status : "unknown";
   const text = job.status === "running" ? `running ${duration(job)}${progress(job)}` : job.status;
@@ -239,27 +259,62 @@ function fillSelect(select, options, chosen) {
   }
 }
 
-function fillDatabases() {
-  const molecules = new Set(Object.values(state.config.programs).map((p) => p.database_molecule));
-  const usable = state.databases.filter((d) => molecules.has(d.molecule));
-  fillSelect($("field-database"), usable.map((d) => ({
-    value: d.name,
-    label: `${d.name} — ${d.title} (${integer.format(d.sequences)} sequences, `
-      + `${formatLetters(d.letters, d.molecule)})`,
-  })), $("field-database").value);
-  if (!usable.length) showFieldErrors([{ field: "database", reason: "no database is available" }]);
-  fillPrograms();
-}
-
+// The program decides the databases offered: those of the molecule it searches. A program with
+// no such database cannot be chosen.
 function fillPrograms() {
-  const database = state.databases.find((d) => d.name === $("field-database").value);
+  const molecules = new Set(state.databases.map((d) => d.molecule));
   const programs = Object.entries(state.config.programs);
   fillSelect($("field-program"), programs.map(([name, program]) => ({
     value: name,
     label: name,
-    disabled: database && program.database_molecule !== database.molecule,
+    disabled: !molecules.has(program.database_molecule),
   })), $("field-program").value || state.config.default_program);
+  if (!programs.some(([, program]) => molecules.has(program.database_molecule))) {
+    showFieldErrors([{ field: "database", reason: "no database is available" }]);
+  }
+  programChanged();
+}
+
+function programChanged() {
   fillTasks();
+  fillDatabases();
+}
+
+function programMolecule() {
+  return state.config.programs[$("field-program").value]?.database_molecule;
+}
+
+// A checkbox per database of the program's molecule; those chosen before stay chosen. A single
+// database is chosen for the user, never one of several (a click adds to, not replaces, the choice).
+function fillDatabases() {
+  const list = $("field-database");
+  const chosen = new Set(chosenDatabases());
+  const usable = state.databases.filter((d) => d.molecule === programMolecule());
+  list.replaceChildren(...usable.map((d, index) => {
+    const box = el("input", { type: "checkbox", name: "database", value: d.name, id: `database-${index}` });
+    box.checked = chosen.has(d.name) || usable.length === 1;
+    return el("label", { for: box.id }, box, el("span", {}, el("span", { class: "mono" }, d.name),
+      el("span", { class: "choice-detail" }, ` ${d.title} (${integer.format(d.sequences)} sequences, `
+        + `${formatLetters(d.letters, d.molecule)})`)));
+  }));
+  if (!usable.length) {
+    list.append(el("p", { class: "quiet" }, `No ${programMolecule() || ""} database is available.`));
+  }
+  databasesChanged();
+}
+
+function chosenDatabases() {
+  return [...$("field-database").querySelectorAll("input:checked")].map((box) => box.value);
+}
+
+// At most max_per_search databases: once that many are chosen, the others cannot be.
+function databasesChanged() {
+  const count = chosenDatabases().length;
+  const full = count >= state.maxDatabases;
+  for (const box of $("field-database").querySelectorAll("input")) box.disabled = full && !box.checked;
+  const together = state.maxDatabases > 1
+    ? `choose up to ${state.maxDatabases}; several are searched together as one database` : "choose one";
+  setText("database-hint", count ? `${count} chosen (${together})` : together.replace(/^c/, "C"));
 }
 
 function fillTasks() {
@@ -370,7 +425,6 @@ function readForm() {
   const program = $("field-program").value;
   const payload = {
     query: $("field-query").value,
-    database: $("field-database").value,
     program,
     task: $("field-task").value,
   };
@@ -378,7 +432,14 @@ function readForm() {
   const molecule = state.config.programs[program]?.query_molecule || "nucleotide";
   const queryError = checkQuery(payload.query, molecule);
   if (queryError) errors.push({ field: "query", reason: queryError });
-  if (!payload.database) errors.push({ field: "database", reason: "is required" });
+  const databases = chosenDatabases();
+  if (!databases.length) {
+    errors.push({ field: "database", reason: "choose at least one database" });
+  } else if (databases.length > state.maxDatabases) {
+    errors.push({ field: "database", reason: `choose at most ${state.maxDatabases} databases` });
+  }
+  // One database is sent as its name, several as a list.
+  payload.database = databases.length === 1 ? databases[0] : databases;
   for (const [name, rule] of Object.entries(state.config.options)) {
     const text = $(`field-${name}`).value.trim();
     if (!text) continue;
@@ -472,7 +533,7 @@ async function refreshJobs() {
     const row = el("tr", {},
       el("td", {}, el("a", { href: `#job=${job.id}`, class: "mono" }, job.id),
         el("span", { class: "when" }, formatTime(job.submitted_at))),
-      el("td", {}, job.database),
+      el("td", {}, jobDatabases(job).join(", ")),
       el("td", {}, `${job.program} / ${job.task}`),
       el("td", { class: "num" }, integer.format(job.queries)),
       el("td", {}, statusBadge(job)),
@@ -481,7 +542,7 @@ async function refreshJobs() {
     return row;
   }));
   $("jobs-empty").hidden = jobs.length > 0;
-  if (jobs.some((job) => job.status === "queued" || job.status === "running")) {
+  if (jobs.some(isActive)) {
     state.jobsTimer = window.setTimeout(refreshJobs, REFRESH_MS);
   }
 }
@@ -513,6 +574,8 @@ async function loadJob(id, query) {
     state.query = -1;
     $("results").hidden = true;
     $("downloads").hidden = true;
+    $("job-actions").hidden = true;
+    showJobNotice("");
   }
   $("job-view").hidden = false;
   setText("job-heading", `Job ${id}`);
@@ -520,18 +583,18 @@ async function loadJob(id, query) {
   try {
     job = await apiJson(`/jobs/${id}`);
   } catch (error) {
+    if (currentJobId() !== id) return;
     setText("job-summary", "");
-    showJobError(error.message);
+    $("job-actions").hidden = true;
+    $("results").hidden = true;
+    $("downloads").hidden = true;
+    showJobError(error.status === 410 ? expiredMessage(error) : error.message);
     return;
   }
   if (currentJobId() !== id) return;
   state.job = job;
-  showJobSummary(job);
-  showJobError(job.error || "");
-  for (const row of $("jobs").tBodies[0].rows) {
-    row.classList.toggle("current", row.cells[0].firstChild.textContent === id);
-  }
-  if (job.status === "queued" || job.status === "running") {
+  showJob(job);
+  if (isActive(job)) {
     state.jobTimer = window.setTimeout(() => loadJob(id, query), REFRESH_MS / 2);
     return;
   }
@@ -542,12 +605,63 @@ async function loadJob(id, query) {
     if (currentJobId() !== id) return;
     state.reports = report.BlastOutput2.map((entry) => entry.report.results.search);
   } catch (error) {
-    showJobError(`The results cannot be read: ${error.message}`);
+    showJobError(error.status === 410 ? expiredMessage(error)
+      : `The results cannot be read: ${error.message}`);
     return;
   }
   fillQuerySelect();
   $("results").hidden = false;
   showQuery(Math.min(query, state.reports.length - 1));
+}
+
+function showJob(job) {
+  showJobSummary(job);
+  showJobError(job.error || "");
+  $("job-actions").hidden = !isActive(job);
+  $("job-cancel").disabled = false;
+  for (const row of $("jobs").tBodies[0].rows) {
+    row.classList.toggle("current", row.cells[0].firstChild.textContent === job.id);
+  }
+}
+
+// Cancel the job shown: DELETE answers the cancelled job, or 409 if it ended meanwhile.
+async function cancelJob() {
+  const job = state.job;
+  if (!job || !isActive(job)) return;
+  const id = job.id;
+  window.clearTimeout(state.jobTimer);
+  $("job-cancel").disabled = true;
+  showJobNotice("Cancelling…");
+  let cancelled = null;
+  let message = "";
+  try {
+    cancelled = await apiJson(`/jobs/${id}`, { method: "DELETE" });
+  } catch (error) {
+    if (error.status === 409) {
+      const status = error.problem.job_status;
+      message = `The job was not cancelled: it had already ended${status ? ` (${status})` : ""}.`;
+    } else if (error.status === 410) {
+      message = expiredMessage(error);
+    } else {
+      message = `The job could not be cancelled: ${error.message}`;
+    }
+  }
+  refreshJobs();
+  if (currentJobId() !== id) return;
+  if (cancelled) {
+    state.job = cancelled;
+    showJob(cancelled);
+    showJobNotice(`Cancelled ${formatTime(cancelled.finished_at)}; the search was stopped `
+      + "and the job keeps no results.");
+    return;
+  }
+  showJobNotice(message);
+  loadJob(id, Math.max(0, state.query));  // shows what the job is now (a 410: the expiry)
+}
+
+function showJobNotice(message) {
+  $("job-notice").hidden = !message;
+  setText("job-notice", message);
 }
 
 function currentJobId() {
@@ -560,9 +674,12 @@ function showJobError(message) {
 }
 
 function showJobSummary(job) {
+  const databases = jobDatabases(job);
   const parts = [
     statusBadge(job),
-    ` ${job.database} · ${job.program} / ${job.task} · `
+    ` ${databases.length === 1 ? "database" : "databases"} `,
+    el("span", { class: "job-databases" }, databases.join(", ")),
+    ` · ${job.program} / ${job.task} · `
       + `${integer.format(job.queries)} ${job.queries === 1 ? "query" : "queries"} `
       + `(${integer.format(job.query_letters)} letters)`,
   ];
@@ -579,11 +696,16 @@ function showJobSummary(job) {
     parts.push(` · BLAST ${run.cpu_seconds.toFixed(2)} CPU s${rate}`
       + ` · estimated cost ${run.estimated_cost.toPrecision(2)}`);
   }
-  const times = job.timings;  // where the time went, summed over batches
-  if (times && times.total !== null) {
+  const times = job.timings;  // where the time went, summed over batches (a cancelled batch adds none)
+  if (times && times.total !== null && job.status !== "cancelled") {
     parts.push(` · time: queued ${formatSeconds(times.queued)}, BLAST ${formatSeconds(times.blast)}`
       + `, transfer ${formatSeconds(times.transfer)}, staging ${formatSeconds(times.staging)}`
       + `, formatting ${formatSeconds(times.format)}`);
+  }
+  if (job.expires_at) {  // null: kept forever
+    const kept = job.status === "succeeded" ? "results kept until " : "job kept until ";
+    parts.push(" · ", el("span", { class: "job-expiry" }, kept,
+      el("time", { datetime: job.expires_at }, formatTime(job.expires_at))));
   }
   $("job-summary").replaceChildren(...parts);
 }
@@ -619,7 +741,7 @@ async function downloadWithKey(href, filename) {
     link.remove();
     window.setTimeout(() => URL.revokeObjectURL(url), 10000);
   } catch (error) {
-    showJobError(`Download failed: ${error.message}`);
+    showJobError(error.status === 410 ? expiredMessage(error) : `Download failed: ${error.message}`);
   }
 }
 
@@ -899,8 +1021,9 @@ function drawAlignment() {
 function bind() {
   $("submit-form").addEventListener("submit", submitForm);
   $("query-file").addEventListener("change", readFile);
-  $("field-database").addEventListener("change", fillPrograms);
-  $("field-program").addEventListener("change", fillTasks);
+  $("field-database").addEventListener("change", databasesChanged);
+  $("field-program").addEventListener("change", programChanged);
+  $("job-cancel").addEventListener("click", cancelJob);
   $("query-select").addEventListener("change", (e) => goToQuery(Number(e.target.value)));
   $("query-prev").addEventListener("click", () => goToQuery(state.query - 1));
   $("query-next").addEventListener("click", () => goToQuery(state.query + 1));
@@ -918,12 +1041,13 @@ async function start() {
     const [config, databases] = await Promise.all([apiJson("/ui/config"), apiJson("/databases")]);
     state.config = config;
     state.databases = databases.databases;
+    state.maxDatabases = Number.isInteger(databases.max_per_search) ? databases.max_per_search : 1;
   } catch (error) {
     showStatus(error.message, true);
     return;
   }
   if (!$("options").childElementCount) buildOptions();
-  fillDatabases();
+  fillPrograms();
   showStatus("");
   document.body.dataset.ready = "true";
   refreshJobs();
