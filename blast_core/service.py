@@ -17,6 +17,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -63,6 +64,7 @@ QUEUE_COUNTS_CACHE_SECONDS = 10.0  # GET /api/stats reads the queue at most this
 STATS_RECENT_JOBS = 100  # end-to-end times and throughput over this many newest jobs
 STATS_MAX_JOBS = 5000  # most job records read to count a day's jobs by status
 CLEANUP_PAGE = 100  # expired jobs deleted per round: one Table transaction holds 100 deletes
+CLEANUP_THREADS = 8  # jobs whose blobs are deleted at once: each blob is one round trip
 
 
 class JobNotFound(LookupError):
@@ -502,14 +504,14 @@ class BlastService:
             return 0
         bound = jobs.expired_ids_bound(int(time.time() * 1000), self.settings.retention_days)
         deleted = 0
-        for page in self.records.ids_from(bound, CLEANUP_PAGE):
-            page = page[:limit - deleted]
-            for job_id in page:
-                self.results.delete_job(job_id)
-            self.records.delete_many(page)
-            deleted += len(page)
-            if deleted >= limit:
-                break
+        with ThreadPoolExecutor(CLEANUP_THREADS, thread_name_prefix="clean-up") as pool:
+            for page in self.records.ids_from(bound, CLEANUP_PAGE):
+                page = page[:limit - deleted]
+                list(pool.map(self.results.delete_job, page))  # re-raises the first failure
+                self.records.delete_many(page)
+                deleted += len(page)
+                if deleted >= limit:
+                    break
         if deleted:
             log.info("clean-up: deleted %d expired jobs (retention %g days)", deleted,
                      self.settings.retention_days)
