@@ -34,7 +34,7 @@ class ToolTimeout(ToolError):
 
 
 class ToolStopped(ToolError):
-    """The program was killed because `stop_when` said so (its job was cancelled)."""
+    """The program was killed because its StopCheck said so (its job was cancelled)."""
 
 
 def die_with_parent() -> None:

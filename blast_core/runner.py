@@ -110,17 +110,19 @@ def run_search(job: Job, tools: BlastTools, query_path: str, db_paths: list[str]
     SearchCancelled when `stop` stopped BLAST.
 
     The databases are named relative to BLASTDB, so that the archive can be formatted later
-    on any instance that sees the databases, wherever they are mounted or cached there."""
+    on any instance that sees the databases, wherever they are mounted or cached there; with
+    several in different directories (each staged copy has its own), BLASTDB lists them all,
+    separated by colons, as BLAST+ allows."""
     archive = os.path.join(workdir, f"result.{ARCHIVE.extension}")
-    db_dirs = {os.path.dirname(path) for path in db_paths}
-    if len(db_dirs) != 1:
-        raise ValueError(f"the databases of one search must be in one directory: {db_paths}")
+    db_dirs = list(dict.fromkeys(os.path.dirname(path) for path in db_paths))
+    if any(":" in directory for directory in db_dirs):
+        raise ValueError(f"a database directory holds ':', which BLASTDB cannot: {db_dirs}")
     db_names = " ".join(os.path.basename(path) for path in db_paths)
     started = time.monotonic()
     try:
         run = run_measured(search_arguments(job, tools, query_path, db_names, archive, queries),
-                           timeout=tools.time_limit, cwd=workdir, env={"BLASTDB": db_dirs.pop()},
-                           stop=stop)
+                           timeout=tools.time_limit, cwd=workdir,
+                           env={"BLASTDB": ":".join(db_dirs)}, stop=stop)
     except ToolStopped:
         raise SearchCancelled(f"job {job.id}: BLAST stopped, the job was cancelled") from None
     except ToolTimeout as error:

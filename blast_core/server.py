@@ -90,7 +90,7 @@ def start_workers(count: int) -> tuple[list[subprocess.Popen[bytes]], Callable[[
     return workers, wake
 
 
-def clean_up_periodically(service: BlastService, stop: threading.Event) -> threading.Thread:
+def clean_up_periodically(service: BlastService, stop: threading.Event) -> None:
     """Delete expired jobs now and every BLAST_CLEANUP_SECONDS until `stop` is set: what the
     timer function does in Azure."""
 
@@ -104,9 +104,7 @@ def clean_up_periodically(service: BlastService, stop: threading.Event) -> threa
             if stop.wait(service.settings.cleanup_seconds):
                 return
 
-    thread = threading.Thread(target=run, daemon=True, name="clean-up")
-    thread.start()
-    return thread
+    threading.Thread(target=run, daemon=True, name="clean-up").start()
 
 
 def serve(service: BlastService, host: str, port: int, workers: int) -> None:

@@ -286,6 +286,25 @@ def test_the_service_searches_the_staged_copy(azurite, blast_available, tmp_path
     assert (cache / SMALL_DB / "staged.json").exists()
 
 
+def test_several_staged_databases_are_searched_together(azurite, blast_available, tmp_path):
+    # Each staged copy has its own directory: BLASTDB lists them all.
+    cache = tmp_path / "cache"
+    service = BlastService.from_settings(Settings.from_env(service_env(
+        azurite, BLAST_DB_CACHE_DIR=str(cache))))
+    service.ensure_storage()
+    query = sample_queries("16SCore", 2, seed=33) + sample_queries("UniVec_Core", 2, seed=34)
+    try:
+        job = service.submit({"query": query, "database": ["16SCore", "UniVec_Core"]})
+        service.process(jobs.encode_message(job.id, 0), 1)
+        assert service.get(job.id).status == jobs.SUCCEEDED
+        tsv = b"".join(service.result(job.id, "tsv").chunks).decode()
+    finally:
+        service.transport.close()
+    assert tsv == direct_blastn(query, "16SCore UniVec_Core", tmp_path, "-max_target_seqs", "100")
+    assert (cache / "16SCore" / "staged.json").exists()
+    assert (cache / "UniVec_Core" / "staged.json").exists()
+
+
 def test_the_settings_turn_staging_on_and_pre_reading_on():
     assert (Settings.from_env({}).db_cache_dir, Settings.from_env({}).db_preload) == ("", False)
     configured = Settings.from_env({"BLAST_DB_CACHE_DIR": "/tmp/c", "BLAST_DB_PRELOAD": "1"})
