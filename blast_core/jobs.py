@@ -377,16 +377,20 @@ class Job:
 
     def batch_finished(self, batch: int, queries: int, hits: int, timings: BatchTimings) -> Job:
         """Batch done, its times added to the job's; the job succeeds with the last one."""
-        job = replace(self, batch_states=self._with_state(batch, BATCH_DONE),
-                      queries_done=self.queries_done + queries, hits=(self.hits or 0) + hits,
-                      seconds_queued=self.seconds_queued + timings.queued,
-                      seconds_staging=self.seconds_staging + timings.staging,
-                      seconds_blast=self.seconds_blast + timings.blast,
-                      seconds_transfer=self.seconds_transfer + timings.transfer,
-                      cpu_seconds_blast=self.cpu_seconds_blast + timings.blast_cpu)
+        job = replace(self.timed(timings), batch_states=self._with_state(batch, BATCH_DONE),
+                      queries_done=self.queries_done + queries, hits=(self.hits or 0) + hits)
         if job.batches_done == job.batches:
             job = replace(job, status=SUCCEEDED, finished_at=utc_now(), error=None)
         return job
+
+    def timed(self, timings: BatchTimings) -> Job:
+        """A batch's times added to the job's: also those of a batch stopped by a cancel,
+        whose CPU time was spent all the same."""
+        return replace(self, seconds_queued=self.seconds_queued + timings.queued,
+                       seconds_staging=self.seconds_staging + timings.staging,
+                       seconds_blast=self.seconds_blast + timings.blast,
+                       seconds_transfer=self.seconds_transfer + timings.transfer,
+                       cpu_seconds_blast=self.cpu_seconds_blast + timings.blast_cpu)
 
     def batch_failed(self, batch: int, reason: str) -> Job:
         """A batch failed for good, and with it the job."""

@@ -34,7 +34,12 @@ class ToolTimeout(ToolError):
 
 
 class ToolStopped(ToolError):
-    """The program was killed because its StopCheck said so (its job was cancelled)."""
+    """The program was killed because its StopCheck said so (its job was cancelled), after
+    using `cpu_seconds` of CPU time."""
+
+    def __init__(self, program: str, cpu_seconds: float):
+        super().__init__(program, "stopped on request", None)
+        self.cpu_seconds = cpu_seconds
 
 
 def die_with_parent() -> None:
@@ -113,7 +118,7 @@ def run_measured(args: list[str], timeout: float, cwd: str | None = None,
         if killed == ["timeout"]:
             raise ToolTimeout(program, f"took longer than the limit of {timeout:g} s", None)
         if killed == ["stopped"]:
-            raise ToolStopped(program, "stopped on request", None)
+            raise ToolStopped(program, usage.ru_utime + usage.ru_stime)
         out.seek(0)
         err.seek(0)
         stdout = out.read().decode(errors="replace")

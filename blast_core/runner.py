@@ -49,7 +49,13 @@ _YES_NO = {"yes": "yes", "no": "no"}  # the -dust / -seg values, never the reque
 
 
 class SearchCancelled(Exception):
-    """The job was cancelled while BLAST ran; BLAST was stopped."""
+    """The job was cancelled while BLAST ran; BLAST was stopped after running `blast_seconds`
+    and using `cpu_seconds`."""
+
+    def __init__(self, message: str, blast_seconds: float, cpu_seconds: float):
+        super().__init__(message)
+        self.blast_seconds = blast_seconds
+        self.cpu_seconds = cpu_seconds
 
 
 class SearchRejected(Exception):
@@ -123,8 +129,9 @@ def run_search(job: Job, tools: BlastTools, query_path: str, db_paths: list[str]
         run = run_measured(search_arguments(job, tools, query_path, db_names, archive, queries),
                            timeout=tools.time_limit, cwd=workdir,
                            env={"BLASTDB": ":".join(db_dirs)}, stop=stop)
-    except ToolStopped:
-        raise SearchCancelled(f"job {job.id}: BLAST stopped, the job was cancelled") from None
+    except ToolStopped as stopped:
+        raise SearchCancelled(f"job {job.id}: BLAST stopped, the job was cancelled",
+                              time.monotonic() - started, stopped.cpu_seconds) from None
     except ToolTimeout as error:
         raise SearchRejected(f"BLAST {error.message}") from None
     except ToolError as error:

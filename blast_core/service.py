@@ -99,6 +99,15 @@ class UnknownJob(Exception):
     """A message names a job that has no record: retried, then dead-lettered."""
 
 
+class BatchStopped(Exception):
+    """BLAST of a batch was stopped because its job was cancelled; `timings` says what the
+    batch had spent by then."""
+
+    def __init__(self, timings: jobs.BatchTimings):
+        super().__init__("stopped")
+        self.timings = timings
+
+
 @dataclass(frozen=True)
 class ResultBody:
     chunks: Iterator[bytes]
@@ -332,6 +341,14 @@ class BlastService:
             rejected = str(error)
             self._end_batch(known, number, lambda job: job.batch_failed(number, rejected), jlog)
             return
+        except BatchStopped as stopped:
+            spent = stopped.timings  # on the cancelled record: its CPU time was spent
+            with contextlib.suppress(UnknownJob):  # deleted meanwhile: nothing to record on
+                self._update(job_id, lambda job: job.timed(spent)
+                             if job.status == jobs.CANCELLED else None)
+            jlog.info("job %s batch %d: BLAST stopped after %.1f s, the job was cancelled",
+                      job_id, number, spent.blast)
+            return
         except Exception as error:
             if self._cancelled(job_id):  # BLAST stopped, or the query deleted under it
                 jlog.info("job %s batch %d stopped: the job was cancelled (%s)", job_id, number,
@@ -368,8 +385,13 @@ class BlastService:
             cancelled = runner.StopCheck(lambda: self._cancelled(job.id),
                                          self.settings.cancel_check_seconds)
             with telemetry.span("blast", queries=queries, **traced):
-                result = runner.run_search(job, self.tools, query_path, databases, workdir,
-                                           queries, cancelled)
+                try:
+                    result = runner.run_search(job, self.tools, query_path, databases, workdir,
+                                               queries, cancelled)
+                except runner.SearchCancelled as stopped:
+                    raise BatchStopped(jobs.BatchTimings(
+                        queued, staging, stopped.blast_seconds, transfer,
+                        stopped.cpu_seconds)) from None
                 telemetry.annotate(hits=result.hits, cpu_seconds=result.cpu_seconds)
             clock = time.monotonic()
             with telemetry.span("upload", **traced):

@@ -52,9 +52,11 @@ def wait_until(condition, timeout: float, what: str, interval: float = 0.2):
 
 def test_a_stop_check_kills_the_program_and_a_failing_check_does_not():
     started = time.monotonic()
-    with pytest.raises(ToolStopped):
-        run_measured(["sleep", "30"], timeout=60, stop=StopCheck(lambda: True, 0.2))
+    with pytest.raises(ToolStopped) as stopped:
+        run_measured([sys.executable, "-c", "while True: pass"], timeout=60,
+                     stop=StopCheck(lambda: True, 0.5))
     assert time.monotonic() - started < 5
+    assert stopped.value.cpu_seconds > 0.2  # what it used before it was stopped
 
     def broken() -> bool:
         raise ConnectionError("storage is down")
@@ -107,6 +109,8 @@ def test_cancelling_a_running_search_stops_blastn_skips_its_batches_and_keeps_no
     record = service.get(job["id"])
     assert (record.status, record.batches_done, record.attempts, record.hits) == (
         "cancelled", 0, 1, None)
+    # What the stopped BLAST spent is on the record, for the run summary's cost.
+    assert record.seconds_blast > 0 and record.cpu_seconds_blast > 0
     assert blob_names(service, job["id"]) == []
     assert "cancelled" in server.log.read_text()
 

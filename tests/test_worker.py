@@ -129,3 +129,10 @@ def test_dead_lettered_jobs_are_listed_and_requeued(azurite, blast_available):
     run_worker_until(service, lambda: service.get(job_id).status == "succeeded")
     assert service.get(job_id).attempts == 2
     assert [letter.job_id for letter in service.dead_letters()] == [None]
+
+    # A cancelled job's dead letter is removed, not requeued: the job stays cancelled.
+    cancelled = service.cancel(submit(service, seed=41)).id
+    service.transport.poison.send_message(jobs.encode_message(cancelled))
+    assert service.requeue_dead_letters() == ([], 1)
+    assert service.get(cancelled).status == "cancelled"
+    assert [letter.job_id for letter in service.dead_letters()] == [None]

@@ -696,8 +696,8 @@ function showJobSummary(job) {
     parts.push(` · BLAST ${run.cpu_seconds.toFixed(2)} CPU s${rate}`
       + ` · estimated cost ${run.estimated_cost.toPrecision(2)}`);
   }
-  const times = job.timings;  // where the time went, summed over batches (a cancelled batch adds none)
-  if (times && times.total !== null && job.status !== "cancelled") {
+  const times = job.timings;  // where the time went, summed over batches (stopped ones too)
+  if (times && times.total !== null) {
     parts.push(` · time: queued ${formatSeconds(times.queued)}, BLAST ${formatSeconds(times.blast)}`
       + `, transfer ${formatSeconds(times.transfer)}, staging ${formatSeconds(times.staging)}`
       + `, formatting ${formatSeconds(times.format)}`);
