@@ -1,10 +1,11 @@
-"""The operator's commands, run as a user runs them: `dead-letters` against Azurite, and
-`db upload` up to the Azure Files boundary (Azurite has no Files service)."""
+"""The operator's commands, run as a user runs them: `dead-letters` and `clean-up` against
+Azurite, and `db upload` up to the Azure Files boundary (Azurite has no Files service)."""
 
 import json
 import os
 import subprocess
 import sys
+import time
 
 from conftest import ROOT, SMALL_DB, sample_queries, service_env
 
@@ -38,6 +39,21 @@ def test_dead_letters_are_listed_and_requeued_from_the_command_line(azurite, bla
     assert json.loads(requeued.stdout) == {"requeued": [job.id], "left": 1}
     body = service.transport.receive().body
     assert jobs.decode_message(body) == (job.id, 0)
+
+
+def test_clean_up_deletes_the_expired_jobs_now(azurite, blast_available):
+    env = service_env(azurite, BLAST_RETENTION_DAYS="0.5")
+    service = BlastService.from_settings(Settings.from_env(env))
+    service.ensure_storage()
+    young = service.submit({"query": sample_queries(SMALL_DB, 1, seed=62), "database": SMALL_DB})
+    request = jobs.parse_request({"query": ">q\nACGTACGTACGTACGTACGT", "database": SMALL_DB},
+                                 service.limits, service.catalog.find)
+    old = jobs.Job.submitted(jobs.new_job_id(int(time.time() * 1000) - 86_400_000), request)
+    service.records.create(old)
+    cleaned = run("clean-up", env=env)
+    assert (cleaned.returncode, cleaned.stdout) == (0, "deleted 1 expired job(s)\n")
+    assert service.records.get(old.id) is None and service.get(young.id).status == "queued"
+    assert run("clean-up", env=env).stdout == "deleted 0 expired job(s)\n"
 
 
 def test_db_upload_needs_a_connection_and_reports_build_errors(tmp_path):
