@@ -175,12 +175,15 @@ SCHEMAS: dict[str, Any] = {
 
 _JOB_ID_PARAMETER = {"name": "job_id", "in": "path", "required": True, "schema": _JOB_ID}
 _TEXT_OPTIONS = [
-    {"name": name, "in": "query", "required": False,
-     "description": f"With a text/plain FASTA body: the job's `{name}`.",
-     "schema": {k: v for k, v in jobs.JOB_REQUEST_SCHEMA["properties"][name].items()
-                if k != "description"}}
-    for name in ("database", "program", "task", "evalue", "max_target_seqs", "word_size",
-                 "filter")]
+    {"name": "database", "in": "query", "required": False,
+     "description": "With a text/plain FASTA body: the job's `database`; several names "
+                    "separated by spaces are searched together.",
+     "schema": {"type": "string", "minLength": 1}},
+    *({"name": name, "in": "query", "required": False,
+       "description": f"With a text/plain FASTA body: the job's `{name}`.",
+       "schema": {k: v for k, v in jobs.JOB_REQUEST_SCHEMA["properties"][name].items()
+                  if k != "description"}}
+      for name in ("program", "task", "evalue", "max_target_seqs", "word_size", "filter"))]
 
 PATHS: dict[str, Any] = {
     "/jobs": {

@@ -48,6 +48,9 @@ def _submission(request: ApiRequest) -> object:
                        [FieldError("body", "must be application/json or text/plain")])
     payload: dict[str, object] = {k: _number_or_text(v) if k in jobs.NUMERIC_FIELDS else v
                                   for k, v in request.params.items() if k != "code"}
+    names = str(payload.get("database", "")).split()
+    if len(names) > 1:  # ?database=A%20B: several, as NCBI's DATABASE names them
+        payload["database"] = names
     payload["query"] = text
     return payload
 

@@ -70,6 +70,10 @@ def test_fasta_body_with_options_in_the_query_string(server):
     assert submitted.status_code == 202, submitted.text
     done = wait_for_job(server.url, submitted.json()["id"])
     assert (done["status"], done["task"], done["evalue"]) == ("succeeded", "blastn", 0.001)
+    several = requests.post(f"{server.url}/jobs", data=query,
+                            params={"database": f"{SMALL_DB} 16SCore"},
+                            headers={"Content-Type": "text/plain"})
+    assert several.status_code == 202 and several.json()["databases"] == [SMALL_DB, "16SCore"]
 
 
 def test_recent_jobs_newest_first_and_databases(server):
