@@ -11,9 +11,10 @@ that no search runs with options other than the ones asked for.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from urllib.parse import parse_qsl
 
 from blast_core import jobs
@@ -214,8 +215,15 @@ def _rid(params: Mapping[str, str]) -> str:
 
 
 def _job(service: BlastService, rid: str) -> Job:
-    try:
+    with _known_search(rid):
         return service.get(rid)
+
+
+@contextlib.contextmanager
+def _known_search(rid: str) -> Iterator[None]:
+    """An unknown or expired RID refused as NCBI does: its status is UNKNOWN."""
+    try:
+        yield
     except JobNotFound:
         raise Refusal(404, f"no search with RID {rid}", search_status="UNKNOWN") from None
     except JobExpired as expired:
@@ -230,9 +238,9 @@ def _delete(service: BlastService, params: dict[str, str]) -> ApiResponse:
     """Cancel the search; one that has ended is refused with its status."""
     _check_names(params, DELETE_PARAMETERS, "Delete")
     rid = _rid(params)
-    _job(service, rid)
     try:
-        service.cancel(rid)
+        with _known_search(rid):
+            service.cancel(rid)
     except JobFinished as finished:
         raise Refusal(409, f"search {rid} has ended ({finished.job.status}); only a search "
                            "still waiting can be deleted",

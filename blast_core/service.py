@@ -191,15 +191,19 @@ class BlastService:
     def get(self, job_id: str) -> Job:
         """The job; JobExpired once it is past the retention period, whether or not the
         clean-up has deleted it yet."""
+        self._check_id(job_id)
+        found = self.records.get(job_id)
+        if found is None:
+            raise JobNotFound(job_id)
+        return found[0]
+
+    def _check_id(self, job_id: str) -> None:
+        """JobNotFound for what is not a job id, JobExpired for an expired job's: no read."""
         if not jobs.is_job_id(job_id):
             raise JobNotFound(job_id)
         expired_at = self._expired(job_id)
         if expired_at:
             raise JobExpired(job_id, expired_at)
-        found = self.records.get(job_id)
-        if found is None:
-            raise JobNotFound(job_id)
-        return found[0]
 
     def _expired(self, job_id: str) -> datetime | None:
         """When the job expired, if it has."""
@@ -214,14 +218,17 @@ class BlastService:
         """Cancel a queued or running job: its record turns `cancelled` at once (so no
         pending batch will start, and workers running one stop BLAST at their next check),
         then its query and any batch results are deleted. JobFinished if it has ended."""
-        self.get(job_id)
+        self._check_id(job_id)
 
         def change(job: Job) -> Job:
             if job.status in jobs.FINAL_STATUSES:
                 raise JobFinished(job)
             return job.cancel()
 
-        cancelled, _ = self._update(job_id, change)
+        try:
+            cancelled, _ = self._update(job_id, change)
+        except UnknownJob:
+            raise JobNotFound(job_id) from None
         self.results.delete_job(job_id)
         job_log(job_id).info("job %s cancelled", job_id)
         return cancelled
