@@ -152,3 +152,14 @@ def processes_running(marker: str) -> list[int]:
         except OSError:
             pass  # ended meanwhile
     return found
+
+
+def wait_until(condition, timeout: float, what: str, interval: float = 0.2):
+    """What `condition()` returns once it is true; TimeoutError naming `what` after `timeout` s."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = condition()
+        if found:
+            return found
+        time.sleep(interval)
+    raise TimeoutError(f"{what}: not within {timeout} s")

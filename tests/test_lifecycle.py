@@ -19,6 +19,7 @@ from conftest import (
     service_env,
     start_server,
     wait_for_job,
+    wait_until,
 )
 
 from blast_core import jobs
@@ -35,16 +36,6 @@ LONG_DB = "SSURef_93.fasta"  # 300 Mbases: 20 queries with task blastn take minu
 
 def blob_names(service: BlastService, job_id: str) -> list[str]:
     return [b.name for b in service.results._container.list_blobs(name_starts_with=f"{job_id}/")]
-
-
-def wait_until(condition, timeout: float, what: str, interval: float = 0.2):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = condition()
-        if found:
-            return found
-        time.sleep(interval)
-    raise TimeoutError(f"{what}: not within {timeout} s")
 
 
 # Cancel

@@ -10,7 +10,6 @@ import csv
 import io
 import json
 import re
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,10 +22,12 @@ from conftest import (
     SMALL_DB,
     Server,
     direct_blastn,
+    processes_running,
     sample_queries,
     service_env,
     start_server,
     wait_for_job,
+    wait_until,
 )
 
 from blast_core import functions, jobs
@@ -332,27 +333,6 @@ def quick_cancel(azurite, blast_available, tmp_path) -> Iterator[Server]:
     running.stop()
 
 
-def blastn_processes(job_id: str) -> list[int]:
-    """BLAST processes searching for the job (the worker runs them in blast-<job id>-...)."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError):
-            args = (entry / "cmdline").read_bytes().split(b"\0")
-            if args[0].endswith(b"blastn") and job_id.encode() in b" ".join(args):
-                found.append(int(entry.name))
-    return found
-
-
-def wait_until(condition, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} within {timeout} s")
-        time.sleep(0.1)
-
-
 def test_cancel_stops_a_running_search(page, quick_cancel):
     server = quick_cancel
     open_page(page, f"{server.url}/ui")
@@ -362,7 +342,7 @@ def test_cancel_stops_a_running_search(page, quick_cancel):
     page.click("#submit-button")
     expect(page.locator("#job-summary .badge")).to_have_text(re.compile(r"^running"), timeout=60_000)
     job_id = page.locator("#jobs tbody tr.current a").inner_text()
-    wait_until(lambda: blastn_processes(job_id), 60, "no blastn started")
+    wait_until(lambda: processes_running(job_id), 60, "blastn to start")
     expect(page.locator("#jobs tbody tr.current .badge")).to_have_text(re.compile(r"^running"))
 
     polls: list[str] = []
@@ -376,7 +356,7 @@ def test_cancel_stops_a_running_search(page, quick_cancel):
     job = requests.get(f"{server.url}/jobs/{job_id}").json()
     assert job["status"] == "cancelled" and job["finished_at"]
     assert requests.get(f"{server.url}/jobs/{job_id}/results").status_code == 409
-    wait_until(lambda: not blastn_processes(job_id), 20, f"blastn of {job_id} still runs")
+    wait_until(lambda: not processes_running(job_id), 20, "blastn to be stopped")
 
     # Cancelled is final: neither the job nor the list of recent jobs is polled any more.
     page.wait_for_timeout(500)
