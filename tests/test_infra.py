@@ -29,6 +29,7 @@ HOST_SETTINGS = {
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
     "WEBSITES_ENABLE_APP_SERVICE_STORAGE",
     "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "ENABLE_ORYX_BUILD",
 }
 
 # Identity-based forms of the two connections (settings.Connection reads `<NAME>__<property>`).
@@ -56,15 +57,44 @@ LEFT_AT_DEFAULT = {
 }
 
 
+FUNCTION_APP = INFRA / "modules" / "functionapp.bicep"
+
+
+def bicep_object_var(text: str, name: str) -> dict[str, str]:
+    """Key -> Bicep expression of `var <name> = { ... }`, an object of one-line values."""
+    block = re.search(rf"^var {name} = \{{\n(.*?)^\}}$", text, re.MULTILINE | re.DOTALL)
+    assert block, f"no `var {name} = {{ ... }}` object"
+    return dict(re.findall(r"^  '?([A-Za-z_][A-Za-z0-9_]*)'?: (.+)$", block.group(1), re.MULTILINE))
+
+
+def app_settings_union() -> list[str]:
+    """The arguments of `var appSettings = union(...)`, in order (later ones win)."""
+    union = re.search(r"^var appSettings = union\((.*)\)$", FUNCTION_APP.read_text(), re.MULTILINE)
+    assert union, "functionapp.bicep: no one-line `var appSettings = union(...)`"
+    return [argument.strip() for argument in union.group(1).split(",")]
+
+
+def deployment_settings(container: bool) -> dict[str, str]:
+    """Name -> Bicep expression of the settings that functionapp.bicep's map gives the app for
+    one value of blastSource (`useContainer`), object variables resolved."""
+    text = FUNCTION_APP.read_text()
+    settings: dict[str, str] = {}
+    for argument in app_settings_union():
+        branch = re.fullmatch(r"useContainer \? (\w+) : (\w+)", argument)
+        if branch:
+            argument = branch.group(1) if container else branch.group(2)
+        if re.search(rf"^var {argument} = \{{$", text, re.MULTILINE):
+            settings.update(bicep_object_var(text, argument))
+    return settings
+
+
 def app_settings() -> dict[str, str]:
-    """Name -> Bicep expression of every app setting functionapp.bicep writes."""
-    text = (INFRA / "modules" / "functionapp.bicep").read_text()
-    block = re.search(r"^var appSettings = union\(\{\n(.*?)^\}\)$", text, re.MULTILINE | re.DOTALL)
-    assert block, "functionapp.bicep: no `var appSettings = union({ ... })` block"
-    settings = dict(re.findall(r"^\s+'?([A-Za-z_][A-Za-z0-9_]*)'?: (.+)$", block.group(1), re.MULTILINE))
+    """Name -> Bicep expression of every app setting functionapp.bicep writes, either way."""
+    settings = deployment_settings(container=True) | deployment_settings(container=False)
+    assert settings, "functionapp.bicep: no app settings found"
     # The one setting that holds a key is written apart from the map.
-    keyed = re.search(r"^var contentShareConnection = \{\n\s+name: '(\w+)'\n\s+value: (.+)$", text,
-                      re.MULTILINE)
+    keyed = re.search(r"^var contentShareConnection = \{\n\s+name: '(\w+)'\n\s+value: (.+)$",
+                      FUNCTION_APP.read_text(), re.MULTILINE)
     assert keyed, "functionapp.bicep: no `var contentShareConnection` setting"
     settings[keyed.group(1)] = keyed.group(2)
     return settings
@@ -181,7 +211,7 @@ def test_host_time_limits_cover_the_blast_time_limit(key: str) -> None:
                     else host["extensions"]["serviceBus"][key])
     assert limit >= int(DEFAULTS["BLAST_TIME_LIMIT"])
     # Nor may a deployment set a longer BLAST run than the host lets finish.
-    for path in (INFRA / "main.bicep", INFRA / "modules" / "functionapp.bicep"):
+    for path in (INFRA / "main.bicep", FUNCTION_APP):
         assert int(bicep_params(path)["blastTimeLimitSeconds"][1]["maxValue"]) < limit, path
 
 
@@ -240,3 +270,17 @@ def test_result_lifecycle_rule_expires_blobs_after_the_retention_setting() -> No
                        body, re.MULTILINE)
     assert delete, "the rule does not delete base blobs by days after creation"
     assert delete.group(1) == days, f"the rule's days are {delete.group(1)}, not the retention parameter"
+
+
+def test_code_deployments_are_built_on_the_server() -> None:
+    """A zip deployment (azd deploy, func azure functionapp publish) of blastSource share is
+    only installed with its requirements when the server builds it, and a remote build on
+    Linux needs both settings ("App settings reference for Azure Functions", ENABLE_ORYX_BUILD;
+    azd's core/host Bicep modules set both). The image of blastSource container is built
+    elsewhere."""
+    code = deployment_settings(container=False)
+    for name in ("SCM_DO_BUILD_DURING_DEPLOYMENT", "ENABLE_ORYX_BUILD"):
+        assert code.get(name) == "'true'", f"the code deployment does not set {name} to 'true'"
+    container = deployment_settings(container=True)
+    assert not {"SCM_DO_BUILD_DURING_DEPLOYMENT", "ENABLE_ORYX_BUILD"} & set(container)
+    assert container.get("WEBSITES_ENABLE_APP_SERVICE_STORAGE") == "'false'"

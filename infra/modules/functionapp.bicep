@@ -81,9 +81,9 @@ resource dataStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: dataStorageName
 }
 
-// App settings, as a map that tests/test_infra.py reads. Values must be known when the
+// App settings, as maps that tests/test_infra.py reads. Values must be known when the
 // deployment starts (they feed a for-expression): the key-bearing setting is separate.
-var appSettings = union({
+var commonSettings = {
   FUNCTIONS_EXTENSION_VERSION: '~4'
   FUNCTIONS_WORKER_RUNTIME: 'python'
   AzureWebJobsStorage__accountName: hostStorage.name
@@ -105,13 +105,24 @@ var appSettings = union({
   BLAST_SERVICEBUS__fullyQualifiedNamespace: serviceBusFullyQualifiedNamespace
   BLAST_STORAGE__blobServiceUri: dataBlobEndpoint
   BLAST_STORAGE__tableServiceUri: dataTableEndpoint
-}, useContainer ? {
-  // The image carries the app; /home is not the content of a code deployment.
+}
+
+// blastSource container: the image carries the app; /home is not the content of a code
+// deployment.
+var containerSettings = {
   WEBSITES_ENABLE_APP_SERVICE_STORAGE: 'false'
-} : {
-  // Zip deployments (azd deploy) install requirements.txt on the server.
+}
+
+// blastSource share: zip deployments (azd deploy, func azure functionapp publish) are built on
+// the server, which installs requirements.txt. A remote build on Linux needs both settings
+// ("App settings reference for Azure Functions", ENABLE_ORYX_BUILD); without the second the
+// code can be deployed without its packages. azd's own Bicep modules set both.
+var codeDeploymentSettings = {
   SCM_DO_BUILD_DURING_DEPLOYMENT: 'true'
-})
+  ENABLE_ORYX_BUILD: 'true'
+}
+
+var appSettings = union(commonSettings, useContainer ? containerSettings : codeDeploymentSettings)
 
 var appSettingsList = [for setting in items(appSettings): {
   name: setting.key
