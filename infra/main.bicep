@@ -92,6 +92,9 @@ param blastBinSubdirectory string = 'ncbi-blast/bin'
 @description('Give the app Azure Service Bus Data Owner on the queue so target-based scaling sees the exact queue length.')
 param accurateScaleMetrics bool = true
 
+@description('More app settings of the function app, name to value, e.g. {"BLAST_MAX_QUERIES": "50000"}. Every deployment replaces the app\'s whole set of settings, so one set by hand is lost on the next deployment: set it here. Names this template writes keep the template\'s values; no secrets (use a Key Vault reference).')
+param extraAppSettings object = {}
+
 var token = uniqueString(resourceGroup().id, namePrefix)
 var prefix = toLower(namePrefix)
 var useContainer = blastSource == 'container'
@@ -188,6 +191,7 @@ module functionApp 'modules/functionapp.bicep' = {
     blastThreads: blastThreads
     blastTimeLimitSeconds: blastTimeLimitSeconds
     retentionDays: retentionDays
+    extraAppSettings: extraAppSettings
   }
 }
 

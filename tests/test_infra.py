@@ -43,12 +43,12 @@ LEFT_AT_DEFAULT = {
     "BLAST_API_KEY": "serve only; in Azure function keys guard the routes",
     "BLAST_VISIBILITY_TIMEOUT": "the Storage Queue worker of serve only",
     "BLAST_RESULT_LINK_HOURS": "24 h is within the 7-day limit of user delegation SAS",
-    "BLAST_MAX_QUERY_BYTES": "request limits: change them as app settings if needed",
-    "BLAST_MAX_QUERIES": "request limits: change them as app settings if needed",
-    "BLAST_MAX_SEQUENCE_LETTERS": "request limits: change them as app settings if needed",
-    "BLAST_BATCH_LETTERS": "the per-program defaults suit the plans; an app setting overrides them",
+    "BLAST_MAX_QUERY_BYTES": "request limits: change them with the extraAppSettings parameter",
+    "BLAST_MAX_QUERIES": "request limits: change them with the extraAppSettings parameter",
+    "BLAST_MAX_SEQUENCE_LETTERS": "request limits: change them with the extraAppSettings parameter",
+    "BLAST_BATCH_LETTERS": "the per-program defaults suit the plans; extraAppSettings overrides them",
     "BLAST_PRICE_PER_CORE_SECOND": "a price for cost estimates only; the default is the EP list "
-                                   "price per core, an app setting sets a region's",
+                                   "price per core, extraAppSettings sets a region's",
     "BLAST_DB_PRELOAD": "staging (BLAST_DB_CACHE_DIR) already reads each database once per instance, "
                         "leaving it in the page cache; pre-reading pays only without a cache",
     "BLAST_CLEANUP_SECONDS": "serve only; in Azure the timer function cleanup_expired_jobs runs hourly",
@@ -284,3 +284,18 @@ def test_code_deployments_are_built_on_the_server() -> None:
     container = deployment_settings(container=True)
     assert not {"SCM_DO_BUILD_DURING_DEPLOYMENT", "ENABLE_ORYX_BUILD"} & set(container)
     assert container.get("WEBSITES_ENABLE_APP_SERVICE_STORAGE") == "'false'"
+
+
+def test_app_settings_set_outside_the_template_survive_a_redeployment() -> None:
+    """siteConfig.appSettings replaces the app's whole set on every deployment, so a setting
+    added by hand (a request limit, a region's price) would be wiped by the next one: the
+    extraAppSettings parameter carries them through main.bicep into the map, first in the
+    union so that the settings the template writes keep their values."""
+    main_path = INFRA / "main.bicep"
+    assert bicep_params(main_path)["extraAppSettings"][0] == "{}"
+    assert bicep_params(FUNCTION_APP)["extraAppSettings"][0] == "{}"
+    assert bicep_module_params(main_path, "functionApp").get("extraAppSettings") == "extraAppSettings"
+    union = app_settings_union()
+    assert union[0] == "extraAppSettings" and "extraAppSettings" not in union[1:], union
+    # Values become strings, so {"BLAST_MAX_QUERIES": 50000} works as well as "50000".
+    assert re.search(r"^  value: string\(setting\.value\)$", FUNCTION_APP.read_text(), re.MULTILINE)

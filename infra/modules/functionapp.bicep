@@ -60,6 +60,9 @@ param blastTimeLimitSeconds int
 @minValue(0)
 param retentionDays int
 
+@description('More app settings, name to value (strings), merged into the ones this module writes; a name it writes itself keeps its value here.')
+param extraAppSettings object = {}
+
 var useContainer = blastSource == 'container'
 
 var coresPerInstance = {
@@ -122,11 +125,14 @@ var codeDeploymentSettings = {
   ENABLE_ORYX_BUILD: 'true'
 }
 
-var appSettings = union(commonSettings, useContainer ? containerSettings : codeDeploymentSettings)
+// siteConfig.appSettings replaces the app's whole set on every deployment, so a setting added
+// by hand would be lost on the next one: extraAppSettings carries them. It comes first, so the
+// settings written here, which the rest of the deployment depends on, keep their values.
+var appSettings = union(extraAppSettings, commonSettings, useContainer ? containerSettings : codeDeploymentSettings)
 
 var appSettingsList = [for setting in items(appSettings): {
   name: setting.key
-  value: setting.value
+  value: string(setting.value)
 }]
 
 // Unavoidable key: the Elastic Premium content share (WEBSITE_CONTENTSHARE) accepts only a
