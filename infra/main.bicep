@@ -76,7 +76,7 @@ param dbCacheDir string = ''
 @minValue(0)
 param retentionDays int = 60
 
-@description('Where BLAST+ comes from: container (the Dockerfile image, pushed to the registry this template creates) or share (Python 3.11 code deployment; BLAST+ binaries uploaded to the database share).')
+@description('Where BLAST+ comes from: container (the Dockerfile image, pushed to the registry this template creates) or share (Python 3.12 code deployment; NCBI\'s BLAST+ binaries uploaded to the database share, see infra/README.md).')
 @allowed([
   'container'
   'share'

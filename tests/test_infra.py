@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from blast_core import blastplus
 from blast_core.settings import SERVICEBUS_CONNECTION, SETTINGS, STORAGE_CONNECTION
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,6 +59,14 @@ LEFT_AT_DEFAULT = {
 
 
 FUNCTION_APP = INFRA / "modules" / "functionapp.bicep"
+DOCKERFILE = ROOT / "Dockerfile"
+
+
+def dockerfile_arg(name: str) -> str:
+    """The default of `ARG <name>=...` in the Dockerfile."""
+    match = re.search(rf"^ARG {name}=(\S+)$", DOCKERFILE.read_text(), re.MULTILINE)
+    assert match, f"Dockerfile: no ARG {name} with a default"
+    return match.group(1)
 
 
 def bicep_object_var(text: str, name: str) -> dict[str, str]:
@@ -299,3 +308,42 @@ def test_app_settings_set_outside_the_template_survive_a_redeployment() -> None:
     assert union[0] == "extraAppSettings" and "extraAppSettings" not in union[1:], union
     # Values become strings, so {"BLAST_MAX_QUERIES": 50000} works as well as "50000".
     assert re.search(r"^  value: string\(setting\.value\)$", FUNCTION_APP.read_text(), re.MULTILINE)
+
+
+def test_both_deployment_paths_run_the_same_python_on_a_supported_debian() -> None:
+    """blastSource container runs the Functions image's Python, blastSource share the
+    linuxFxVersion one: the same, or code tested on one can break on the other. Functions'
+    Python images up to 3.11 are Debian bullseye, whose LTS ended on 2026-08-31; 3.12 is built
+    on bookworm (Azure/azure-functions-docker host/4/python-build.yml)."""
+    base = re.search(r"^FROM mcr\.microsoft\.com/azure-functions/python:4-python(\d+)\.(\d+)$",
+                     DOCKERFILE.read_text(), re.MULTILINE)
+    assert base, "Dockerfile: not FROM mcr.microsoft.com/azure-functions/python:4-pythonX.Y"
+    code = re.search(r"'Python\|(\d+)\.(\d+)'", FUNCTION_APP.read_text())
+    assert code, "functionapp.bicep: no linuxFxVersion 'Python|X.Y'"
+    assert base.groups() == code.groups(), f"image Python {base.groups()}, code Python {code.groups()}"
+    assert tuple(int(part) for part in base.groups()) >= (3, 12), "a bullseye image"
+    assert dockerfile_arg("DEBIAN_CODENAME") == "bookworm"
+
+
+def test_one_blast_release_for_every_deployment_path() -> None:
+    """The image installs Debian's package of blastplus.VERSION, infra/README has operators
+    upload NCBI's build of it to the share, and names no other release."""
+    release = blastplus.VERSION
+    assert dockerfile_arg("NCBI_BLAST_DEBIAN_VERSION") == blastplus.DEBIAN_PACKAGE_VERSION
+    assert blastplus.DEBIAN_PACKAGE_VERSION.startswith(f"{release}+")
+    readme = (INFRA / "README.md").read_text()
+    assert blastplus.NCBI_LINUX_TARBALL in readme, "infra/README does not upload NCBI's build"
+    named = (re.findall(r"ncbi-blast-(\d+\.\d+\.\d+)\+", readme)
+             + re.findall(r"blast\+/(\d+\.\d+\.\d+)/", readme)
+             + re.findall(r"BLAST\+ (\d+\.\d+\.\d+)", readme)
+             + re.findall(r"`(\d+\.\d+\.\d+)\+ds-", readme))
+    assert named and set(named) == {release}, f"infra/README names BLAST+ {sorted(set(named))}"
+
+
+def test_the_tests_run_the_blast_release_that_is_deployed() -> None:
+    """Every search test compares with this machine's blastn: it must be the deployed release
+    (Debian bookworm's ncbi-blast+ is blastplus.DEBIAN_PACKAGE_VERSION)."""
+    found = blastplus.installed_version()
+    assert found == blastplus.VERSION, (
+        f"blastn here is {found or 'missing'}, the deployment runs BLAST+ {blastplus.VERSION}")
+    assert blastplus.installed_version("/nonexistent/blastn") is None

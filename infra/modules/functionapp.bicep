@@ -1,4 +1,4 @@
-// The Linux function app: Python 3.11 code or the BLAST+ container image, a system-assigned
+// The Linux function app: Python 3.12 code or the BLAST+ container image, a system-assigned
 // identity for every connection that accepts one, and the database share mounted at
 // BLAST_DB_DIR. The names written here are checked against blast_core/settings.py by
 // tests/test_infra.py.
@@ -15,7 +15,7 @@ param planId string
 ])
 param planSku string
 
-@description('container: run the image built from the Dockerfile (BLAST+ on PATH); share: run Python 3.11 code and take BLAST+ from the database share.')
+@description('container: run the image built from the Dockerfile (BLAST+ on PATH); share: run Python 3.12 code (the Python of the Dockerfile\'s base image) and take BLAST+ from the database share.')
 @allowed([
   'container'
   'share'
@@ -161,7 +161,9 @@ resource site 'Microsoft.Web/sites@2023-12-01' = {
     httpsOnly: true
     clientAffinityEnabled: false
     siteConfig: {
-      linuxFxVersion: useContainer ? 'DOCKER|${containerImage}' : 'Python|3.11'
+      // The code deployment runs the Python of the container's base image (Dockerfile), so
+      // both blastSource choices run the same Python; tests/test_infra.py checks they agree.
+      linuxFxVersion: useContainer ? 'DOCKER|${containerImage}' : 'Python|3.12'
       acrUseManagedIdentityCreds: useContainer
       ftpsState: 'Disabled'
       minTlsVersion: '1.2'
