@@ -5,11 +5,21 @@ Without it no tracer provider is configured, `tracer` stays OpenTelemetry's no-o
 nothing is exported and the spans cost next to nothing. A job's trace context crosses the
 queue as a W3C `traceparent` carrier inside the message (`jobs.encode_message`), so the
 worker's spans continue the trace that `submit` started, whichever transport carried it.
+
+Each log line reaches Application Insights once. Under the Functions host the host already
+sends every Python log record there: the Python worker hangs a handler on the root logger
+that passes each record to the host (azure-functions-python-worker, `dispatcher.py`), which
+writes it to the `traces` table ("How to configure monitoring for Azure Functions", custom
+application logs), so there the distro exports traces only. `serve` and `worker` have no
+host: the distro exports their logs as well. The deployment keeps the host's default
+telemetry mode and does not set PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: with it the
+worker would configure the distro itself, logs included, beside the host's forwarding.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -26,21 +36,49 @@ tracer = trace.get_tracer("blast_core")
 _propagator = TraceContextTextMapPropagator()  # W3C only: `traceparent` and `tracestate`
 _configured = False
 
+# Set by the Functions host in every worker it starts (an app setting in Azure, a value of
+# local.settings.json under `func start`); the distro detects Functions by the same variable.
+FUNCTIONS_HOST_SETTING = "FUNCTIONS_WORKER_RUNTIME"
+# The distro's switch for its log export ("OTEL_LOGS_EXPORTER: if set to None, disables
+# collection and export of logging telemetry", azure-monitor-opentelemetry's README). Its
+# disable_logging argument is not honoured: 1.8 overwrites it from this variable
+# (_utils/configurations.py, _default_disable_logging).
+LOGS_EXPORTER_SETTING = "OTEL_LOGS_EXPORTER"
+
 Attribute = str | int | float | bool
 
 
+def under_functions_host(env: Mapping[str, str]) -> bool:
+    """Whether this process is a language worker of the Functions host, whose log records the
+    host forwards to Application Insights itself."""
+    return bool(env.get(FUNCTIONS_HOST_SETTING, "").strip())
+
+
 def configure(settings: Settings) -> bool:
-    """Export traces (and logs) to Application Insights when its connection string is set;
-    once per process, later calls do nothing. Returns whether anything is exported."""
+    """Export traces to Application Insights when its connection string is set, and logs too
+    unless the Functions host forwards them; once per process, later calls do nothing.
+    Returns whether anything is exported."""
     global _configured
     if _configured or not settings.monitor_connection:
         return _configured
     # Imported here: the distro takes most of a second to import, and is only needed here.
     from azure.monitor.opentelemetry import configure_azure_monitor
 
-    configure_azure_monitor(connection_string=settings.monitor_connection)
+    host_forwards_logs = under_functions_host(settings.env)
+    previous = os.environ.get(LOGS_EXPORTER_SETTING)
+    if host_forwards_logs:
+        os.environ[LOGS_EXPORTER_SETTING] = "none"  # read once, by the call below
+    try:
+        configure_azure_monitor(connection_string=settings.monitor_connection)
+    finally:
+        if host_forwards_logs:
+            if previous is None:
+                os.environ.pop(LOGS_EXPORTER_SETTING, None)
+            else:
+                os.environ[LOGS_EXPORTER_SETTING] = previous
     _configured = True
-    log.info("traces are exported to Application Insights")
+    log.info("traces are exported to Application Insights%s",
+             ", logs by the Functions host" if host_forwards_logs else ", and logs")
     return True
 
 

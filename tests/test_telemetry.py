@@ -122,3 +122,87 @@ print("ok")
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
                           text=True, timeout=60)
     assert done.stdout.strip() == "ok", done.stderr
+
+
+# One process as the service runs it, with the two ways a log record can reach Application
+# Insights replaced by recorders: the Functions host's forwarding by a handler on the root
+# logger (the Python worker puts one there that sends every record to the host, which writes
+# it to Application Insights: azure-functions-python-worker, dispatcher.py), the distro's
+# Azure Monitor exporters by in-memory ones (configure_azure_monitor builds its exporters
+# from these names). Metrics, live metrics, statsbeat and the control plane are off: nothing
+# leaves the process.
+ONE_LINE_SCRIPT = """
+import json, logging, sys
+from opentelemetry import trace
+from opentelemetry._logs import get_logger_provider
+from opentelemetry.sdk._logs.export import InMemoryLogExporter
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+import azure.monitor.opentelemetry._configure as distro
+import azure.monitor.opentelemetry.exporter as exporters
+from blast_core import telemetry
+from blast_core.settings import Settings
+
+log_exporters, span_exporters, forwarded = [], [], []
+
+class DistroLogExporter(InMemoryLogExporter):  # stands in for AzureMonitorLogExporter
+    def __init__(self, **options):
+        super().__init__()
+        log_exporters.append(self)
+
+class DistroSpanExporter(InMemorySpanExporter):  # stands in for AzureMonitorTraceExporter
+    def __init__(self, **options):
+        super().__init__()
+        span_exporters.append(self)
+
+class HostForwarding(logging.Handler):  # stands in for the Python worker's handler
+    def emit(self, record):
+        forwarded.append(record.getMessage())
+
+exporters.AzureMonitorLogExporter = DistroLogExporter
+distro.AzureMonitorTraceExporter = DistroSpanExporter
+distro._setup_live_metrics = lambda configurations: None
+logging.getLogger().setLevel(logging.INFO)
+if sys.argv[1] == "host":
+    logging.getLogger().addHandler(HostForwarding())
+
+assert telemetry.configure(Settings.from_env()) is True
+logging.getLogger("blast_core.worker").info("one line")
+with telemetry.span("submit", job_id="x"):
+    pass
+getattr(get_logger_provider(), "force_flush", lambda: None)()  # none set: a proxy
+trace.get_tracer_provider().force_flush()
+exported = [r.log_record.body for e in log_exporters for r in e.get_finished_logs()]
+print(json.dumps({
+    "forwarded": forwarded.count("one line"),
+    "exported": exported.count("one line"),
+    "spans": [s.name for e in span_exporters for s in e.get_finished_spans()],
+}))
+"""
+
+
+@pytest.mark.parametrize("process", ["host", "serve"])
+def test_a_log_line_reaches_application_insights_once(process):
+    """Under the Functions host the host's forwarding carries logs and the distro only
+    traces; `serve` and `worker` have no host, so the distro carries both. The deployment
+    keeps the host's default telemetry mode, in which it forwards worker logs, and does not
+    have the worker configure the distro itself (PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY)."""
+    assert "telemetryMode" not in json.loads((ROOT / "host.json").read_text())
+    assert "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY" not in (
+        ROOT / "infra" / "modules" / "functionapp.bicep").read_text()
+    env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT),
+           "APPLICATIONINSIGHTS_CONNECTION_STRING":
+               "InstrumentationKey=00000000-0000-0000-0000-000000000000;"
+               "IngestionEndpoint=http://127.0.0.1:9/",
+           "OTEL_METRICS_EXPORTER": "none",
+           "OTEL_TRACES_SAMPLER": "always_on",  # the default samples at a rate, maybe not one span
+           "APPLICATIONINSIGHTS_STATSBEAT_DISABLED_ALL": "true",
+           "APPLICATIONINSIGHTS_CONTROLPLANE_DISABLED": "true"}
+    if process == "host":
+        env["FUNCTIONS_WORKER_RUNTIME"] = "python"  # set by the host in its workers
+    done = subprocess.run([sys.executable, "-c", ONE_LINE_SCRIPT, process], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    counts = json.loads(done.stdout.strip().splitlines()[-1])
+    assert counts["forwarded"] + counts["exported"] == 1, counts
+    assert counts["forwarded" if process == "host" else "exported"] == 1, counts
+    assert counts["spans"] == ["submit"], "traces are exported either way"
