@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -347,3 +349,68 @@ def test_the_tests_run_the_blast_release_that_is_deployed() -> None:
     assert found == blastplus.VERSION, (
         f"blastn here is {found or 'missing'}, the deployment runs BLAST+ {blastplus.VERSION}")
     assert blastplus.installed_version("/nonexistent/blastn") is None
+
+
+def core_tools_ignores(funcignore: str) -> Callable[[str], bool]:
+    """How Azure Functions Core Tools reads .funcignore when it packages the app (its
+    GitIgnoreParser.cs, a port of codemix/gitignore-parser): each pattern, regex-escaped with
+    `**` as `(.+)` and `*` as `([^/]+)`, must match at the start of the path from the app root;
+    a `!` pattern accepts again."""
+    patterns: dict[bool, list[str]] = {True: [], False: []}
+    for line in funcignore.split("\n"):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        negated = line.startswith("!")
+        line = line[1:] if negated else line
+        patterns[negated].append(line[1:] if line.startswith("/") else line)
+
+    def regex(lines: list[str]) -> re.Pattern[str]:
+        prepared = [re.sub(r"[-\[\]/{}()+?.\\^$|]", lambda m: "\\" + m.group(0), line)
+                    .replace("**", "(.+)").replace("*", "([^\\/]+)") for line in lines]
+        return re.compile("^((" + ")|(".join(prepared) + "))") if prepared else re.compile("$^")
+
+    denied, accepted = regex(patterns[False]), regex(patterns[True])
+    return lambda path: bool(denied.match(path)) and not accepted.match(path)
+
+
+def gitignore_ignored(funcignore: str, paths: list[str], workdir: Path) -> set[str]:
+    """The paths that git's own .gitignore rules ignore with .funcignore as the .gitignore:
+    how azd reads it ("Configure service packaging file exclusions")."""
+    subprocess.run(["git", "init", "-q", str(workdir)], check=True)
+    (workdir / ".gitignore").write_text(funcignore)
+    done = subprocess.run(["git", "-C", str(workdir), "-c", "core.excludesFile=/dev/null",
+                           "check-ignore", "--no-index", "--stdin"],
+                          input="\n".join(paths), capture_output=True, text=True)
+    assert done.returncode in (0, 1), done.stderr  # 1: nothing ignored
+    return set(done.stdout.split())
+
+
+def test_the_code_package_leaves_out_caches_local_data_and_development_files(tmp_path) -> None:
+    """Bytecode, Azurite's data (in .azurite with --location, or where it was started) and the
+    rest of the development tree stay out of the code package, by Core Tools' reading of
+    .funcignore and by azd's (gitignore); the app's own files all go in."""
+    left_out = [
+        "__pycache__/function_app.cpython-312.pyc", "function_app.pyc",
+        "blast_core/__pycache__/settings.cpython-312.pyc",
+        "blast_core/web/__pycache__/x.cpython-311.pyc", "blast_core/settings.pyc",
+        ".azurite/__azurite_db_blob__.json", ".azurite/__blobstorage__/0a1b",
+        "__azurite_db_blob__.json", "__azurite_db_queue_extent__.json", "__azurite_db_table__.json",
+        "__blobstorage__/0a1b2c", "__queuestorage__/0a1b2c",
+        ".python_packages/lib/site-packages/x.py", ".venv/bin/python", ".venv-infra/bin/checkov",
+        "node_modules/azurite/package.json", "local.settings.json", "tests/test_infra.py",
+        "infra/main.bicep", "docs/benchmarks.md", "test-artifacts/web-results.png",
+        "demo-results/1.tsv", ".pytest_cache/README.md", "Dockerfile", ".github/workflows/ci.yml",
+    ]
+    tracked = subprocess.run(["git", "-C", str(ROOT), "ls-files", "blast_core"], check=True,
+                             capture_output=True, text=True).stdout.split()
+    shipped = ["function_app.py", "host.json", "requirements.txt", *tracked]
+    assert "blast_core/settings.py" in shipped
+    funcignore = (ROOT / ".funcignore").read_text()
+
+    core_tools = core_tools_ignores(funcignore)
+    assert [p for p in left_out if not core_tools(p)] == [], "Core Tools would ship these"
+    assert [p for p in shipped if core_tools(p)] == [], "Core Tools would leave these out"
+    ignored = gitignore_ignored(funcignore, left_out + shipped, tmp_path / "package")
+    assert sorted(set(left_out) - ignored) == [], "azd would ship these"
+    assert sorted(set(shipped) & ignored) == [], "azd would leave these out"
