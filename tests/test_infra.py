@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from blast_core import blastplus
-from blast_core.settings import SERVICEBUS_CONNECTION, SETTINGS, STORAGE_CONNECTION
+from blast_core.settings import SERVICEBUS_CONNECTION, SETTINGS, STORAGE_CONNECTION, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 INFRA = ROOT / "infra"
@@ -414,3 +414,23 @@ def test_the_code_package_leaves_out_caches_local_data_and_development_files(tmp
     ignored = gitignore_ignored(funcignore, left_out + shipped, tmp_path / "package")
     assert sorted(set(left_out) - ignored) == [], "azd would ship these"
     assert sorted(set(shipped) & ignored) == [], "azd would leave these out"
+
+
+def test_the_local_settings_example_has_what_func_start_needs() -> None:
+    """`cp local.settings.json.example local.settings.json; func start` against Azurite: the
+    worker runtime, the host's storage, every %SETTING% the bindings in function_app.py name,
+    and the connection of the queue trigger registered for the example's transport. No
+    AzureWebJobsFeatureFlags=EnableWorkerIndexing: worker indexing is the default since host
+    4.28 (azure-functions-host #9574), and Core Tools dropped the flag (#3798)."""
+    example = json.loads((ROOT / "local.settings.json.example").read_text())
+    values = example["Values"]
+    assert example["IsEncrypted"] is False
+    assert "AzureWebJobsFeatureFlags" not in values
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert values["AzureWebJobsStorage"] == "UseDevelopmentStorage=true"
+    bindings = (ROOT / "function_app.py").read_text()
+    for name in re.findall(r"%(\w+)%", bindings):
+        assert values.get(name), f"function_app.py binds %{name}%, which the example leaves unset"
+    settings = Settings.from_env(values)
+    assert settings.queue_transport == "storage", "the example runs on Azurite alone"
+    assert settings.connection(STORAGE_CONNECTION).string == "UseDevelopmentStorage=true"
