@@ -434,3 +434,17 @@ def test_the_local_settings_example_has_what_func_start_needs() -> None:
     settings = Settings.from_env(values)
     assert settings.queue_transport == "storage", "the example runs on Azurite alone"
     assert settings.connection(STORAGE_CONNECTION).string == "UseDevelopmentStorage=true"
+
+
+def test_the_docs_do_not_promise_queue_scaling_on_a_dedicated_plan() -> None:
+    """The template deploys an Elastic Premium plan, which scales on the queue; a Dedicated
+    (App Service) plan scales only manually or by autoscale rules ("Azure Functions hosting
+    options"), so no sentence may put Dedicated plans and queue scaling together."""
+    assert re.search(r"^\s+name: 'EP[123]'|tier: 'ElasticPremium'",
+                     (INFRA / "modules" / "plan.bicep").read_text(), re.MULTILINE)
+    for path in (ROOT / "README.md", INFRA / "README.md"):
+        text = re.sub(r"\s+", " ", path.read_text())
+        for sentence in re.split(r"(?<=\.)\s", text):
+            if re.search(r"\bdedicated\b", sentence, re.IGNORECASE) and re.search(
+                    r"scal\w* (out )?(with|on) (the )?queue", sentence):
+                assert re.search(r"\b(not|no)\b", sentence), f"{path.name}: {sentence}"
