@@ -95,6 +95,17 @@ param accurateScaleMetrics bool = true
 @description('More app settings of the function app, name to value, e.g. {"BLAST_MAX_QUERIES": "50000"}. Every deployment replaces the app\'s whole set of settings, so one set by hand is lost on the next deployment: set it here. Names this template writes keep the template\'s values; no secrets (use a Key Vault reference).')
 param extraAppSettings object = {}
 
+@description('Object (principal) id of whoever runs the operator commands against this deployment (python -m blast_core dead-letters [--requeue], clean-up; see infra/README.md): it gets Azure Service Bus Data Owner on the queue and Storage Blob and Table Data Contributor on the data account. Empty: no operator roles.')
+param operatorPrincipalId string = ''
+
+@description('What operatorPrincipalId is.')
+@allowed([
+  'User'
+  'Group'
+  'ServicePrincipal'
+])
+param operatorPrincipalType string = 'User'
+
 var token = uniqueString(resourceGroup().id, namePrefix)
 var prefix = toLower(namePrefix)
 var useContainer = blastSource == 'container'
@@ -209,6 +220,17 @@ module roles 'modules/roles.bicep' = {
   }
 }
 
+module operatorRoles 'modules/operatorroles.bicep' = if (!empty(operatorPrincipalId)) {
+  name: 'operator-roles'
+  params: {
+    principalId: operatorPrincipalId
+    principalType: operatorPrincipalType
+    dataStorageName: storage.outputs.name
+    serviceBusName: serviceBus.outputs.name
+    queueName: serviceBus.outputs.queueName
+  }
+}
+
 // Names and addresses only: no key or connection string leaves the deployment.
 output FUNCTION_APP_NAME string = functionApp.outputs.name
 output FUNCTION_APP_URL string = 'https://${functionApp.outputs.defaultHostName}'
@@ -216,3 +238,18 @@ output DATA_STORAGE_ACCOUNT string = storage.outputs.name
 output DB_SHARE_NAME string = storage.outputs.dbShareName
 output SERVICEBUS_NAMESPACE string = serviceBus.outputs.name
 output CONTAINER_REGISTRY string = useContainer ? registry.outputs.name : ''
+
+// The settings with which the operator commands reach this deployment under the operator's
+// own identity (infra/README.md, "Operator commands"), named as the code reads them, so that
+// `azd env get-values` or the deployment's outputs can be exported as they are.
+output BLAST_QUEUE_TRANSPORT string = 'servicebus'
+output BLAST_QUEUE_NAME string = serviceBus.outputs.queueName
+output BLAST_SERVICEBUS__fullyQualifiedNamespace string = serviceBus.outputs.fullyQualifiedNamespace
+// Empty on purpose: `python -m blast_core` falls back to the local Azurite's connection string
+// when BLAST_STORAGE is unset; set and empty, the identity-based BLAST_STORAGE__* below apply.
+output BLAST_STORAGE string = ''
+output BLAST_STORAGE__blobServiceUri string = storage.outputs.blobEndpoint
+output BLAST_STORAGE__tableServiceUri string = storage.outputs.tableEndpoint
+output BLAST_RESULTS_CONTAINER string = storage.outputs.resultsContainerName
+output BLAST_JOBS_TABLE string = storage.outputs.jobsTableName
+output BLAST_RETENTION_DAYS string = string(retentionDays)

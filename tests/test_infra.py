@@ -448,3 +448,77 @@ def test_the_docs_do_not_promise_queue_scaling_on_a_dedicated_plan() -> None:
             if re.search(r"\bdedicated\b", sentence, re.IGNORECASE) and re.search(
                     r"scal\w* (out )?(with|on) (the )?queue", sentence):
                 assert re.search(r"\b(not|no)\b", sentence), f"{path.name}: {sentence}"
+
+
+# What the operator commands (python -m blast_core dead-letters [--requeue], clean-up) do to
+# the deployment under the operator's own identity, and the built-in role that allows it.
+OPERATOR_ROLES = {
+    # Receive and complete dead letters, send requeued batches, and Manage for the queue's
+    # runtime counts: Data Owner is the one built-in Service Bus role with Manage.
+    ("queue", "090c5cfd-751d-490a-894a-3ce6f1109419"),  # Azure Service Bus Data Owner
+    ("dataStorage", "ba92f5b4-2d11-453d-a403-e96b0029c9fe"),  # Storage Blob Data Contributor
+    ("dataStorage", "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"),  # Storage Table Data Contributor
+}
+# The settings those commands need to reach the deployment (README's settings table).
+OPERATOR_SETTINGS = {"BLAST_QUEUE_TRANSPORT", "BLAST_QUEUE_NAME",
+                     f"{SERVICEBUS_CONNECTION}__fullyQualifiedNamespace", STORAGE_CONNECTION,
+                     f"{STORAGE_CONNECTION}__blobServiceUri", f"{STORAGE_CONNECTION}__tableServiceUri",
+                     "BLAST_RESULTS_CONTAINER", "BLAST_JOBS_TABLE", "BLAST_RETENTION_DAYS"}
+
+
+def test_an_operator_can_be_given_the_roles_of_the_operator_commands() -> None:
+    """The namespace has local authentication off and the data account is reached with
+    identities: the operator's own identity needs roles, granted only when
+    operatorPrincipalId is given, with its principal type, on the narrowest scopes."""
+    main_path = INFRA / "main.bicep"
+    params = bicep_params(main_path)
+    assert params["operatorPrincipalId"][0] == "''"
+    assert params["operatorPrincipalType"][0] == "'User'"
+    module = re.search(r"^module operatorRoles '(modules/\w+\.bicep)' = "
+                       r"if \(!empty\(operatorPrincipalId\)\) \{$", main_path.read_text(), re.MULTILINE)
+    assert module, "main.bicep: no operator roles module deployed only with operatorPrincipalId"
+    passed = bicep_module_params(main_path, "operatorRoles")
+    assert passed["principalId"] == "operatorPrincipalId"
+    assert passed["principalType"] == "operatorPrincipalType"
+    text = (INFRA / module.group(1)).read_text()
+    assignments = re.findall(
+        r"^resource \w+ 'Microsoft\.Authorization/roleAssignments@[\d-]+' = \{\n(.*?)^\}$", text,
+        re.MULTILINE | re.DOTALL)
+    granted = set()
+    for body in assignments:
+        scope = re.search(r"^  scope: (\w+)$", body, re.MULTILINE).group(1)
+        role = re.search(r"roleDefinitionId: .*roleIds\.(\w+)\)$", body, re.MULTILINE).group(1)
+        role_id = re.search(rf"^  {role}: '([0-9a-f-]+)'$", text, re.MULTILINE).group(1)
+        assert re.search(r"^    principalType: principalType$", body, re.MULTILINE), body
+        assert re.search(r"^  name: guid\(\w+\.id, principalId, roleIds\.\w+\)$", body, re.MULTILINE)
+        granted.add((scope, role_id))
+    assert granted == OPERATOR_ROLES
+    assert re.search(r"^resource queue '[^']+' existing = \{\n  parent: namespace\n  name: queueName\n\}$",
+                     text, re.MULTILINE), "the Service Bus role is not scoped to the queue"
+
+
+def test_the_deployment_outputs_the_settings_of_the_operator_commands() -> None:
+    """infra/README has operators export the deployment's BLAST_* outputs as they are: each is
+    a setting the code reads, with the value the app gets."""
+    text = (INFRA / "main.bicep").read_text()
+    outputs = dict(re.findall(r"^output (BLAST_\w+) string = (.+)$", text, re.MULTILINE))
+    assert set(outputs) == OPERATOR_SETTINGS
+    for name in outputs:
+        connection, _, prop = name.partition("__")
+        assert name in DEFAULTS or prop in CONNECTION_PROPERTIES.get(connection, ()), name
+    app = bicep_module_params(INFRA / "main.bicep", "functionApp")
+    assert bicep_string(outputs["BLAST_QUEUE_TRANSPORT"]) == bicep_string(
+        app_settings()["BLAST_QUEUE_TRANSPORT"])
+    assert outputs["BLAST_QUEUE_NAME"] == app["queueName"]
+    assert outputs[f"{SERVICEBUS_CONNECTION}__fullyQualifiedNamespace"] == app[
+        "serviceBusFullyQualifiedNamespace"]
+    # Set and empty: the commands otherwise fall back to a local Azurite connection string.
+    assert outputs[STORAGE_CONNECTION] == "''"
+    assert outputs[f"{STORAGE_CONNECTION}__blobServiceUri"] == app["dataBlobEndpoint"]
+    assert outputs[f"{STORAGE_CONNECTION}__tableServiceUri"] == app["dataTableEndpoint"]
+    assert outputs["BLAST_RESULTS_CONTAINER"] == app["resultsContainerName"]
+    assert outputs["BLAST_JOBS_TABLE"] == app["jobsTableName"]
+    assert outputs["BLAST_RETENTION_DAYS"] == f"string({app['retentionDays']})"
+    readme = (INFRA / "README.md").read_text()
+    for name in OPERATOR_SETTINGS:
+        assert name in readme, f"infra/README does not name {name}"
