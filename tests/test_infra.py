@@ -386,10 +386,40 @@ def gitignore_ignored(funcignore: str, paths: list[str], workdir: Path) -> set[s
     return set(done.stdout.split())
 
 
+def docker_ignores(dockerignore: str) -> Callable[[str], bool]:
+    """How docker build reads .dockerignore ("Dockerfile reference", .dockerignore file; the
+    patternmatcher of moby): each pattern matches a whole path from the context's root, `*`
+    and `?` within one name, `**` any number of folders; a path is left out when it or a
+    folder above it matches, and the last matching line decides (`!` keeps)."""
+    rules = []
+    for line in dockerignore.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        keep = line.startswith("!")
+        pattern = (line[1:] if keep else line).strip().strip("/")
+        wildcards = {"**/": "(?:.*/)?", "**": ".*", "*": "[^/]*", "?": "[^/]"}
+        tokens = re.split(r"(\*\*/|\*\*|\*|\?)", pattern)
+        rules.append((keep, re.compile("".join(wildcards.get(token) or re.escape(token)
+                                               for token in tokens))))
+
+    def ignored(path: str) -> bool:
+        parts = path.split("/")
+        prefixes = ["/".join(parts[:n]) for n in range(1, len(parts) + 1)]
+        result = False
+        for keep, regex in rules:
+            if any(regex.fullmatch(prefix) for prefix in prefixes):
+                result = not keep
+        return result
+
+    return ignored
+
+
 def test_the_code_package_leaves_out_caches_local_data_and_development_files(tmp_path) -> None:
     """Bytecode, Azurite's data (in .azurite with --location, or where it was started) and the
     rest of the development tree stay out of the code package, by Core Tools' reading of
-    .funcignore and by azd's (gitignore); the app's own files all go in."""
+    .funcignore and by azd's (gitignore), and out of the container image (.dockerignore); the
+    app's own files all go in."""
     left_out = [
         "__pycache__/function_app.cpython-312.pyc", "function_app.pyc",
         "blast_core/__pycache__/settings.cpython-312.pyc",
@@ -414,6 +444,9 @@ def test_the_code_package_leaves_out_caches_local_data_and_development_files(tmp
     ignored = gitignore_ignored(funcignore, left_out + shipped, tmp_path / "package")
     assert sorted(set(left_out) - ignored) == [], "azd would ship these"
     assert sorted(set(shipped) & ignored) == [], "azd would leave these out"
+    docker = docker_ignores((ROOT / ".dockerignore").read_text())
+    assert [p for p in left_out if not docker(p)] == [], "docker build would copy these"
+    assert [p for p in shipped if docker(p)] == [], "docker build would leave these out"
 
 
 def test_the_local_settings_example_has_what_func_start_needs() -> None:
