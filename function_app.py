@@ -1,9 +1,11 @@
-"""Azure Functions bindings only; all behaviour lives in `blast_core`."""
+"""Azure Functions bindings only; all behaviour lives in `blast_core`. Importing this reads
+one setting, the queue transport the trigger binds to: every other setting is checked where
+it is used, so a bad one cannot keep the functions from loading (`/api/health` names it)."""
 
 import azure.functions as func
 
 from blast_core import functions, routes
-from blast_core.settings import SERVICEBUS_CONNECTION, STORAGE_CONNECTION, Settings
+from blast_core.settings import SERVICEBUS_CONNECTION, STORAGE_CONNECTION, binding_transport
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
 
@@ -19,7 +21,12 @@ def cleanup_expired_jobs(timer: func.TimerRequest) -> None:
     functions.clean_up_expired()
 
 
-if Settings.from_env().queue_transport == "servicebus":
+@app.timer_trigger(arg_name="timer", schedule=functions.SWEEP_SCHEDULE, run_on_startup=False)
+def sweep_stranded_jobs(timer: func.TimerRequest) -> None:
+    functions.sweep_stranded()
+
+
+if binding_transport() == "servicebus":
 
     @app.service_bus_queue_trigger(arg_name="msg", queue_name="%BLAST_QUEUE_NAME%",
                                    connection=SERVICEBUS_CONNECTION)

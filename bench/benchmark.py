@@ -178,7 +178,7 @@ def case_b(workdir: Path, scale: float) -> dict:
         job_id = service.submit(text, RRNA, max_target_seqs=20)
         [job] = service.wait_all([job_id], poll=0.5)
         searched = time.monotonic() - started
-        tsv = service.session.get(job["results"]["tsv"], timeout=600)
+        tsv = service.session.get(job["results"]["tsv"], params={"wait": 60}, timeout=600)
         tsv.raise_for_status()
         merged = time.monotonic() - started
     finally:

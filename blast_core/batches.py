@@ -43,86 +43,79 @@ def split(sequences: list[Sequence], max_letters: int) -> list[list[Sequence]]:
 
 def merge(format_name: str, parts: list[Iterable[str]], queries_before: list[int]) -> Iterator[str]:
     """Lines of one result format merged from per-batch parts (each an iterable of lines with
-    their line ends); `queries_before[i]` is how many queries come before batch i."""
+    their line ends, read once, front to back); `queries_before[i]` is how many queries come
+    before batch i. Streams: it holds a part's closing lines, never a whole part."""
     if len(parts) == 1:
         yield from parts[0]
         return
-    merger = {"tsv": _merge_tsv, "json": _merge_json, "xml": _merge_xml,
-              "xml2": _merge_xml2, "text": _merge_text}[format_name]
-    yield from merger([list(part) for part in parts], queries_before)
+    start, end, separator = _LAYOUT[format_name]
+    tail: list[str] = []
+    for index, (part, offset) in enumerate(zip(parts, queries_before, strict=True)):
+        lines = iter(part)
+        if index:
+            yield separator
+            lines = _from_first(lines, start)
+        body = _until_last(lines, end, tail if index == 0 else [])
+        yield from (_renumber(line, offset, format_name) for line in body)
+    yield from tail
 
 
-def _merge_tsv(parts: list[list[str]], queries_before: list[int]) -> Iterator[str]:
-    for part in parts:
-        yield from part
+# format -> (the line that opens a batch's own part, the line that opens the closing lines
+# every part repeats, what goes between two parts). Each is whole and unindented in BLAST+'s
+# output, so nothing inside a report matches it.
+_LAYOUT: dict[str, tuple[Callable[[str], bool], Callable[[str], bool], str]] = {
+    "tsv": (lambda line: True, lambda line: False, ""),
+    "json": (lambda line: line.rstrip("\n") == "{", lambda line: line.rstrip("\n") == "]",
+             ",\n"),
+    "xml": (lambda line: line.rstrip("\n") == "<Iteration>",
+            lambda line: line.rstrip("\n") == "</BlastOutput_iterations>", ""),
+    "xml2": (lambda line: line.rstrip("\n") == "<BlastOutput2>",
+             lambda line: line.rstrip("\n") == "</BlastXML2>", "\n"),
+    "text": (lambda line: line.startswith("Query="),
+             lambda line: line.startswith("  Database:"), ""),
+}
+
+
+def _from_first(lines: Iterator[str], wanted: Callable[[str], bool]) -> Iterator[str]:
+    """The lines from the first that is `wanted` on (a JSON part's first report opens after
+    its own first line, which is also "{")."""
+    first = True
+    for line in lines:
+        if wanted(line) and not (first and line.rstrip("\n") == "{"):
+            yield line
+            yield from lines
+            return
+        first = False
+
+
+def _until_last(lines: Iterable[str], closing: Callable[[str], bool],
+                tail: list[str]) -> Iterator[str]:
+    """The lines before the last `closing` one; that line and the rest go into `tail`. Only
+    the lines since the latest `closing` line are held back."""
+    held: list[str] = []
+    for line in lines:
+        if closing(line):
+            yield from held
+            held = [line]
+        elif held:
+            held.append(line)
+        else:
+            yield line
+    tail.extend(held)
 
 
 _QUERY_NUMBER = re.compile(r"Query_(\d+)")
-
-
-def _renumber(line: str, offset: int) -> str:
-    if not offset or "Query_" not in line:
-        return line
-    return _QUERY_NUMBER.sub(lambda m: f"Query_{int(m.group(1)) + offset}", line)
-
-
-def _merge_json(parts: list[list[str]], queries_before: list[int]) -> Iterator[str]:
-    """`{"BlastOutput2": [report, ...]}`: the reports of every batch in one list."""
-    for index, (part, offset) in enumerate(zip(parts, queries_before, strict=True)):
-        if index:
-            yield ",\n"
-        start = 0 if index == 0 else _first(part, lambda line: line.strip() == "{", after=1)
-        yield from (_renumber(line, offset) for line in part[start:_last_line(part, "]")])
-    yield from parts[0][_last_line(parts[0], "]"):]
-
-
 _ITERATION_NUMBER = re.compile(r"<Iteration_iter-num>(\d+)</Iteration_iter-num>")
 
 
-def _merge_xml(parts: list[list[str]], queries_before: list[int]) -> Iterator[str]:
-    """BLAST XML: the first batch's head, every batch's `<Iteration>`s renumbered, the tail."""
-    for index, (part, offset) in enumerate(zip(parts, queries_before, strict=True)):
-        start = 0 if index == 0 else _first_line(part, "<Iteration>")
-        for line in part[start:_first_line(part, "</BlastOutput_iterations>")]:
-            line = _ITERATION_NUMBER.sub(
-                lambda m, shift=offset: f"<Iteration_iter-num>{int(m.group(1)) + shift}"
-                                        "</Iteration_iter-num>", line)
-            yield _renumber(line, offset)
-    yield from parts[0][_first_line(parts[0], "</BlastOutput_iterations>"):]
-
-
-def _merge_xml2(parts: list[list[str]], queries_before: list[int]) -> Iterator[str]:
-    """BLAST XML2: the first batch's head, every batch's `<BlastOutput2>` reports, the tail."""
-    for index, (part, offset) in enumerate(zip(parts, queries_before, strict=True)):
-        if index:
-            yield "\n"
-        start = 0 if index == 0 else _first_line(part, "<BlastOutput2>")
-        yield from (_renumber(line, offset) for line in part[start:_last_line(part, "</BlastXML2>")])
-    yield from parts[0][_last_line(parts[0], "</BlastXML2>"):]
-
-
-def _merge_text(parts: list[list[str]], queries_before: list[int]) -> Iterator[str]:
-    """Pairwise text: the first batch's header, every batch's `Query=` sections, one footer."""
-    def footer(part: list[str]) -> int:
-        return _last(part, lambda line: line.startswith("  Database:"))
-
-    for index, part in enumerate(parts):
-        start = 0 if index == 0 else _first(part, lambda line: line.startswith("Query="))
-        yield from part[start:footer(part)]
-    yield from parts[0][footer(parts[0]):]
-
-
-def _first(lines: list[str], wanted: Callable[[str], bool], after: int = 0) -> int:
-    return next(i for i in range(after, len(lines)) if wanted(lines[i]))
-
-
-def _last(lines: list[str], wanted: Callable[[str], bool]) -> int:
-    return next(i for i in range(len(lines) - 1, -1, -1) if wanted(lines[i]))
-
-
-def _first_line(lines: list[str], text: str) -> int:
-    return _first(lines, lambda line: line.strip() == text)
-
-
-def _last_line(lines: list[str], text: str) -> int:
-    return _last(lines, lambda line: line.strip() == text)
+def _renumber(line: str, offset: int, format_name: str) -> str:
+    """BLAST numbers a batch's queries from Query_1 (and XML iterations from 1): continue the
+    numbering of the batches before."""
+    if not offset or format_name in ("tsv", "text"):
+        return line
+    if format_name == "xml" and "<Iteration_iter-num>" in line:
+        line = _ITERATION_NUMBER.sub(
+            lambda m: f"<Iteration_iter-num>{int(m.group(1)) + offset}</Iteration_iter-num>", line)
+    if "Query_" not in line:
+        return line
+    return _QUERY_NUMBER.sub(lambda m: f"Query_{int(m.group(1)) + offset}", line)

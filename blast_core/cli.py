@@ -438,7 +438,12 @@ def cancel_command(client: BlastClient, args: argparse.Namespace) -> None:
 
 
 def results_command(client: BlastClient, args: argparse.Namespace) -> None:
-    chunks = client.result(args.job_id, args.format)
+    def waiting(seconds: float) -> None:
+        print(f"\rthe {args.format} result is being made ({seconds:.0f} s)", end="",
+              file=sys.stderr, flush=True)
+
+    chunks = client.result(args.job_id, args.format, waiting=waiting if sys.stderr.isatty()
+                           else None)
     if not args.output:
         for chunk in chunks:
             sys.stdout.buffer.write(chunk)

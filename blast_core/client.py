@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import quote
 
@@ -13,6 +14,7 @@ DEFAULT_URL = "http://127.0.0.1:7071"
 # for every command.
 PREFIX = "/api"
 PROBLEM_JSON = "application/problem+json"
+RESULT_WAIT_SECONDS = 1800.0  # longest wait for a worker to make a result format
 
 
 class ApiProblem(Exception):
@@ -61,10 +63,24 @@ class BlastClient:
     def databases(self) -> list[dict[str, Any]]:
         return self._request("GET", "databases").json()["databases"]
 
-    def result(self, job_id: str, format_name: str) -> Iterator[bytes]:
-        """The result's bytes as they arrive, for results too large to hold in memory."""
-        response = self._request("GET", f"jobs/{quote(job_id, safe='')}/results",
-                                 params={"format": format_name}, stream=True)
+    def result(self, job_id: str, format_name: str, wait: float = RESULT_WAIT_SECONDS,
+               waiting: Callable[[float], None] | None = None) -> Iterator[bytes]:
+        """The result's bytes as they arrive, for results too large to hold in memory. While
+        a worker makes the format (202), ask again as `Retry-After` says, for up to `wait`
+        seconds, telling `waiting` how long it has waited so far."""
+        started = time.monotonic()
+        while True:
+            response = self._request("GET", f"jobs/{quote(job_id, safe='')}/results",
+                                     params={"format": format_name}, stream=True)
+            if response.status_code != 202:
+                break
+            waited = time.monotonic() - started
+            if waited > wait:
+                raise Unreachable(f"the {format_name} result of job {job_id} was still being "
+                                  f"made after {wait:g} s; ask again later")
+            if waiting:
+                waiting(waited)
+            time.sleep(min(float(response.headers.get("Retry-After") or 2), 30))
 
         def chunks() -> Iterator[bytes]:
             try:

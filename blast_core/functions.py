@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from blast_core import http
+from blast_core import http, worker
 from blast_core.service import default_service
+from blast_core.transports import Outgoing, Transport
 
 
 def api_request(req: func.HttpRequest) -> http.ApiRequest:
@@ -21,6 +22,8 @@ def api_request(req: func.HttpRequest) -> http.ApiRequest:
 
 
 def http_response(response: http.ApiResponse) -> func.HttpResponse:
+    """The Python worker sends a whole body: results larger than
+    BLAST_MAX_INLINE_RESULT_BYTES are redirected to Blob storage before they get here."""
     body = response.body if isinstance(response.body, bytes) else b"".join(response.body)
     content_type = response.headers.get("Content-Type", "")
     return func.HttpResponse(body, status_code=response.status, headers=response.headers,
@@ -38,6 +41,7 @@ def http_function(route: http.Route) -> Callable[[func.HttpRequest], func.HttpRe
 
 
 CLEANUP_SCHEDULE = "0 17 * * * *"  # NCRONTAB: hourly, at 17 minutes past
+SWEEP_SCHEDULE = "0 */5 * * * *"  # NCRONTAB: every 5 minutes
 
 
 def clean_up_expired() -> None:
@@ -45,6 +49,43 @@ def clean_up_expired() -> None:
     default_service().clean_up(limit=100_000)
 
 
+def sweep_stranded() -> None:
+    """The timer's work: end the jobs the queue can no longer finish."""
+    default_service().sweep()
+
+
+class MessageDeadLettered(Exception):
+    """Raised to have the host abandon a message until the queue dead-letters it: a Python
+    function cannot dead-letter a message itself."""
+
+
+class HostDelivery:
+    """A message as the Functions host hands it to a queue trigger. The host settles it:
+    it completes the message when the function returns and abandons it when the function
+    raises; after the queue's max delivery count the message goes to the dead-letter (Service
+    Bus) or poison (Storage Queue) queue. An abandoned message comes back at once, so a retry
+    after a delay is a copy scheduled for later, and this message is completed."""
+
+    def __init__(self, transport: Transport, body: bytes, delivery_count: int):
+        self._transport = transport
+        self.body = body
+        self.delivery_count = delivery_count
+
+    def renew(self) -> None:
+        """The host renews the lock (host.json maxAutoLockRenewalDuration)."""
+
+    def complete(self) -> None:
+        """Returning completes the message."""
+
+    def retry_later(self, seconds: int, copy: Outgoing) -> None:
+        self._transport.send(copy, delay=seconds)
+
+    def dead_letter(self, reason: str) -> None:
+        raise MessageDeadLettered(f"{reason}; the message goes to the dead-letter queue once "
+                                  "the host has abandoned it the queue's max delivery count")
+
+
 def process_delivery(body: bytes, delivery_count: int) -> None:
-    """The queue trigger's work; an exception makes the host redeliver the message."""
-    default_service().process(body, delivery_count)
+    """The queue trigger's work; raising makes the host abandon the message."""
+    service = default_service()
+    worker.handle(service, HostDelivery(service.transport, body, delivery_count))()

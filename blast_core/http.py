@@ -15,7 +15,16 @@ from typing import Any
 
 from blast_core.jobs import CANCELLED, FAILED, FieldError, InvalidRequest, format_time
 from blast_core.process import ToolError
-from blast_core.service import BlastService, JobExpired, JobFinished, JobNotFound, ResultNotReady
+from blast_core.service import (
+    RESULT_RETRY_AFTER,
+    BlastService,
+    JobExpired,
+    JobFinished,
+    JobNotFound,
+    ResultNotReady,
+    ResultPending,
+)
+from blast_core.settings import SettingsError
 
 log = logging.getLogger("blast_core.http")
 
@@ -77,11 +86,15 @@ Handler = Callable[[BlastService, ApiRequest], ApiResponse]
 
 @dataclass(frozen=True)
 class Route:
+    """`probe`: the route answers even when the settings are wrong, its handler then given
+    no service (health says what is wrong)."""
+
     name: str
     method: str
     template: str
     handler: Handler
     anonymous: bool = False
+    probe: bool = False
 
     @property
     def pattern(self) -> re.Pattern[str]:
@@ -96,7 +109,16 @@ def handle(route: Route, request: ApiRequest,
            service_factory: Callable[[], BlastService]) -> ApiResponse:
     """Run a route's handler and turn every failure into a problem response."""
     try:
-        return route.handler(service_factory(), request)
+        try:
+            service = service_factory()
+        except SettingsError as error:
+            if route.probe:
+                return route.handler(None, request)
+            log.error("route %s: the settings are wrong: %s", route.name, error)
+            return problem(503, f"the service's settings are wrong: {error}; an operator must "
+                                "fix the app settings (GET /api/health lists them)",
+                           headers={"Retry-After": "60"})
+        return route.handler(service, request)
     except ApiError as error:
         return problem(error.status, error.detail, error.errors, error.headers)
     except InvalidRequest as error:
@@ -111,6 +133,10 @@ def handle(route: Route, request: ApiRequest,
         return problem(409, f"job {error.job.id} is {error.job.status}; only queued and "
                             "running jobs can be cancelled",
                        job_status=error.job.status)
+    except ResultPending as error:
+        body = {"status": "making", "job_id": error.job.id, "format": error.format_name,
+                "retry_after": RESULT_RETRY_AFTER, "last_error": error.last_error}
+        return json_response(202, body, {"Retry-After": str(RESULT_RETRY_AFTER)})
     except ResultNotReady as error:
         if error.job.status in (CANCELLED, FAILED):
             return problem(409, f"job {error.job.id} is {error.job.status}; it has no results",

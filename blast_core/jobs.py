@@ -12,18 +12,22 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 import jsonschema
 
 from blast_core import fasta
 from blast_core.databases import DatabaseInfo
+from blast_core.limits import MESSAGE_TTL, RunLimits
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "queued", "running", "succeeded", "failed", "cancelled")
 STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, CANCELLED})
-BATCH_PENDING, BATCH_DONE, BATCH_FAILED = ".", "D", "F"
+BATCH_PENDING, BATCH_RUNNING, BATCH_DONE, BATCH_FAILED = ".", "R", "D", "F"
+UNFINISHED_BATCH_STATES = frozenset({BATCH_PENDING, BATCH_RUNNING})
+# A result format's state on the record: asked for (its message is queued), made, or failed.
+FORMAT_QUEUED, FORMAT_READY, FORMAT_FAILED = "queued", "ready", "failed"
 
 # program -> (tasks, default task, query molecule, database molecule), as in BLAST+ 2.12;
 # tblastx has no -task option, so its one "task" is the program itself (the runner omits -task).
@@ -310,8 +314,9 @@ class Job:
     """The record of one job, as stored (without the query text, which is in Blob storage).
 
     A job is searched in `batches` batches; `batch_states` holds one letter per batch
-    (`.` pending, `D` done, `F` failed), so a batch's outcome and the job's counters change
-    together in one ETag-conditional update of this record."""
+    (`.` pending, `R` running, `D` done, `F` failed), so a batch's outcome and the job's
+    counters change together in one ETag-conditional update of this record. `formats` holds
+    the state of each result format asked for (JSON: name -> [state, since, error])."""
 
     id: str
     status: str
@@ -340,6 +345,7 @@ class Job:
     seconds_format: float = 0.0
     cpu_seconds_blast: float = 0.0
     traceparent: str = ""  # the submit's trace, which formatting later continues
+    formats: str = ""
 
     @classmethod
     def submitted(cls, job_id: str, request: JobRequest, batches: int = 1,
@@ -370,10 +376,15 @@ class Job:
     def batches_failed(self) -> int:
         return self.batch_states.count(BATCH_FAILED)
 
-    def batch_started(self) -> Job:
+    def batch_started(self, batch: int) -> Job:
         """A delivery of one batch begins; `attempts` counts deliveries over all batches."""
         return replace(self, status=RUNNING, started_at=self.started_at or utc_now(),
-                       attempts=self.attempts + 1)
+                       attempts=self.attempts + 1,
+                       batch_states=self._with_state(batch, BATCH_RUNNING))
+
+    def batch_unfinished(self, batch: int) -> bool:
+        return self.status not in FINAL_STATUSES and \
+            self.batch_states[batch] in UNFINISHED_BATCH_STATES
 
     def batch_finished(self, batch: int, queries: int, hits: int, timings: BatchTimings) -> Job:
         """Batch done, its times added to the job's; the job succeeds with the last one."""
@@ -399,10 +410,11 @@ class Job:
                        batch_states=self._with_state(batch, BATCH_FAILED))
 
     def requeued(self) -> Job:
-        """Back to the queue after a give-up: failed batches become pending again;
-        `attempts` keeps counting."""
+        """Back to the queue after a give-up: failed and running batches become pending
+        again; `attempts` keeps counting."""
+        states = self.batch_states.replace(BATCH_FAILED, BATCH_PENDING)
         return replace(self, status=QUEUED, finished_at=None, error=None,
-                       batch_states=self.batch_states.replace(BATCH_FAILED, BATCH_PENDING))
+                       batch_states=states.replace(BATCH_RUNNING, BATCH_PENDING))
 
     def unfinished_batches(self) -> list[int]:
         return [n for n, state in enumerate(self.batch_states) if state != BATCH_DONE]
@@ -414,8 +426,27 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
-    def formatted(self, seconds: float) -> Job:
-        return replace(self, seconds_format=self.seconds_format + seconds)
+    def format_state(self, name: str) -> FormatState:
+        """Where a result format stands (state None: never asked for)."""
+        found = json.loads(self.formats).get(name) if self.formats else None
+        return FormatState(**found) if found else FormatState()
+
+    def _with_format(self, name: str, state: FormatState) -> str:
+        states = json.loads(self.formats) if self.formats else {}
+        states[name] = {k: v for k, v in state._asdict().items() if v is not None}
+        return json.dumps(states, sort_keys=True)
+
+    def format_queued(self, name: str) -> Job:
+        return replace(self, formats=self._with_format(name, FormatState(FORMAT_QUEUED,
+                                                                         utc_now())))
+
+    def format_ready(self, name: str, seconds: float, size: int) -> Job:
+        return replace(self, formats=self._with_format(name, FormatState(
+            FORMAT_READY, utc_now(), size=size)), seconds_format=self.seconds_format + seconds)
+
+    def format_failed(self, name: str, reason: str) -> Job:
+        return replace(self, formats=self._with_format(name, FormatState(
+            FORMAT_FAILED, utc_now(), error=reason)))
 
     def view(self, database_letters: int | None = None, price_per_core_second: float = 0.0,
              retention_days: float = 0.0) -> dict[str, Any]:
@@ -429,6 +460,8 @@ class Job:
         data.pop("batch_states")
         data.pop("cpu_seconds_blast")
         data.pop("traceparent")
+        data["formats"] = {name: state["state"] for name, state in
+                           (json.loads(self.formats) if self.formats else {}).items()}
         data["summary"] = self.summary(database_letters, price_per_core_second)
         data.update(batches_done=self.batches_done, batches_failed=self.batches_failed)
         timings = {name: round(data.pop(f"seconds_{name}"), 3) for name in TIMED_PHASES}
@@ -459,6 +492,16 @@ class Job:
 TIMED_PHASES = ("queued", "staging", "blast", "transfer", "format")
 
 
+class FormatState(NamedTuple):
+    """A result format of a job: `state` (queued, ready, failed) since `at`; `size` in bytes
+    once ready; `error` once failed."""
+
+    state: str | None = None
+    at: str | None = None
+    error: str | None = None
+    size: int | None = None
+
+
 @dataclass(frozen=True)
 class BatchTimings:
     """Seconds one batch spent waiting in the queue, staging its database, in BLAST, and moving
@@ -479,53 +522,26 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
-def encode_message(job_id: str, batch: int = 0, trace: Mapping[str, str] | None = None) -> str:
-    """A batch's message; `trace` (a W3C trace context carrier) lets the worker continue the
-    submit's trace."""
-    message: dict[str, Any] = {"job_id": job_id, "batch": batch}
-    if trace:
-        message["trace"] = dict(trace)
-    return json.dumps(message)
+def stranded_reason(job: Job, unchanged_seconds: float, limits: RunLimits) -> str | None:
+    """Why an open job whose record has not changed for `unchanged_seconds` can no longer end
+    by itself, or None while a message for it may still arrive (`limits` says how long one
+    can take)."""
+    unfinished = [n for n in range(job.batches) if job.batch_unfinished(n)]
+    if not unfinished:
+        return None
+    quiet = _duration(unchanged_seconds)
+    where = f"batch {unfinished[0] + 1} of {job.batches}" if job.batches > 1 else "its search"
+    if all(job.batch_states[n] == BATCH_RUNNING for n in unfinished) \
+            and unchanged_seconds > limits.running_stale_after:
+        return (f"stranded: {where} was running and nothing has happened for {quiet}; its "
+                "worker stopped (an instance lost, or restarted past its function timeout) "
+                "and no new delivery followed")
+    if unchanged_seconds > limits.queued_stale_after:
+        return (f"stranded: no queue message can still deliver {where} (nothing has happened "
+                f"for {quiet}, and a message expires after {_duration(MESSAGE_TTL)})")
+    return None
 
 
-def message_id(job_id: str, batch: int) -> str:
-    """The queue message id of one batch: what Service Bus duplicate detection compares."""
-    return f"{job_id}-{batch}"
-
-
-class MalformedMessage(ValueError):
-    """A queue message this service cannot read."""
-
-
-def decode_message(body: bytes | str) -> tuple[str, int]:
-    """The job id and batch number a queue message carries."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        raise MalformedMessage("message body is not JSON") from None
-    job_id = data.get("job_id") if isinstance(data, dict) else None
-    if not isinstance(job_id, str) or not is_job_id(job_id):
-        raise MalformedMessage("message has no valid job_id")
-    batch = data.get("batch", 0)
-    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 0:
-        raise MalformedMessage("message has no valid batch number")
-    return job_id, batch
-
-
-_TRACE_ENTRIES = 8  # traceparent and tracestate, with room to spare
-_TRACE_VALUE_CHARS = 512  # W3C tracestate: at most 32 entries, but a sender's are short
-
-
-def message_trace(body: bytes | str) -> dict[str, str]:
-    """The trace context carrier of a queue message; empty when it has none, or one that is
-    not a small dict of short strings (tracing never refuses a message)."""
-    try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
-        return {}
-    carrier = data.get("trace") if isinstance(data, dict) else None
-    if (not isinstance(carrier, dict) or len(carrier) > _TRACE_ENTRIES or not all(
-            isinstance(key, str) and isinstance(value, str) and len(key) <= 64
-            and len(value) <= _TRACE_VALUE_CHARS for key, value in carrier.items())):
-        return {}
-    return carrier
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"

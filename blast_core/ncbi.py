@@ -20,7 +20,14 @@ from urllib.parse import parse_qsl
 from blast_core import jobs
 from blast_core.http import ApiRequest, ApiResponse, Route
 from blast_core.jobs import InvalidRequest, Job
-from blast_core.service import BlastService, JobExpired, JobFinished, JobNotFound
+from blast_core.service import (
+    BlastService,
+    JobExpired,
+    JobFinished,
+    JobNotFound,
+    ResultLink,
+    ResultPending,
+)
 
 HTML = "text/html; charset=utf-8"
 
@@ -201,9 +208,18 @@ def _get(service: BlastService, params: dict[str, str]) -> ApiResponse:
     if job.status == jobs.CANCELLED:
         raise Refusal(409, f"search {rid} was deleted before it ended", search_status="UNKNOWN")
     if job.status != jobs.SUCCEEDED:
-        return ApiResponse(200, _info_block("Status=WAITING").encode(), {"Content-Type": HTML})
-    result = service.result(rid, format_name)
+        return _waiting()
+    try:
+        result = service.result(rid, format_name)
+    except ResultPending:  # a worker is making this format: clients poll on, as for a search
+        return _waiting()
+    if isinstance(result, ResultLink):
+        return ApiResponse(302, b"", {"Location": result.url})
     return ApiResponse(200, result.chunks, {"Content-Type": result.content_type})
+
+
+def _waiting() -> ApiResponse:
+    return ApiResponse(200, _info_block("Status=WAITING").encode(), {"Content-Type": HTML})
 
 
 def _rid(params: Mapping[str, str]) -> str:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from azure.core import MatchConditions
@@ -112,6 +113,22 @@ class JobRecords:
         found: list[Job] = []
         for entity in query:
             found.append(from_entity(entity))
+            if len(found) >= limit:
+                break
+        return found
+
+    def open_jobs_unchanged_since(self, moment: datetime,
+                                  limit: int) -> list[tuple[Job, str, datetime]]:
+        """Queued and running jobs whose record has not been written since `moment` (the
+        entity's own Timestamp, which every write sets), with their ETags and that time."""
+        query = self._table.query_entities(
+            f"PartitionKey eq '{PARTITION}' and (status eq 'queued' or status eq 'running') "
+            "and Timestamp lt @moment", parameters={"moment": moment},
+            results_per_page=min(limit, 1000))
+        found = []
+        for entity in query:
+            found.append((from_entity(entity), entity.metadata["etag"],
+                          entity.metadata["timestamp"]))
             if len(found) >= limit:
                 break
         return found

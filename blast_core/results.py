@@ -68,7 +68,8 @@ class ResultStore:
         return self._container.get_blob_client(f"{job_id}/{name}").exists()
 
     def stream(self, job_id: str, name: str) -> Iterator[bytes] | None:
-        """The blob's content in chunks, or None when it does not exist."""
+        """The blob's content in chunks, never whole in memory, or None when it does not
+        exist."""
         try:
             downloader = self._container.download_blob(f"{job_id}/{name}")
         except ResourceNotFoundError:
@@ -104,3 +105,4 @@ class ResultStore:
             blob_name=blob.blob_name, permission=BlobSasPermissions(read=True), expiry=expiry,
             start=now - timedelta(minutes=5), **signing)
         return f"{blob.url}?{sas}"
+

@@ -11,13 +11,31 @@ from blast_core import jobs, openapi, runner
 from blast_core.http import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
 from blast_core.jobs import FieldError, Job
 from blast_core.ncbi import NCBI_ROUTES
-from blast_core.service import BlastService
+from blast_core.process import ToolError
+from blast_core.service import MAX_RESULT_WAIT, BlastService, ResultLink
+from blast_core.settings import Settings, SettingsError
 from blast_core.web import WEB_ROUTES
 
 
-def health(service: BlastService, request: ApiRequest) -> ApiResponse:
-    return json_response(200, {"status": "ok", "queue": service.settings.queue_transport,
-                               "databases": len(service.databases())})
+def health(service: BlastService | None, request: ApiRequest) -> ApiResponse:
+    """Always 200 while the app runs (the platform's health check restarts instances that
+    fail it, which would not fix a setting): `status` is `ok`, or `degraded` with the
+    `problems` found, such as wrong settings or databases that cannot be listed."""
+    if service is None:
+        try:
+            Settings.from_env()
+            problems = ["the service could not start; the log says why"]
+        except SettingsError as error:
+            problems = error.problems
+        return json_response(200, {"status": "degraded", "problems": problems})
+    try:
+        databases: int | None = len(service.databases())
+        problems = []
+    except ToolError as error:
+        databases, problems = None, [f"the databases cannot be listed: {error}"]
+    return json_response(200, {"status": "degraded" if problems else "ok",
+                               "problems": problems, "queue": service.settings.queue_transport,
+                               "databases": databases})
 
 
 def submit_job(service: BlastService, request: ApiRequest) -> ApiResponse:
@@ -93,10 +111,21 @@ def get_result(service: BlastService, request: ApiRequest) -> ApiResponse:
     job_id = _job_id(request)
     if request.params.get("redirect", "").lower() in ("1", "true", "yes"):
         return ApiResponse(302, b"", {"Location": service.result_link(job_id, format_name)})
-    result = service.result(job_id, format_name)
+    result = service.result(job_id, format_name, _wait(request))
+    if isinstance(result, ResultLink):  # too large to pass through this function
+        return ApiResponse(302, b"", {"Location": result.url})
     return ApiResponse(200, result.chunks, {
         "Content-Type": result.content_type,
         "Content-Disposition": f'inline; filename="{result.filename}"'})
+
+
+def _wait(request: ApiRequest) -> float:
+    raw = request.params.get("wait", "0")
+    if not raw.isdecimal() or int(raw) > MAX_RESULT_WAIT:
+        raise ApiError(400, f"wait must be a whole number of seconds from 0 to {MAX_RESULT_WAIT:g}",
+                       [FieldError("wait", f"must be a whole number from 0 to "
+                                           f"{MAX_RESULT_WAIT:g}")])
+    return float(raw)
 
 
 def openapi_document(service: BlastService, request: ApiRequest) -> ApiResponse:
@@ -134,7 +163,7 @@ def job_view(job: Job, base_url: str, service: BlastService | None = None) -> di
 
 
 ROUTES: tuple[Route, ...] = (
-    Route("health", "GET", "health", health, anonymous=True),
+    Route("health", "GET", "health", health, anonymous=True, probe=True),
     Route("submit_job", "POST", "jobs", submit_job),
     Route("list_jobs", "GET", "jobs", list_jobs),
     Route("get_job", "GET", "jobs/{job_id}", get_job),

@@ -111,9 +111,11 @@ def search_arguments(job: Job, tools: BlastTools, query_path: str, db: str,
 
 
 def run_search(job: Job, tools: BlastTools, query_path: str, db_paths: list[str],
-               workdir: str, queries: int = 1, stop: StopCheck | None = None) -> SearchResult:
-    """Search once into an ASN.1 archive; raises SearchRejected for permanent faults and
-    SearchCancelled when `stop` stopped BLAST.
+               workdir: str, queries: int = 1, stop: StopCheck | None = None,
+               time_limit: float | None = None) -> SearchResult:
+    """Search once into an ASN.1 archive, for at most `time_limit` seconds (default: the
+    tools' BLAST_TIME_LIMIT); raises SearchRejected for permanent faults (the time limit
+    among them) and SearchCancelled when `stop` stopped BLAST.
 
     The databases are named relative to BLASTDB, so that the archive can be formatted later
     on any instance that sees the databases, wherever they are mounted or cached there; with
@@ -124,16 +126,20 @@ def run_search(job: Job, tools: BlastTools, query_path: str, db_paths: list[str]
     if any(":" in directory for directory in db_dirs):
         raise ValueError(f"a database directory holds ':', which BLASTDB cannot: {db_dirs}")
     db_names = " ".join(os.path.basename(path) for path in db_paths)
+    limit = tools.time_limit if time_limit is None else time_limit
     started = time.monotonic()
     try:
         run = run_measured(search_arguments(job, tools, query_path, db_names, archive, queries),
-                           timeout=tools.time_limit, cwd=workdir,
+                           timeout=limit, cwd=workdir,
                            env={"BLASTDB": ":".join(db_dirs)}, stop=stop)
     except ToolStopped as stopped:
         raise SearchCancelled(f"job {job.id}: BLAST stopped, the job was cancelled",
                               time.monotonic() - started, stopped.cpu_seconds) from None
-    except ToolTimeout as error:
-        raise SearchRejected(f"BLAST {error.message}") from None
+    except ToolTimeout:
+        raise SearchRejected(
+            f"BLAST was stopped after {round(limit, 1):g} s, the longest one search may run here "
+            "(BLAST_TIME_LIMIT, within the platform's function timeout); submit fewer or "
+            "shorter queries, or a faster task (megablast)") from None
     except ToolError as error:
         if error.returncode is None or error.returncode < 0:
             raise  # not started, or killed by a signal: worth another attempt

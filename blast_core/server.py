@@ -90,28 +90,34 @@ def start_workers(count: int) -> tuple[list[subprocess.Popen[bytes]], Callable[[
     return workers, wake
 
 
-def clean_up_periodically(service: BlastService, stop: threading.Event) -> None:
-    """Delete expired jobs now and every BLAST_CLEANUP_SECONDS until `stop` is set: what the
-    timer function does in Azure."""
+SWEEP_SECONDS = 300  # as often as the timer function sweep_stranded_jobs runs in Azure
 
-    def run() -> None:
+
+def clean_up_periodically(service: BlastService, stop: threading.Event) -> None:
+    """What the timer functions do in Azure, until `stop` is set: delete expired jobs now and
+    every BLAST_CLEANUP_SECONDS, and end stranded jobs now and every SWEEP_SECONDS."""
+
+    def every(seconds: float, work: Callable[[], object], what: str) -> None:
         while True:
             try:
-                service.clean_up()
+                work()
             except Exception as error:
-                log.warning("clean-up of expired jobs failed (%s); trying again later",
-                            type(error).__name__)
-            if stop.wait(service.settings.cleanup_seconds):
+                log.warning("%s failed (%s); trying again later", what, type(error).__name__)
+            if stop.wait(seconds):
                 return
 
-    threading.Thread(target=run, daemon=True, name="clean-up").start()
+    for seconds, work, what in ((service.settings.cleanup_seconds, service.clean_up,
+                                 "clean-up of expired jobs"),
+                                (SWEEP_SECONDS, service.sweep, "sweep of stranded jobs")):
+        threading.Thread(target=every, args=(seconds, work, what), daemon=True,
+                         name=what).start()
 
 
 def serve(service: BlastService, host: str, port: int, workers: int) -> None:
     from waitress import serve as waitress_serve
 
     service.ensure_storage()
-    children, service.on_submitted = start_workers(workers)
+    children, service.on_queued = start_workers(workers)
     stop_cleaning = threading.Event()
     clean_up_periodically(service, stop_cleaning)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))

@@ -7,7 +7,6 @@ transport adapters, so that the same code runs under the Functions host and `ser
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import math
 import os
@@ -21,14 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from blast_core import batches, fasta, jobs, runner, telemetry
+from blast_core import batches, fasta, jobs, messages, runner, telemetry
 from blast_core.databases import DatabaseCatalog, DatabaseInfo
 from blast_core.jobs import Job
+from blast_core.messages import Message
 from blast_core.process import ToolError
 from blast_core.records import JobRecords, RecordConflict
 from blast_core.results import ResultStore, archive_blob, query_blob, result_blob
 from blast_core.settings import STORAGE_CONNECTION, Settings
-from blast_core.transports import Transport, connect
+from blast_core.transports import Outgoing, Transport, connect
 
 log = logging.getLogger("blast_core")
 
@@ -47,15 +47,6 @@ def job_fields(job_id: str, batch: int | None = None,
     return {"job_id": job_id, "batch": batch, "attempt": attempt}
 
 
-def message_fields(body: bytes | str, attempt: int) -> dict[str, object]:
-    """The job fields of a queue message's log lines; none for a message that names no job."""
-    try:
-        job_id, batch = jobs.decode_message(body)
-    except jobs.MalformedMessage:
-        return {}
-    return job_fields(job_id, batch, attempt)
-
-
 def job_log(job_id: str, batch: int | None = None, attempt: int | None = None) -> JobLog:
     return JobLog(log, job_fields(job_id, batch, attempt))
 
@@ -65,6 +56,12 @@ STATS_RECENT_JOBS = 100  # end-to-end times and throughput over this many newest
 STATS_MAX_JOBS = 5000  # most job records read to count a day's jobs by status
 CLEANUP_PAGE = 100  # expired jobs deleted per round: one Table transaction holds 100 deletes
 CLEANUP_THREADS = 8  # jobs whose blobs are deleted at once: each blob is one round trip
+SWEEP_DEAD_LETTERS = 1000  # dead letters a sweep reads, oldest first
+SWEEP_STALE_JOBS = 1000  # open jobs a sweep ends at most
+FORMAT_REQUEST_SECONDS = 600  # a result format asked for this long ago and not made: ask again
+RESULT_RETRY_AFTER = 1  # seconds a client waits before asking again for a result being made
+MAX_RESULT_WAIT = 60.0  # longest a request waits for a worker to make a format (HTTP: 230 s)
+RESULT_POLL_SECONDS = 0.5
 
 
 class JobNotFound(LookupError):
@@ -95,8 +92,24 @@ class ResultNotReady(Exception):
         self.job = job
 
 
+class ResultPending(Exception):
+    """A succeeded job's result in this format is being made by a worker; ask again soon.
+    `last_error` says why the previous attempt failed, if one did."""
+
+    def __init__(self, job: Job, format_name: str, last_error: str | None = None):
+        super().__init__(format_name)
+        self.job = job
+        self.format_name = format_name
+        self.last_error = last_error
+
+
 class UnknownJob(Exception):
-    """A message names a job that has no record: retried, then dead-lettered."""
+    """A message names a job that has no record: it can never run, so it is dead-lettered."""
+
+
+class NoTimeLeft(Exception):
+    """Staging and download took so long that the invocation cannot fit a search before the
+    function timeout: the message is tried again in a new invocation."""
 
 
 class BatchStopped(Exception):
@@ -115,6 +128,19 @@ class ResultBody:
     filename: str
 
 
+@dataclass(frozen=True)
+class ResultLink:
+    """A result too large to pass through a worker: a read-only link to it in Blob storage."""
+
+    url: str
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    dead_lettered: list[str]  # jobs ended because the queue dead-lettered their message
+    stranded: list[str]  # jobs ended because no message for them can still arrive
+
+
 class BlastService:
     def __init__(self, settings: Settings, catalog: DatabaseCatalog, records: JobRecords,
                  results: ResultStore, transport: Transport):
@@ -126,7 +152,7 @@ class BlastService:
         self.tools = runner.BlastTools.from_settings(settings)
         self.limits = fasta.QueryLimits(settings.max_query_bytes, settings.max_queries,
                                         settings.max_sequence_letters)
-        self.on_submitted: Callable[[], None] | None = None  # serve wakes its workers here
+        self.on_queued: Callable[[], None] | None = None  # serve wakes its workers here
         self._queue_counts: tuple[float, dict[str, object]] | None = None
         self._queue_counts_lock = threading.Lock()
 
@@ -178,15 +204,21 @@ class BlastService:
             raise
         job_log(job.id).info("job %s queued: %s %s on %s, %d queries in %d batches", job.id,
                              job.program, job.task, job.database, job.queries, job.batches)
-        if self.on_submitted:
-            self.on_submitted()
+        if self.on_queued:
+            self.on_queued()
         return job
 
-    def _queue(self, job: Job, numbers: Iterable[int]) -> None:
+    def _queue(self, job: Job, numbers: Iterable[int], resend: bool = False) -> None:
+        """Send a message per batch: under its first id when submitting (duplicate detection
+        drops a repeated send), under a fresh one when sending again (a requeue)."""
         trace = telemetry.inject()
         for number in numbers:
-            self.transport.send(jobs.encode_message(job.id, number, trace),
-                                message_id=jobs.message_id(job.id, number), properties=trace)
+            self._send(messages.batch_message(job.id, number, trace), resend)
+
+    def _send(self, message: Message, resend: bool = False) -> None:
+        self.transport.send(Outgoing(message.encode(),
+                                     message.resend_id() if resend else message.first_id,
+                                     dict(message.trace)))
 
     def get(self, job_id: str) -> Job:
         """The job; JobExpired once it is past the retention period, whether or not the
@@ -251,25 +283,47 @@ class BlastService:
             return None
         return None if None in found else sum(info.letters for info in found)
 
-    def result(self, job_id: str, format_name: str) -> ResultBody:
-        """A succeeded job's result in one format, made from its batch archives on first use."""
+    def result(self, job_id: str, format_name: str,
+               wait: float = 0.0) -> ResultBody | ResultLink:
+        """A succeeded job's result in one format: its content, or a link when it is larger
+        than BLAST_MAX_INLINE_RESULT_BYTES. The first request for a format asks a worker to
+        make it: formats are never made inside a request. Meanwhile ResultPending, after
+        waiting up to `wait` seconds for the worker (for clients that cannot ask again, such
+        as a browser's download link)."""
+        deadline = time.monotonic() + min(wait, MAX_RESULT_WAIT)
         job = self._succeeded(job_id)
+        while True:
+            made = self._made(job, format_name)
+            if made is not None:
+                return made
+            pending = self._ask_for_format(job, format_name)
+            if time.monotonic() >= deadline:
+                raise pending
+            time.sleep(RESULT_POLL_SECONDS)
+            job = self._succeeded(job_id)
+
+    def _made(self, job: Job, format_name: str) -> ResultBody | ResultLink | None:
         fmt = runner.OUTPUT_FORMATS[format_name]
+        made = job.format_state(format_name)
+        if made.state != jobs.FORMAT_READY:
+            return None
+        if (made.size or 0) > self.settings.max_inline_result_bytes:
+            return ResultLink(self._link(job, fmt))
         chunks = self.results.stream(job.id, result_blob(fmt.extension))
-        if chunks is None:
-            self._format(job, fmt)
-            chunks = self.results.stream(job.id, result_blob(fmt.extension))
-        if chunks is None:
-            raise RuntimeError(f"job {job.id}: the {format_name} result vanished after formatting")
-        return ResultBody(chunks, fmt.content_type, f"{job.id}.{fmt.extension}")
+        return None if chunks is None else ResultBody(chunks, fmt.content_type,
+                                                      f"{job.id}.{fmt.extension}")
 
     def result_link(self, job_id: str, format_name: str) -> str:
         """A read-only link to a result, which expires after BLAST_RESULT_LINK_HOURS or when
         the job does, whichever comes first: a link never outlives its result."""
         job = self._succeeded(job_id)
         fmt = runner.OUTPUT_FORMATS[format_name]
-        if not self.results.exists(job.id, result_blob(fmt.extension)):
-            self._format(job, fmt)
+        if job.format_state(format_name).state != jobs.FORMAT_READY or \
+                not self.results.exists(job.id, result_blob(fmt.extension)):
+            raise self._ask_for_format(job, format_name)
+        return self._link(job, fmt)
+
+    def _link(self, job: Job, fmt: runner.OutputFormat) -> str:
         expiry = datetime.now(UTC) + timedelta(hours=self.settings.result_link_hours)
         job_expiry = jobs.expires_at(job.id, self.settings.retention_days)
         return self.results.read_link(job.id, result_blob(fmt.extension),
@@ -281,20 +335,38 @@ class BlastService:
             raise ResultNotReady(job)
         return job
 
-    def _format(self, job: Job, fmt: runner.OutputFormat) -> None:
-        """Format every batch's archive, merge them in query order and keep the result (two
-        requests racing write the same blob); the time it took goes on the job's record."""
+    def _ask_for_format(self, job: Job, format_name: str) -> ResultPending:
+        """Queue the making of a format unless it is already queued (and recently), and
+        record that it is; returns the ResultPending to raise."""
+        made = job.format_state(format_name)
+        if made.state == jobs.FORMAT_QUEUED and made.at and (datetime.now(UTC) - jobs.parse_time(
+                made.at)).total_seconds() < FORMAT_REQUEST_SECONDS:
+            return ResultPending(job, format_name)
+        self._send(messages.format_message(job.id, format_name, {"traceparent": job.traceparent}
+                                           if job.traceparent else {}),
+                   resend=made.state is not None)
+        self._safe_update(job.id, lambda current: current.format_queued(format_name)
+                          if current.format_state(format_name).state != jobs.FORMAT_READY
+                          else None)
+        job_log(job.id).info("job %s: %s result asked for", job.id, format_name)
+        if self.on_queued:
+            self.on_queued()
+        return ResultPending(job, format_name, made.error)
+
+    def _make_format(self, job: Job, format_name: str) -> None:
+        """Format every batch's archive, merge them in query order, streaming, and store the
+        result; the time it took goes on the job's record. Idempotent: two workers making the
+        same format write the same blob."""
+        fmt = runner.OUTPUT_FORMATS[format_name]
         started = time.monotonic()
-        with (telemetry.span("format", parent={"traceparent": job.traceparent}, job_id=job.id,
-                             format=fmt.name, batches=job.batches, program=job.program,
-                             database=job.database),
-              tempfile.TemporaryDirectory(prefix=f"format-{job.id}-") as workdir):
+        with tempfile.TemporaryDirectory(prefix=f"format-{job.id}-") as workdir:
             parts, queries_before, seen = [], [], 0
             for number in range(job.batches):
                 archive = os.path.join(workdir, archive_blob(number))
                 self.results.download(job.id, archive_blob(number), archive)
                 formatted = os.path.join(workdir, f"batch-{number}.{fmt.extension}")
                 runner.format_archive(self.tools, archive, fmt, self.settings.db_dir, formatted)
+                os.unlink(archive)
                 parts.append(formatted)
                 queries_before.append(seen)
                 seen += fasta.count_sequences(
@@ -304,46 +376,52 @@ class BlastService:
                 out.writelines(batches.merge(fmt.name, [files.enter_context(open(part))
                                                         for part in parts], queries_before))
             self.results.put_file(job.id, result_blob(fmt.extension), merged, fmt.content_type)
+            size = os.path.getsize(merged)
         seconds = time.monotonic() - started
-        self._update(job.id, lambda current: current.formatted(seconds))
+        self._update(job.id, lambda current: current.format_ready(format_name, seconds, size))
+        job_log(job.id).info("job %s: %s result made in %.2f s", job.id, format_name, seconds)
 
     # Working
 
-    def process(self, body: bytes | str, delivery_count: int) -> None:
-        """Handle one delivery of a batch message.
+    def process(self, message: Message, attempt: int) -> None:
+        """Handle one delivery of a message; `attempt` counts its deliveries, earlier copies
+        included (`messages.Message.attempts`).
 
-        Returns normally when the message is done with: the batch succeeded or failed for good,
-        or was already finished (a redelivery). Raises when another delivery should try again;
-        on the last allowed delivery it first fails the batch, so no job stays open.
-        Traced as `process batch`, continuing the trace the message carries.
-        """
-        job_id, number = jobs.decode_message(body)
-        with telemetry.span("process batch", parent=jobs.message_trace(body), job_id=job_id,
-                            batch=number, attempt=delivery_count):
-            self._process(job_id, number, delivery_count)
+        Returns normally when the message is done with: the work succeeded or failed for
+        good, or was already done (a redelivery). Raises UnknownJob or MalformedMessage when
+        the message can never succeed, and anything else when another attempt should follow;
+        on the last allowed attempt it first records the failure, so no job stays open.
+        Traced as `process batch` or `format`, continuing the trace the message carries."""
+        if message.format is None:
+            with telemetry.span("process batch", parent=message.trace, job_id=message.job_id,
+                                batch=message.batch, attempt=attempt):
+                self._process_batch(message.job_id, message.batch, attempt)
+        else:
+            with telemetry.span("format", parent=message.trace, job_id=message.job_id,
+                                format=message.format, attempt=attempt):
+                self._process_format(message.job_id, message.format, attempt)
 
-    def _process(self, job_id: str, number: int, delivery_count: int) -> None:
-        jlog = job_log(job_id, number, delivery_count)
+    def _process_batch(self, job_id: str, number: int, attempt: int) -> None:
+        invocation_started = time.monotonic()
+        jlog = job_log(job_id, number, attempt)
         if self._expired(job_id):
-            jlog.info("job %s has expired; delivery %d ignored", job_id, delivery_count)
+            jlog.info("job %s has expired; delivery %d ignored", job_id, attempt)
             return
 
         def start(job: Job) -> Job | None:
             if number >= job.batches:
-                raise jobs.MalformedMessage(f"job {job_id} has no batch {number}")
-            if job.status in jobs.FINAL_STATUSES or job.batch_state(number) != jobs.BATCH_PENDING:
-                return None
-            return job.batch_started()
+                raise messages.MalformedMessage(f"job {job_id} has no batch {number}")
+            return job.batch_started(number) if job.batch_unfinished(number) else None
 
         started, etag = self._update(job_id, start)
         if started is None:
             jlog.info("job %s batch %d already finished; delivery %d ignored", job_id, number,
-                      delivery_count)
+                      attempt)
             return
-        jlog.info("job %s batch %d running, delivery %d", job_id, number, delivery_count)
+        jlog.info("job %s batch %d running, attempt %d", job_id, number, attempt)
         known = (started, etag)
         try:
-            queries, hits, timings = self._run(started, number)
+            queries, hits, timings = self._run(started, number, invocation_started)
         except runner.SearchRejected as error:
             rejected = str(error)
             self._end_batch(known, number, lambda job: job.batch_failed(number, rejected), jlog)
@@ -359,10 +437,10 @@ class BlastService:
         except Exception as error:
             if self._cancelled(job_id):  # BLAST stopped, or the query deleted under it
                 jlog.info("job %s batch %d stopped: the job was cancelled (%s)", job_id, number,
-                          _describe(error))
+                          describe(error))
                 return
-            if delivery_count >= self.settings.max_deliveries:
-                reason = f"gave up after {delivery_count} attempts: {_describe(error)}"
+            if attempt >= self.settings.max_deliveries:
+                reason = f"gave up after {attempt} attempts: {describe(error)}"
                 self._end_batch(known, number, lambda job: job.batch_failed(number, reason),
                                 jlog)
             raise
@@ -371,9 +449,36 @@ class BlastService:
         self._end_batch(known, number,
                         lambda job: job.batch_finished(number, queries, hits, timings), jlog)
 
-    def _run(self, job: Job, number: int) -> tuple[int, int, jobs.BatchTimings]:
+    def _process_format(self, job_id: str, format_name: str, attempt: int) -> None:
+        if format_name not in runner.OUTPUT_FORMATS:
+            raise messages.MalformedMessage(f"no result format {format_name!r}")
+        jlog = job_log(job_id, None, attempt)
+        if self._expired(job_id):
+            return
+        found = self.records.get(job_id)
+        if found is None:
+            raise UnknownJob(f"no record for job {job_id}")
+        job = found[0]
+        if job.status != jobs.SUCCEEDED or job.format_state(format_name).state == jobs.FORMAT_READY:
+            jlog.info("job %s: %s result not to be made (job %s); delivery ignored", job_id,
+                      format_name, job.status)
+            return
+        try:
+            self._make_format(job, format_name)
+        except Exception as error:
+            if attempt >= self.settings.max_deliveries:
+                reason = f"gave up after {attempt} attempts: {describe(error)}"
+                self._safe_update(job_id, lambda current: current.format_failed(format_name,
+                                                                               reason))
+                jlog.warning("job %s: %s result failed: %s", job_id, format_name, reason)
+            raise
+
+    def _run(self, job: Job, number: int,
+             invocation_started: float) -> tuple[int, int, jobs.BatchTimings]:
         """Search one batch and store its archive; the caller records the batch done only
-        after. Returns the batch's query and hit counts and where its time went."""
+        after. BLAST may run for what the invocation has left before the function timeout
+        (less the time to store results), and at most BLAST_TIME_LIMIT. Returns the batch's
+        query and hit counts and where its time went."""
         queued = time.time() - jobs.parse_time(job.submitted_at).timestamp()
         traced = {"job_id": job.id, "batch": number, "program": job.program,
                   "database": job.database}
@@ -387,6 +492,11 @@ class BlastService:
             with telemetry.span("staging", **traced):
                 databases = [self.catalog.local_path(name) for name in job.databases]
             staging = time.monotonic() - clock
+            search_seconds = self.settings.limits.search_seconds(
+                time.monotonic() - invocation_started)
+            if search_seconds is None:
+                raise NoTimeLeft(f"staging and download took {staging + transfer:.0f} s, "
+                                 "leaving too little of this invocation for BLAST")
             with open(query_path) as query:
                 queries = fasta.count_sequences(query)
             cancelled = runner.StopCheck(lambda: self._cancelled(job.id),
@@ -394,7 +504,7 @@ class BlastService:
             with telemetry.span("blast", queries=queries, **traced):
                 try:
                     result = runner.run_search(job, self.tools, query_path, databases, workdir,
-                                               queries, cancelled)
+                                               queries, cancelled, search_seconds)
                 except runner.SearchCancelled as stopped:
                     raise BatchStopped(jobs.BatchTimings(
                         queued, staging, stopped.blast_seconds, transfer,
@@ -418,9 +528,7 @@ class BlastService:
         def change(job: Job) -> Job | None:
             nonlocal current
             current = job
-            if job.status in jobs.FINAL_STATUSES or job.batch_state(number) != jobs.BATCH_PENDING:
-                return None
-            return outcome(job)
+            return outcome(job) if job.batch_unfinished(number) else None
 
         try:
             ended, _ = self._update(job_id, change, known)
@@ -447,7 +555,7 @@ class BlastService:
             found = self.records.get(job_id)
         except Exception as error:
             log.warning("cannot read job %s to check for cancelling (%s)", job_id,
-                        _describe(error))
+                        describe(error))
             return False
         return found is None or found[0].status == jobs.CANCELLED
 
@@ -516,8 +624,8 @@ class BlastService:
                     found = self.transport.counts()
                     counts.update(depth=found.depth, dead_letters=found.dead_letters, error=None)
                 except Exception as error:  # no Manage rights, network: say so, don't fail
-                    log.warning("cannot read the queue counts: %s", _describe(error))
-                    counts.update(depth=None, dead_letters=None, error=_describe(error))
+                    log.warning("cannot read the queue counts: %s", describe(error))
+                    counts.update(depth=None, dead_letters=None, error=describe(error))
                 self._queue_counts = (time.monotonic(), counts)
             taken, counts = self._queue_counts
             return {**counts, "age_seconds": round(time.monotonic() - taken, 1)}
@@ -546,6 +654,67 @@ class BlastService:
                      self.settings.retention_days)
         return deleted
 
+    # Stranded jobs
+
+    def sweep(self, now: datetime | None = None) -> SweepReport:
+        """End the open jobs that can no longer end by themselves, `failed` with the reason:
+        those whose message the queue dead-lettered without our code failing them (a lock
+        lost after a worker restart, the time to live, a last delivery that died), and those
+        no message can still reach (`jobs.stranded_reason`). Runs in the timer function
+        `sweep_stranded_jobs` and in `serve`; `now` lets tests look ahead."""
+        ended = []
+        for letter in self.transport.peek_dead_letters(SWEEP_DEAD_LETTERS):
+            try:
+                message = messages.decode(letter.body)
+            except messages.MalformedMessage:
+                continue
+            reason = f"the queue dead-lettered its message ({letter.reason or 'no reason given'})"
+            if self._fail_open_work(message, reason):
+                ended.append(message.job_id)
+        now = now or datetime.now(UTC)
+        stranded = []
+        limits = self.settings.limits
+        quiet_since = now - timedelta(seconds=min(limits.running_stale_after,
+                                                  limits.queued_stale_after))
+        for job, _, changed_at in self.records.open_jobs_unchanged_since(quiet_since,
+                                                                         SWEEP_STALE_JOBS):
+            reason = jobs.stranded_reason(job, (now - changed_at).total_seconds(), limits)
+            if reason and self._fail_stranded(job.id, reason):
+                stranded.append(job.id)
+        for job_id in (*ended, *stranded):
+            job_log(job_id).warning("job %s ended by the sweep: %s", job_id,
+                                    self.records.get(job_id)[0].error)
+        return SweepReport(ended, stranded)
+
+    def _fail_open_work(self, message: Message, reason: str) -> bool:
+        """Fail the batch (or result format) a dead letter names, if it is still open."""
+        if message.format is not None:
+            self._safe_update(message.job_id, lambda job: job.format_failed(message.format, reason)
+                              if job.format_state(message.format).state == jobs.FORMAT_QUEUED
+                              else None)
+            return False
+        number = message.batch
+        changed, _ = self._safe_update(message.job_id, lambda job: job.batch_failed(number, reason)
+                                       if number < job.batches and job.batch_unfinished(number)
+                                       else None)
+        return changed is not None
+
+    def _fail_stranded(self, job_id: str, reason: str) -> bool:
+        def change(job: Job) -> Job | None:
+            unfinished = [n for n in range(job.batches) if job.batch_unfinished(n)]
+            return job.batch_failed(unfinished[0], reason) if unfinished else None
+
+        changed, _ = self._safe_update(job_id, change)
+        return changed is not None
+
+    def _safe_update(self, job_id: str,
+                     change: Callable[[Job], Job | None]) -> tuple[Job | None, str]:
+        """`_update` for a job that may be gone (cleaned up): nothing to change then."""
+        try:
+            return self._update(job_id, change)
+        except UnknownJob:
+            return None, ""
+
     # Dead letters
 
     def dead_letters(self, limit: int = 32) -> list[DeadLetterView]:
@@ -563,7 +732,8 @@ class BlastService:
 
         Order: reset the record, send a message for every unfinished batch, then remove the
         dead letter; a crash in between leaves at most duplicate messages, which processing
-        ignores."""
+        ignores. The messages get fresh ids: under the first ones, Service Bus duplicate
+        detection would accept the sends and drop the messages."""
         requeued: list[str] = []
         unreadable = []
         for _ in range(limit):
@@ -580,20 +750,20 @@ class BlastService:
             if job_id not in requeued:
                 job, etag = found
                 self.records.replace(job.requeued(), etag)
-                self._queue(job, job.unfinished_batches())
+                self._queue(job, job.unfinished_batches(), resend=True)
                 requeued.append(job.id)
                 job_log(job.id).info("job %s requeued from the dead letters", job.id)
             delivery.complete()
         for delivery in unreadable:
-            delivery.retry_later(0)
+            delivery.abandon()
         return requeued, len(unreadable)
 
     def _job_of(self, body: bytes) -> tuple[str | None, tuple[Job, str] | None]:
         try:
-            job_id, _ = jobs.decode_message(body)
-        except jobs.MalformedMessage:
+            message = messages.decode(body)
+        except messages.MalformedMessage:
             return None, None
-        return job_id, self.records.get(job_id)
+        return message.job_id, self.records.get(message.job_id)
 
 
 @dataclass(frozen=True)
@@ -612,17 +782,33 @@ def _by_status(found: Iterable[Job]) -> dict[str, int]:
     return counts
 
 
-def _describe(error: Exception) -> str:
-    """One line for a job record: SDK errors carry whole response documents after it."""
+def describe(error: Exception) -> str:
+    """One line for a job record or a log: SDK errors carry whole response documents after it."""
     first_line = str(error).strip().splitlines()[0] if str(error).strip() else ""
     return f"{type(error).__name__}: {first_line}"[:500]
 
 
-@functools.cache
+_default: BlastService | None = None
+_default_lock = threading.Lock()
+
+
 def default_service() -> BlastService:
-    """The process-wide service, built from the environment on first use."""
-    settings = Settings.from_env()
-    telemetry.configure(settings)
-    service = BlastService.from_settings(settings)
-    service.ensure_storage()
-    return service
+    """The process-wide service, built from the environment on first use, once even when
+    several threads (concurrent invocations) ask at the same moment. SettingsError when the
+    settings are wrong: it is raised again on the next call, until they are fixed."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            settings = Settings.from_env()
+            telemetry.configure(settings)
+            service = BlastService.from_settings(settings)
+            service.ensure_storage()
+            _default = service
+        return _default
+
+
+def reset_default_service() -> None:
+    """Forget the process-wide service (tests change the environment between apps)."""
+    global _default
+    with _default_lock:
+        _default = None

@@ -8,10 +8,13 @@ in the README and the list the deployment is checked against.
 from __future__ import annotations
 
 import functools
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from blast_core.limits import RunLimits
 
 
 @dataclass(frozen=True)
@@ -38,8 +41,11 @@ SETTINGS: tuple[Setting, ...] = (
             "`1`: each worker process reads a database's files once on first use (the staged "
             "copy, or `BLAST_DB_DIR` without a cache), so its first search finds them in the "
             "page cache."),
-    Setting("BLAST_TIME_LIMIT", "3600",
-            "Seconds one BLAST run may take before it is killed and the job fails."),
+    Setting("BLAST_TIME_LIMIT", "2700",
+            "Seconds one BLAST run may take before it is stopped and the job fails with that "
+            "reason; at most the function timeout (host.json, 1 h) less 5 minutes kept for "
+            "storing results, and less when staging and download took longer (docs/reliability.md, "
+            "Time limits)."),
     Setting("BLAST_THREADS", "1", "`-num_threads` of each BLAST run."),
     Setting("BLAST_QUEUE_TRANSPORT", "servicebus",
             "`servicebus` (Azure Service Bus) or `storage` (Azure Storage Queue, runs on Azurite)."),
@@ -75,6 +81,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds between a worker's checks, while BLAST runs, of whether the job was "
             "cancelled; a cancelled job's BLAST is stopped within about this long."),
     Setting("BLAST_MAX_QUERY_BYTES", "10000000", "Largest accepted query, in bytes of FASTA."),
+    Setting("BLAST_MAX_INLINE_RESULT_BYTES", "50000000",
+            "Largest result sent in the body of `GET .../results`; a larger one answers `302` to "
+            "a read-only link into Blob storage, so that no worker holds it whole."),
     Setting("BLAST_MAX_QUERIES", "25000", "Most sequences in one job."),
     Setting("BLAST_MAX_SEQUENCE_LETTERS", "1000000", "Longest accepted query sequence."),
     Setting("BLAST_PRICE_PER_CORE_SECOND", "0.00006",
@@ -96,7 +105,20 @@ _DEFAULTS = {s.name: s.default for s in SETTINGS}
 
 
 class SettingsError(ValueError):
-    """A setting is missing or malformed; raised at start-up, never per request."""
+    """Settings are missing or malformed; `problems` names each one. Reported where the
+    settings are used and by /api/health, never at import: one bad setting must not take
+    down every function."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def binding_transport(env: Mapping[str, str] | None = None) -> str:
+    """The queue transport whose trigger `function_app.py` registers: the one setting the
+    bindings need at import, read without failing (a bad value is reported with the rest)."""
+    value = (os.environ if env is None else env).get("BLAST_QUEUE_TRANSPORT", "")
+    return "storage" if value.strip().lower() == "storage" else "servicebus"
 
 
 @dataclass(frozen=True)
@@ -121,14 +143,18 @@ class Settings:
     max_query_bytes: int
     max_queries: int
     max_sequence_letters: int
+    max_inline_result_bytes: int
     price_per_core_second: float
+    limits: RunLimits
     api_key: str = field(repr=False)
     monitor_connection: str = field(repr=False)
     env: Mapping[str, str] = field(repr=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Every setting, checked; SettingsError names every one that is wrong."""
         env = dict(os.environ if env is None else env)
+        problems: list[str] = []
 
         def text(name: str) -> str:
             return env.get(name, "").strip() or _DEFAULTS[name]
@@ -138,9 +164,10 @@ class Settings:
             try:
                 value = int(raw)
             except ValueError:
-                raise SettingsError(f"{name} must be a whole number, not {raw!r}") from None
+                problems.append(f"{name} must be a whole number, not {raw!r}")
+                return int(_DEFAULTS[name])
             if value < minimum:
-                raise SettingsError(f"{name} must be at least {minimum}, not {value}")
+                problems.append(f"{name} must be at least {minimum}, not {value}")
             return value
 
         def decimal(name: str, above_zero: bool = False) -> float:
@@ -148,27 +175,34 @@ class Settings:
             try:
                 value = float(raw)
             except ValueError:
-                raise SettingsError(f"{name} must be a number, not {raw!r}") from None
-            if not (0 < value if above_zero else 0 <= value) or value == float("inf"):
+                value = math.nan
+            if not (0 < value if above_zero else 0 <= value) or not math.isfinite(value):
                 bound = "above 0" if above_zero else "of at least 0"
-                raise SettingsError(f"{name} must be a number {bound}, not {raw!r}")
+                problems.append(f"{name} must be a number {bound}, not {raw!r}")
+                return float(_DEFAULTS[name])
             return value
 
-        transport = text("BLAST_QUEUE_TRANSPORT").lower()
-        if transport not in ("servicebus", "storage"):
-            raise SettingsError(
-                f"BLAST_QUEUE_TRANSPORT must be 'servicebus' or 'storage', not {transport!r}")
-        preload = text("BLAST_DB_PRELOAD")
-        if preload not in ("0", "1"):
-            raise SettingsError(f"BLAST_DB_PRELOAD must be 0 or 1, not {preload!r}")
-        return cls(
+        def choice(name: str, allowed: tuple[str, ...]) -> str:
+            value = text(name).lower()
+            if value not in allowed:
+                problems.append(f"{name} must be {' or '.join(map(repr, allowed))}, not {value!r}")
+                return _DEFAULTS[name]
+            return value
+
+        time_limit = number("BLAST_TIME_LIMIT")
+        try:
+            limits = RunLimits.derive(time_limit, env)
+        except ValueError as error:
+            problems.append(str(error))
+            limits = RunLimits.derive(int(_DEFAULTS["BLAST_TIME_LIMIT"]), {})
+        settings = cls(
             db_dir=text("BLAST_DB_DIR"),
             bin_dir=text("BLAST_BIN_DIR"),
             db_cache_dir=text("BLAST_DB_CACHE_DIR"),
-            db_preload=preload == "1",
-            time_limit=number("BLAST_TIME_LIMIT"),
+            db_preload=choice("BLAST_DB_PRELOAD", ("0", "1")) == "1",
+            time_limit=time_limit,
             threads=number("BLAST_THREADS"),
-            queue_transport=transport,
+            queue_transport=choice("BLAST_QUEUE_TRANSPORT", ("servicebus", "storage")),
             queue_name=text("BLAST_QUEUE_NAME"),
             results_container=text("BLAST_RESULTS_CONTAINER"),
             jobs_table=text("BLAST_JOBS_TABLE"),
@@ -182,11 +216,16 @@ class Settings:
             max_query_bytes=number("BLAST_MAX_QUERY_BYTES"),
             max_queries=number("BLAST_MAX_QUERIES"),
             max_sequence_letters=number("BLAST_MAX_SEQUENCE_LETTERS"),
+            max_inline_result_bytes=number("BLAST_MAX_INLINE_RESULT_BYTES"),
             price_per_core_second=decimal("BLAST_PRICE_PER_CORE_SECOND"),
+            limits=limits,
             api_key=env.get("BLAST_API_KEY", ""),
             monitor_connection=env.get(MONITOR_CONNECTION, "").strip(),
             env=env,
         )
+        if problems:
+            raise SettingsError(problems)
+        return settings
 
     def connection(self, name: str) -> Connection:
         """The connection named `name`: a connection string, or service URIs for an identity."""
@@ -194,9 +233,9 @@ class Settings:
         prefix = f"{name}__"
         properties = {k[len(prefix):]: v for k, v in self.env.items() if k.startswith(prefix) and v}
         if not string and not properties:
-            raise SettingsError(
+            raise SettingsError([
                 f"{name} is not set: give a connection string, or {name}__<property> "
-                "settings for an identity-based connection")
+                "settings for an identity-based connection"])
         return Connection(name=name, string=string, properties=properties)
 
 
@@ -210,7 +249,7 @@ class Connection:
         """`service` is `blob`, `table` or `queue` (identity-based connections only)."""
         uri = self.properties.get(f"{service}ServiceUri")
         if not uri:
-            raise SettingsError(f"{self.name}__{service}ServiceUri is not set")
+            raise SettingsError([f"{self.name}__{service}ServiceUri is not set"])
         return uri
 
     def credential(self) -> Any:

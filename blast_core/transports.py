@@ -1,20 +1,33 @@
 """Queue transports: Azure Service Bus (production) and Azure Storage Queue (runs on Azurite).
 
-Both carry the same message (`jobs.encode_message`). Submitting sends; receiving is only for
-`python -m blast_core worker` and `serve`, since in Azure the Functions host receives.
+Both carry the same messages (`messages.py`), sent with the time to live of `limits.MESSAGE_TTL`
+and, for a retry, a delay. Submitting sends; receiving is only for `python -m blast_core worker`
+and `serve`, since in Azure the Functions host receives.
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient, QueueMessage
 
+from blast_core.limits import MESSAGE_TTL
 from blast_core.settings import SERVICEBUS_CONNECTION, STORAGE_CONNECTION, Settings
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to send: its body, its id (what Service Bus duplicate detection compares) and
+    application properties (Service Bus only; the body carries them too)."""
+
+    body: str
+    message_id: str
+    properties: Mapping[str, str] = field(default_factory=dict)
 
 
 class Delivery(Protocol):
@@ -25,14 +38,23 @@ class Delivery(Protocol):
 
     def renew(self) -> None: ...
     def complete(self) -> None: ...
-    def retry_later(self, seconds: int) -> None: ...
+    def retry_later(self, seconds: int, copy: Outgoing) -> None:
+        """Have the message come back after `seconds`: the same message hidden that long
+        where the queue can, else `copy` (its next attempt) scheduled, and this one settled."""
     def dead_letter(self, reason: str) -> None: ...
+
+
+class ReceivedDelivery(Delivery, Protocol):
+    """A delivery this process received itself (not the Functions host)."""
+
+    def abandon(self) -> None:
+        """Put it back at once, as it was (a dead letter left where it is)."""
 
 
 @dataclass(frozen=True)
 class DeadLetter:
     body: bytes
-    reason: str
+    reason: str  # why it was dead-lettered, with the broker's description when it gave one
 
 
 @dataclass(frozen=True)
@@ -47,11 +69,10 @@ class QueueCounts:
 class Transport(Protocol):
     def ensure(self) -> None: ...
     def counts(self) -> QueueCounts: ...
-    def send(self, body: str, message_id: str,
-             properties: Mapping[str, str] | None = None) -> None: ...
+    def send(self, message: Outgoing, delay: float = 0) -> None: ...
     def receive(self) -> Delivery | None: ...
     def peek_dead_letters(self, limit: int) -> list[DeadLetter]: ...
-    def receive_dead_letter(self) -> Delivery | None: ...
+    def receive_dead_letter(self) -> ReceivedDelivery | None: ...
     def close(self) -> None: ...
 
 
@@ -81,10 +102,11 @@ class StorageQueueTransport:
             except ResourceExistsError:
                 pass
 
-    def send(self, body: str, message_id: str,
-             properties: Mapping[str, str] | None = None) -> None:
-        """A Storage Queue message has a body only: `properties` travel in it already."""
-        self.queue.send_message(body)
+    def send(self, message: Outgoing, delay: float = 0) -> None:
+        """A Storage Queue message has a body only (the properties travel in it already) and
+        no id of ours; a delayed one is sent hidden for `delay` seconds."""
+        self.queue.send_message(message.body, visibility_timeout=int(delay) or None,
+                                time_to_live=MESSAGE_TTL)
 
     def receive(self) -> StorageQueueDelivery | None:
         return self._receive(self.queue)
@@ -128,8 +150,12 @@ class StorageQueueDelivery:
     def renew(self) -> None:
         self._update(self._transport.visibility_timeout)
 
-    def retry_later(self, seconds: int) -> None:
+    def retry_later(self, seconds: int, copy: Outgoing) -> None:
+        """The same message, hidden for `seconds`: its dequeue count goes on counting."""
         self._update(seconds)
+
+    def abandon(self) -> None:
+        self._update(0)
 
     def complete(self) -> None:
         with self._lock:
@@ -148,7 +174,8 @@ class StorageQueueDelivery:
 
 
 class ServiceBusTransport:
-    """Sends with the message id set to the job id, so the queue's duplicate detection works."""
+    """Sends with our own message ids (`messages.Message.first_id`), so that the queue's
+    duplicate detection drops a repeated submit, and with a fresh id for every resend."""
 
     def __init__(self, client, queue_name: str, admin=None):
         # client: azure.servicebus.ServiceBusClient; admin: its management
@@ -161,7 +188,6 @@ class ServiceBusTransport:
         self._sender = None
         self._receiver = None
         self._dead_letters = None
-        self._renewer = None
 
     @classmethod
     def connect(cls, settings: Settings) -> ServiceBusTransport:
@@ -181,28 +207,26 @@ class ServiceBusTransport:
     def ensure(self) -> None:
         """Service Bus queues are created by the deployment (infra/), not by the app."""
 
-    def send(self, body: str, message_id: str,
-             properties: Mapping[str, str] | None = None) -> None:
-        """`properties` (the trace context) also become application properties, where
-        Service Bus tooling and other consumers look for them."""
+    def send(self, message: Outgoing, delay: float = 0) -> None:
+        """The properties (the trace context) also become application properties, where
+        Service Bus tooling and other consumers look for them. A delayed message is scheduled
+        (`scheduled_enqueue_time_utc`): Service Bus has no other way to delay one."""
         from azure.servicebus import ServiceBusMessage
 
+        scheduled = datetime.now(UTC) + timedelta(seconds=delay) if delay > 0 else None
         with self._lock:
             if self._sender is None:
                 self._sender = self._client.get_queue_sender(self._queue_name)
             self._sender.send_messages(ServiceBusMessage(
-                body, message_id=message_id, content_type="application/json",
-                application_properties=dict(properties) if properties else None))
+                message.body, message_id=message.message_id, content_type="application/json",
+                application_properties=dict(message.properties) or None,
+                time_to_live=timedelta(seconds=MESSAGE_TTL), scheduled_enqueue_time_utc=scheduled))
 
     def receive(self) -> ServiceBusDelivery | None:
-        from azure.servicebus import AutoLockRenewer
-
         if self._receiver is None:
-            self._renewer = AutoLockRenewer(max_lock_renewal_duration=6 * 3600)
-            self._receiver = self._client.get_queue_receiver(
-                self._queue_name, auto_lock_renewer=self._renewer)
+            self._receiver = self._client.get_queue_receiver(self._queue_name)
         messages = self._receiver.receive_messages(max_message_count=1, max_wait_time=5)
-        return ServiceBusDelivery(self._receiver, messages[0]) if messages else None
+        return ServiceBusDelivery(self, self._receiver, messages[0]) if messages else None
 
     def counts(self) -> QueueCounts:
         """The queue's runtime properties, from the management API."""
@@ -211,15 +235,21 @@ class ServiceBusTransport:
                            properties.dead_letter_message_count or 0)
 
     def peek_dead_letters(self, limit: int) -> list[DeadLetter]:
+        """Up to `limit` dead letters, oldest first, browsed page by page."""
+        found: list[DeadLetter] = []
         with self._dead_letter_receiver() as receiver:
-            return [DeadLetter(_body(m), m.dead_letter_reason or "")
-                    for m in receiver.peek_messages(max_message_count=limit)]
+            while len(found) < limit:
+                page = receiver.peek_messages(max_message_count=min(limit - len(found), 250))
+                if not page:
+                    break
+                found += [DeadLetter(_body(m), _dead_letter_reason(m)) for m in page]
+        return found
 
     def receive_dead_letter(self) -> ServiceBusDelivery | None:
         if self._dead_letters is None:
             self._dead_letters = self._dead_letter_receiver()
         messages = self._dead_letters.receive_messages(max_message_count=1, max_wait_time=5)
-        return ServiceBusDelivery(self._dead_letters, messages[0]) if messages else None
+        return ServiceBusDelivery(self, self._dead_letters, messages[0]) if messages else None
 
     def _dead_letter_receiver(self):
         from azure.servicebus import ServiceBusSubQueue
@@ -228,34 +258,52 @@ class ServiceBusTransport:
                                                sub_queue=ServiceBusSubQueue.DEAD_LETTER)
 
     def close(self) -> None:
-        for part in (self._sender, self._receiver, self._dead_letters, self._renewer,
-                     self._client, self._admin):
+        for part in (self._sender, self._receiver, self._dead_letters, self._client,
+                     self._admin):
             if part is not None:
                 part.close()
 
 
 class ServiceBusDelivery:
-    def __init__(self, receiver, message):
+    """A message received in peek-lock. `delivery_count` counts from 1, as the Functions
+    trigger reports it (the SDK counts earlier deliveries, from 0)."""
+
+    def __init__(self, transport: ServiceBusTransport, receiver, message):
+        self._transport = transport
         self._receiver = receiver
         self._message = message
         self.body = _body(message)
         self.delivery_count = message.delivery_count + 1
 
     def renew(self) -> None:
-        """The receiver's AutoLockRenewer keeps the lock."""
+        """Renew the lock (at most 5 minutes long) before it expires; the worker calls this
+        every third of BLAST_VISIBILITY_TIMEOUT while it works."""
+        self._receiver.renew_message_lock(self._message)
 
     def complete(self) -> None:
         self._receiver.complete_message(self._message)
 
-    def retry_later(self, seconds: int) -> None:
-        self._receiver.abandon_message(self._message)
+    def retry_later(self, seconds: int, copy: Outgoing) -> None:
+        """Service Bus brings an abandoned message back at once: schedule the copy, then
+        settle this one. A crash in between leaves both, and processing is idempotent."""
+        self._transport.send(copy, delay=seconds)
+        self._receiver.complete_message(self._message)
 
     def dead_letter(self, reason: str) -> None:
         self._receiver.dead_letter_message(self._message, reason=reason[:4096])
 
+    def abandon(self) -> None:
+        self._receiver.abandon_message(self._message)
+
 
 def _body(message) -> bytes:
     return b"".join(bytes(part) for part in message.body)
+
+
+def _dead_letter_reason(message) -> str:
+    reason = message.dead_letter_reason or ""
+    description = message.dead_letter_error_description or ""
+    return f"{reason}: {description}" if reason and description else reason or description
 
 
 def connect(settings: Settings) -> Transport:

@@ -1,5 +1,10 @@
-"""The queue worker of `python -m blast_core worker` and `serve` (in Azure, the Functions host
-receives instead): receive, keep the message hidden while BLAST runs, settle."""
+"""Working through queue messages: what to do with each delivery, once, for both hosts.
+
+`handle` processes one delivery and settles it: done (complete), to be tried again after a
+delay, or dead-lettered. It is the same decision under the Functions host (`functions.py`
+adapts the host's way of settling) and in the worker loop of `serve` and `worker` below, which
+receives itself and keeps the message hidden or locked while BLAST runs.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +12,59 @@ import logging
 import os
 import select
 import threading
+from collections.abc import Callable
 
-from blast_core.service import BlastService, message_fields
-from blast_core.transports import Delivery
+from blast_core import messages
+from blast_core.limits import MAX_RETRY_DELAY
+from blast_core.service import BlastService, UnknownJob, describe, job_fields
+from blast_core.transports import Delivery, Outgoing
 
 log = logging.getLogger("blast_core.worker")
 
 IDLE_WAIT = (0.02, 0.25)
-MAX_BACKOFF = 60
+
+
+def retry_delay(attempt: int) -> int:
+    """Seconds before a failed attempt is followed by the next: doubling, capped."""
+    return min(2 ** attempt, MAX_RETRY_DELAY)
+
+
+def handle(service: BlastService, delivery: Delivery) -> Callable[[], None]:
+    """Process one delivery; returns how to settle it, for the caller to do once it has
+    stopped renewing the lock. A message that cannot be read, or names no job, can never
+    succeed and is dead-lettered at once. A failed attempt is retried after `retry_delay`
+    until BLAST_MAX_DELIVERIES attempts (the service records the last one's failure on the
+    job), then dead-lettered; a message delivered past that is dead-lettered unread, so
+    that it reaches the dead-letter queue where the host settles by raising."""
+    try:
+        message = messages.decode(delivery.body)
+    except messages.MalformedMessage as error:
+        log.error("unreadable message (%s); dead-lettering it", error)
+        unreadable = f"unreadable: {error}"
+        return lambda: delivery.dead_letter(unreadable)
+    attempt = message.attempts + delivery.delivery_count
+    fields = job_fields(message.job_id, message.batch, attempt)
+    most = service.settings.max_deliveries
+    if attempt > most:
+        return lambda: delivery.dead_letter(f"gave up after {most} attempts")
+    try:
+        service.process(message, attempt)
+    except (messages.MalformedMessage, UnknownJob) as error:
+        log.error("attempt %d: %s; dead-lettering the message", attempt, error, extra=fields)
+        hopeless = describe(error)
+        return lambda: delivery.dead_letter(hopeless)
+    except Exception as error:
+        reason = describe(error)
+        if attempt >= most:
+            log.error("attempt %d failed (%s); giving up", attempt, reason, extra=fields)
+            return lambda: delivery.dead_letter(f"gave up after {attempt} attempts: {reason}")
+        delay = retry_delay(attempt)
+        log.warning("attempt %d failed (%s); trying again in %d s", attempt, reason, delay,
+                    extra=fields)
+        retry = message.retried(attempt)
+        copy = Outgoing(retry.encode(), retry.resend_id(), dict(retry.trace))
+        return lambda: delivery.retry_later(delay, copy)
+    return delivery.complete
 
 
 def run_worker(service: BlastService, stop: threading.Event, wake_fd: int | None = None) -> None:
@@ -52,39 +102,23 @@ def _idle(stop: threading.Event, wake_fd: int | None, seconds: float) -> bool:
     return bool(ready)
 
 
-def retry_delay(delivery_count: int) -> int:
-    """Seconds before a failed delivery comes back: doubling, capped."""
-    return min(2 ** delivery_count, MAX_BACKOFF)
-
-
 def work_on(service: BlastService, delivery: Delivery) -> None:
+    """Handle a delivery this worker received, keeping it hidden (Storage Queue) or locked
+    (Service Bus) meanwhile, then settle it."""
     stop_renewing = threading.Event()
     renewer = threading.Thread(target=_keep_hidden, daemon=True, args=(
         delivery, stop_renewing, service.settings.visibility_timeout / 3))
     renewer.start()
-    fields = message_fields(delivery.body, delivery.delivery_count)
     try:
-        service.process(delivery.body, delivery.delivery_count)
-        settle, outcome = delivery.complete, "completed"
-    except Exception as error:
-        reason = f"{type(error).__name__}: {error}"[:1000]
-        if delivery.delivery_count >= service.settings.max_deliveries:
-            log.error("delivery %d failed (%s); dead-lettering", delivery.delivery_count, reason,
-                      extra=fields)
-            settle, outcome = (lambda: delivery.dead_letter(reason)), "dead-lettered"
-        else:
-            log.warning("delivery %d failed (%s); will retry", delivery.delivery_count, reason,
-                        extra=fields)
-            delay = retry_delay(delivery.delivery_count)
-            settle, outcome = (lambda: delivery.retry_later(delay)), "abandoned"
+        settle = handle(service, delivery)
     finally:
         stop_renewing.set()
         renewer.join()
     try:
         settle()
     except Exception as error:
-        log.warning("message could not be %s (%s); it will be delivered again",
-                    outcome, type(error).__name__, extra=fields)
+        log.warning("the message could not be settled (%s); it will be delivered again",
+                    type(error).__name__)
 
 
 def _keep_hidden(delivery: Delivery, stop: threading.Event, interval: float) -> None:

@@ -30,10 +30,10 @@ param maximumBurst int = 10
 @maxValue(4)
 param blastThreads int = 1
 
-@description('Seconds one BLAST run may take (BLAST_TIME_LIMIT); at most 80 minutes, to stay below host.json functionTimeout (01:30:00) with time left to store results.')
+@description('Seconds one BLAST run may take (BLAST_TIME_LIMIT); at most 55 minutes: host.json functionTimeout (01:00:00, the 60 minutes a Premium instance gives a running function on scale-in) less 5 minutes to store results (blast_core/limits.py).')
 @minValue(60)
-@maxValue(4800)
-param blastTimeLimitSeconds int = 3600
+@maxValue(3300)
+param blastTimeLimitSeconds int = 2700
 
 @allowed([
   'Standard'

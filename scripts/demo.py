@@ -91,7 +91,8 @@ def show(api: str, job: dict) -> None:
         print(f"  error: {job['error']}")
         return
     for name, url in job["results"].items():
-        content = requests.get(url, timeout=30).content
+        # wait: a worker makes each format when it is first asked for.
+        content = requests.get(url, params={"wait": 60}, timeout=90).content
         (OUT / f"{job['id']}.{name}").write_bytes(content)
         if name == "tsv":
             print(f"  {'query':<6} {'subject':<34} {'identity':>8} {'length':>6} "

@@ -117,6 +117,32 @@ def wait_for_job(url: str, job_id: str, timeout: float = 120.0,
     raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
 
 
+def fetch_result(url: str, timeout: float = 120.0, **options) -> requests.Response:
+    """GET a result URL as a client does: while a worker makes the format (202), ask again
+    after Retry-After."""
+    deadline = time.monotonic() + timeout
+    while True:
+        response = requests.get(url, timeout=60, **options)
+        if response.status_code != 202:
+            return response
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{url} was still being made after {timeout} s")
+        time.sleep(float(response.headers.get("Retry-After", "1")) / 4)
+
+
+def result_text(service, job_id: str, format_name: str = "tsv") -> str:
+    """A result through a service in this process: the first ask queues the making of the
+    format, which is done here as a worker would do it, then the result is read."""
+    from blast_core import messages
+    from blast_core.service import ResultPending
+
+    try:
+        return b"".join(service.result(job_id, format_name).chunks).decode()
+    except ResultPending:
+        service.process(messages.format_message(job_id, format_name), 1)
+    return b"".join(service.result(job_id, format_name).chunks).decode()
+
+
 @functools.cache
 def _sequences(database: str) -> list[str]:
     return database_sequences(str(RRNA_DATA / database))

@@ -11,6 +11,7 @@ from conftest import (
     SMALL_DB,
     Server,
     direct_blastn,
+    fetch_result,
     sample_queries,
     service_env,
     start_server,
@@ -40,20 +41,20 @@ def test_submit_poll_and_fetch_every_format_matches_direct_blastn(server, tmp_pa
     assert done["queries"] == 3 and done["attempts"] == 1
     assert done["started_at"] and done["finished_at"]
 
-    tsv = requests.get(done["results"]["tsv"]).text
+    tsv = fetch_result(done["results"]["tsv"]).text
     expected = direct_blastn(query, SMALL_DB, tmp_path, "-evalue", "1e-20",
                              "-max_target_seqs", "20")
     assert tsv == expected and tsv.strip()
     pairs = {tuple(line.split("\t")[:2]) for line in expected.splitlines()}
     assert done["hits"] == len(pairs)
 
-    report = requests.get(done["results"]["json"]).json()
+    report = fetch_result(done["results"]["json"]).json()
     searches = report["BlastOutput2"]
     assert [s["report"]["results"]["search"]["query_title"].split()[0] for s in searches] == \
         ["q1", "q2", "q3"]
-    xml = ElementTree.fromstring(requests.get(done["results"]["xml"]).content)
+    xml = ElementTree.fromstring(fetch_result(done["results"]["xml"]).content)
     assert len(xml.findall(".//Iteration")) == 3
-    text = requests.get(done["results"]["text"])
+    text = fetch_result(done["results"]["text"])
     assert text.headers["Content-Type"].startswith("text/plain")
     assert "Query= q1" in text.text
 
@@ -106,7 +107,7 @@ def test_result_redirect_is_an_expiring_read_only_link(server):
     job = requests.post(f"{server.url}/jobs", json={
         "query": sample_queries(SMALL_DB, 1, seed=9), "database": SMALL_DB}).json()
     wait_for_job(server.url, job["id"])
-    link = requests.get(f"{server.url}/jobs/{job['id']}/results",
+    link = fetch_result(f"{server.url}/jobs/{job['id']}/results",
                         params={"format": "json", "redirect": "true"}, allow_redirects=False)
     assert link.status_code == 302
     location = link.headers["Location"]

@@ -11,9 +11,9 @@ import time
 import xml.etree.ElementTree as ElementTree
 
 import pytest
-from conftest import RRNA_DATA, SMALL_DB, direct_blastn, sample_queries, service_env
+from conftest import RRNA_DATA, SMALL_DB, direct_blastn, result_text, sample_queries, service_env
 
-from blast_core import batches, fasta, jobs
+from blast_core import batches, fasta, jobs, messages
 from blast_core.results import query_blob
 from blast_core.service import BlastService
 from blast_core.settings import Settings
@@ -83,7 +83,7 @@ def test_a_fanned_out_job_equals_one_blastn_run_over_the_whole_file(azurite, bla
     assert (done.status, done.batches_done, done.queries_done) == ("succeeded", 5, 9)
 
     def result(name: str) -> str:
-        return b"".join(service.result(job.id, name).chunks).decode()
+        return result_text(service, job.id, name)
 
     options = ("-task", "blastn", "-evalue", "1e-10", "-max_target_seqs", "15")
     tsv = result("tsv")
@@ -121,7 +121,7 @@ def test_splitting_queries_leaves_every_e_value_unchanged(azurite, blast_availab
         job = service.submit({"query": query, "database": "16SCore", "task": "dc-megablast"})
         work_until_done(service, [job.id])
         assert service.get(job.id).batches == (6 if letters == "1" else 1)
-        outcomes.append(b"".join(service.result(job.id, "tsv").chunks).decode())
+        outcomes.append(result_text(service, job.id, "tsv"))
     assert outcomes[0] == outcomes[1] and outcomes[0].strip()
 
 
@@ -137,7 +137,7 @@ def test_the_last_two_batches_finishing_together_complete_the_job_once(azurite, 
 
             def finish(number: int, job_id: str = job_id, start=start) -> None:
                 start.wait()
-                service.process(jobs.encode_message(job_id, number), 1)
+                service.process(messages.batch_message(job_id, number), 1)
 
             threads = [threading.Thread(target=finish, args=(n,)) for n in (0, 1)]
             for thread in threads:
@@ -169,5 +169,5 @@ def test_a_message_for_a_batch_the_job_does_not_have_is_malformed(azurite, blast
                                                                   batch):
     service = fanout_service(azurite)
     job = service.submit({"query": sample_queries(SMALL_DB, 1, seed=6), "database": SMALL_DB})
-    with pytest.raises(jobs.MalformedMessage, match="has no batch"):
-        service.process(jobs.encode_message(job.id, batch), 1)
+    with pytest.raises(messages.MalformedMessage, match="has no batch"):
+        service.process(messages.batch_message(job.id, batch), 1)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import requests
 from azure.data.tables import TableClient
-from conftest import ROOT, SMALL_DB, direct_blastn, sample_queries, service_env, start_server
+from conftest import ROOT, SMALL_DB, direct_blastn, result_text, sample_queries, service_env, start_server
 
 from blast_core import jobs
 from blast_core.local_storage import LocalAzurite
@@ -96,7 +96,7 @@ def submit_batch(service: BlastService, count: int) -> tuple[list[str], dict[str
 def assert_results_match_direct_blastn(service: BlastService, queries: dict[str, str],
                                        tmp_path: Path) -> None:
     for job_id, query in queries.items():
-        assert b"".join(service.result(job_id, "tsv").chunks).decode() == direct_blastn(
+        assert result_text(service, job_id, "tsv") == direct_blastn(
             query, SMALL_DB, tmp_path, "-max_target_seqs", "10"), job_id
 
 

@@ -3,7 +3,9 @@ Functions host itself cannot run here), against Azurite and the real blastn."""
 
 import importlib.util
 import json
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import azure.functions as func
 import pytest
@@ -12,9 +14,10 @@ from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 from conftest import ROOT, SMALL_DB, direct_blastn, sample_queries
 
-from blast_core import jobs, routes
+from blast_core import jobs, messages, routes
 from blast_core.jobs import Job, JobRequest
-from blast_core.service import default_service
+from blast_core.service import BlastService, default_service, reset_default_service
+from blast_core.settings import SettingsError
 
 # Building a client does not connect; the Service Bus function is only handed a message here.
 REQUEST = JobRequest(query=">q\nACGTACGTACGTACGTACGT\n", database=SMALL_DB, program="blastn",
@@ -27,14 +30,14 @@ def load_app(monkeypatch, env: dict[str, str]):
     """A fresh import of function_app.py under `env`, as the host would load it."""
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    default_service.cache_clear()
+    reset_default_service()
     spec = importlib.util.spec_from_file_location(f"function_app_{id(env)}",
                                                   ROOT / "function_app.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     functions = {f.get_function_name(): f for f in module.app.get_functions()}
     yield functions
-    default_service.cache_clear()
+    reset_default_service()
 
 
 @pytest.fixture
@@ -62,7 +65,7 @@ def call(functions, name: str, method: str, path: str, body: bytes = b"", params
 
 def test_every_route_is_a_function_with_its_route_and_key_level(storage_app):
     assert set(storage_app) == ({r.name for r in routes.ROUTES}
-                                | {"blast_worker", "cleanup_expired_jobs"})
+                                | {"blast_worker", "cleanup_expired_jobs", "sweep_stranded_jobs"})
     for route in routes.ROUTES:
         trigger = bindings(storage_app[route.name])["httpTrigger"]
         assert (trigger["route"], trigger["methods"]) == (route.template, [route.method])
@@ -88,7 +91,7 @@ def test_the_timer_function_deletes_expired_jobs_hourly(monkeypatch, settings_en
     functions["cleanup_expired_jobs"].get_user_function()(TimerRequest(past_due=False))
     assert service.records.get(old.id) is None and not service.results.exists(old.id, "batch-0.fasta")
     assert service.records.get(young.id) and service.results.exists(young.id, "batch-0.fasta")
-    default_service.cache_clear()
+    reset_default_service()
 
 
 def test_servicebus_transport_registers_the_service_bus_trigger(servicebus_app):
@@ -106,28 +109,39 @@ def test_submit_work_and_fetch_through_the_functions(storage_app, settings_env, 
     job = json.loads(submitted.get_body())
     assert submitted.headers["Location"] == f"https://blast.example.net/api/jobs/{job['id']}"
 
-    transport = default_service().transport
-    [message] = transport.queue.receive_messages(max_messages=1)
-    storage_app["blast_worker"].get_user_function()(QueueMessage(
-        id=message.id, body=message.content.encode(), dequeue_count=message.dequeue_count))
-
+    deliver_next(storage_app)
     status = call(storage_app, "get_job", "GET", f"jobs/{job['id']}",
                   route_params={"job_id": job["id"]})
     done = json.loads(status.get_body())
     assert done["status"] == "succeeded"
     assert done["results"]["tsv"].startswith(f"https://blast.example.net/api/jobs/{job['id']}/")
-    result = call(storage_app, "get_result", "GET", f"jobs/{job['id']}/results",
-                  params={"format": "tsv"}, route_params={"job_id": job["id"]})
+    def get_result() -> func.HttpResponse:
+        return call(storage_app, "get_result", "GET", f"jobs/{job['id']}/results",
+                    params={"format": "tsv"}, route_params={"job_id": job["id"]})
+
+    making = get_result()  # a worker makes the format: the request never does
+    assert (making.status_code, making.headers["Retry-After"]) == (202, "1")
+    assert json.loads(making.get_body())["status"] == "making"
+    deliver_next(storage_app)
+    result = get_result()
     assert result.status_code == 200
     assert result.get_body().decode() == direct_blastn(query, SMALL_DB, tmp_path,
                                                        "-max_target_seqs", "10")
 
 
+def deliver_next(functions) -> None:
+    """Hand the next queue message to the queue trigger, as the host does."""
+    [message] = default_service().transport.queue.receive_messages(max_messages=1)
+    functions["blast_worker"].get_user_function()(QueueMessage(
+        id=message.id, body=message.content.encode(), dequeue_count=message.dequeue_count))
+    default_service().transport.queue.delete_message(message)
+
+
 def test_the_service_bus_function_processes_a_runtime_message(servicebus_app, service):
     job_id = service.submit({"query": sample_queries(SMALL_DB, 1, seed=13),
                              "database": SMALL_DB}).id
-    message = ServiceBusMessage(body=jobs.encode_message(job_id).encode(), delivery_count=1,
-                                message_id=job_id, application_properties={},
+    message = ServiceBusMessage(body=messages.batch_message(job_id, 0).encode().encode(),
+                                delivery_count=1, message_id=job_id, application_properties={},
                                 user_properties={})
     servicebus_app["blast_worker"].get_user_function()(message)
     assert service.get(job_id).status == "succeeded"
@@ -140,5 +154,57 @@ def test_bad_input_and_health_through_the_functions(storage_app):
     assert json.loads(bad.get_body())["errors"] == [{"field": "database", "reason": "is required"}]
     health = call(storage_app, "health", "GET", "health")
     assert json.loads(health.get_body())["status"] == "ok"
+    assert json.loads(health.get_body())["problems"] == []
     databases = json.loads(call(storage_app, "list_databases", "GET", "databases").get_body())
     assert SMALL_DB in {d["name"] for d in databases["databases"]}
+
+
+def test_a_malformed_setting_loads_every_function_and_is_named_where_used(monkeypatch,
+                                                                         settings_env):
+    """Settings are read where they are used: at import only the transport the trigger binds
+    to. A bad value shows in /api/health (which still answers) and in each route's error."""
+    functions = next(load_app(monkeypatch, {**settings_env, "BLAST_THREADS": "two",
+                                            "BLAST_RETENTION_DAYS": "soon"}))
+    assert set(functions) == ({r.name for r in routes.ROUTES}
+                              | {"blast_worker", "cleanup_expired_jobs", "sweep_stranded_jobs"})
+    health = call(functions, "health", "GET", "health")
+    assert health.status_code == 200
+    assert json.loads(health.get_body()) == {"status": "degraded", "problems": [
+        "BLAST_THREADS must be a whole number, not 'two'",
+        "BLAST_RETENTION_DAYS must be a number of at least 0, not 'soon'"]}
+    refused = call(functions, "submit_job", "POST", "jobs", headers={
+        "Content-Type": "application/json"}, body=json.dumps({
+            "query": ">q\nACGTACGTACGTACGTAAAA", "database": SMALL_DB}).encode())
+    assert refused.status_code == 503
+    assert "BLAST_THREADS must be a whole number, not 'two'" in json.loads(refused.get_body())[
+        "detail"]
+    with pytest.raises(SettingsError):
+        functions["blast_worker"].get_user_function()(QueueMessage(
+            id="m", body=b"{}", dequeue_count=1))  # the host abandons it: it comes back
+    reset_default_service()
+
+
+def test_the_service_is_built_once_when_many_invocations_start_together(monkeypatch,
+                                                                        settings_env):
+    for name, value in settings_env.items():
+        monkeypatch.setenv(name, value)
+    reset_default_service()
+    built = []
+    real = BlastService.from_settings.__func__
+
+    def slow_build(cls, settings):
+        built.append(threading.get_ident())
+        time.sleep(0.3)  # long enough for every thread to arrive meanwhile
+        return real(cls, settings)
+
+    monkeypatch.setattr(BlastService, "from_settings", classmethod(slow_build))
+    start = threading.Barrier(8)
+
+    def first_call() -> BlastService:
+        start.wait()
+        return default_service()
+
+    with ThreadPoolExecutor(8) as pool:
+        services = list(pool.map(lambda _: first_call(), range(8)))
+    assert len(built) == 1 and len({id(s) for s in services}) == 1
+    reset_default_service()

@@ -12,9 +12,8 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
-from blast_core import blastplus
+from blast_core import blastplus, limits
+from blast_core.limits import RunLimits
 from blast_core.settings import SERVICEBUS_CONNECTION, SETTINGS, STORAGE_CONNECTION, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,6 +42,8 @@ CONNECTION_PROPERTIES = {
 
 # Settings the deployment leaves at the code's default, and why.
 LEFT_AT_DEFAULT = {
+    "BLAST_MAX_INLINE_RESULT_BYTES": "a limit of what passes through an HTTP function; larger "
+                                     "results are links into Blob storage",
     "BLAST_API_KEY": "serve only; in Azure function keys guard the routes",
     "BLAST_VISIBILITY_TIMEOUT": "the Storage Queue worker of serve only",
     "BLAST_RESULT_LINK_HOURS": "24 h is within the 7-day limit of user delegation SAS",
@@ -215,15 +216,23 @@ def test_parameters_file_names_real_parameters_with_the_code_defaults() -> None:
             assert str(values[param]) == DEFAULTS[setting], param
 
 
-@pytest.mark.parametrize("key", ["functionTimeout", "maxAutoLockRenewalDuration"])
-def test_host_time_limits_cover_the_blast_time_limit(key: str) -> None:
+def test_host_json_and_the_queue_hold_the_limits_the_code_derives_from() -> None:
+    """blast_core/limits.py is the one place the time limits come from: host.json, the
+    queue's lock and time to live, and the most BLAST_TIME_LIMIT a deployment may set must
+    be the numbers it derives from."""
     host = host_json()
-    limit = seconds(host["functionTimeout"] if key == "functionTimeout"
-                    else host["extensions"]["serviceBus"][key])
-    assert limit >= int(DEFAULTS["BLAST_TIME_LIMIT"])
-    # Nor may a deployment set a longer BLAST run than the host lets finish.
+    assert seconds(host["functionTimeout"]) == limits.FUNCTION_TIMEOUT <= limits.SCALE_IN_GRACE
+    assert seconds(host["extensions"]["serviceBus"]["maxAutoLockRenewalDuration"]) == \
+        limits.FUNCTION_TIMEOUT, "the host must hold the lock as long as an invocation runs"
+    most = RunLimits.derive(int(DEFAULTS["BLAST_TIME_LIMIT"]), {})
     for path in (INFRA / "main.bicep", FUNCTION_APP):
-        assert int(bicep_params(path)["blastTimeLimitSeconds"][1]["maxValue"]) < limit, path
+        assert int(bicep_params(path)["blastTimeLimitSeconds"][1]["maxValue"]) == \
+            limits.FUNCTION_TIMEOUT - most.finish_reserve, path
+    queue = (INFRA / "modules" / "servicebus.bicep").read_text()
+    assert "lockDuration: 'PT5M'" in queue and limits.LOCK_DURATION == 5 * 60
+    for path in (INFRA / "main.bicep", INFRA / "modules" / "servicebus.bicep"):
+        assert bicep_params(path)["messageTimeToLive"][0] == "'P1D'", path
+    assert limits.MESSAGE_TTL == 24 * 3600
 
 
 def test_queue_max_delivery_count_is_the_max_deliveries_setting() -> None:

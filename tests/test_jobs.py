@@ -1,11 +1,13 @@
 """Job request validation, ids and queue messages: pure functions."""
 
 import math
+from dataclasses import replace
 
 import pytest
 
 from blast_core import fasta, jobs
 from blast_core.databases import DatabaseInfo
+from blast_core.limits import RunLimits
 
 TIMES = jobs.BatchTimings(queued=1.0, staging=0.1, blast=2.0, transfer=0.5)
 LIMITS = fasta.QueryLimits(max_bytes=100_000, max_sequences=10, max_letters=10_000)
@@ -95,8 +97,9 @@ def test_job_lifecycle_records_attempts_and_outcome():
     request = parse({"query": QUERY, "database": "16SCore"})
     job = jobs.Job.submitted(jobs.new_job_id(), request)
     assert (job.status, job.attempts, job.batches, job.batch_states) == ("queued", 0, 1, ".")
-    running = job.batch_started()
-    assert (running.status, running.attempts) == ("running", 1) and running.started_at
+    running = job.batch_started(0)
+    assert (running.status, running.attempts, running.batch_states) == ("running", 1, "R")
+    assert running.started_at and running.batch_unfinished(0)
     done = running.batch_finished(0, queries=1, hits=7, timings=TIMES)
     assert (done.status, done.hits, done.queries_done) == ("succeeded", 7, 1) and done.finished_at
     failed = running.batch_failed(0, "boom")
@@ -105,31 +108,65 @@ def test_job_lifecycle_records_attempts_and_outcome():
 
 def test_a_job_of_batches_succeeds_with_its_last_batch_and_fails_with_any():
     job = jobs.Job.submitted(jobs.new_job_id(), parse({"query": QUERY, "database": "16SCore"}),
-                             batches=3).batch_started()
-    job = job.batch_finished(2, queries=4, hits=10, timings=TIMES).batch_started()
+                             batches=3).batch_started(2)
+    job = job.batch_finished(2, queries=4, hits=10, timings=TIMES).batch_started(0)
     job = job.batch_finished(0, queries=5, hits=1, timings=TIMES)
     assert (job.status, job.batches_done, job.queries_done, job.hits) == ("running", 2, 9, 11)
     assert job.view()["batches_done"] == 2 and "batch_states" not in job.view()
     done = job.batch_finished(1, queries=1, hits=0, timings=TIMES)
     assert done.status == "succeeded"
-    timings = done.formatted(0.25).view()["timings"]
+    made = done.format_ready("tsv", 0.25, 1234)
+    assert made.format_state("tsv") == jobs.FormatState("ready", made.format_state("tsv").at,
+                                                        size=1234)
+    assert made.view()["formats"] == {"tsv": "ready"}
+    timings = made.view()["timings"]
     assert {k: v for k, v in timings.items() if k != "total"} == {
         "queued": 3.0, "staging": 0.3, "blast": 6.0, "transfer": 1.5, "format": 0.25}
     assert timings["total"] >= 0 and job.view()["timings"]["total"] is None
-    failed = job.batch_failed(1, "BLAST rejected the search")
+    failed = job.batch_started(1).batch_failed(1, "BLAST rejected the search")
     assert failed.error == "batch 2 of 3: BLAST rejected the search"
     requeued = failed.requeued()
     assert (requeued.status, requeued.batch_states, requeued.unfinished_batches()) == \
         ("queued", "D.D", [1])
+    assert not requeued.batch_unfinished(0) and requeued.batch_unfinished(1)
 
 
-def test_messages_carry_a_valid_job_id_and_batch():
-    job_id = jobs.new_job_id()
-    assert jobs.decode_message(jobs.encode_message(job_id, 3).encode()) == (job_id, 3)
-    assert jobs.decode_message(f'{{"job_id": "{job_id}"}}') == (job_id, 0)
-    assert jobs.message_id(job_id, 3) == f"{job_id}-3"
-    for body in (b"not json", b"[]", b'{"job_id": "../x"}', b"\xff\xfe", b"{}",
-                 f'{{"job_id": "{job_id}", "batch": -1}}'.encode(),
-                 f'{{"job_id": "{job_id}", "batch": "1"}}'.encode()):
-        with pytest.raises(jobs.MalformedMessage):
-            jobs.decode_message(body)
+RUN_LIMITS = RunLimits.derive(2700, {})
+
+
+def open_job(states: str) -> jobs.Job:
+    job = jobs.Job.submitted(jobs.new_job_id(), parse({"query": QUERY, "database": "16SCore"}),
+                             batches=len(states))
+    return replace(job, status="running" if "R" in states or "D" in states else "queued",
+                   batch_states=states)
+
+
+@pytest.mark.parametrize("states, unchanged, stranded", [
+    ("R", RUN_LIMITS.running_stale_after - 1, False),   # its delivery may still be running
+    ("R", RUN_LIMITS.running_stale_after + 1, True),    # no delivery runs that long
+    ("DR", RUN_LIMITS.running_stale_after + 1, True),
+    ("R.", RUN_LIMITS.running_stale_after + 1, False),  # a batch may still wait in the queue
+    ("R.", RUN_LIMITS.queued_stale_after + 1, True),    # no message waits that long
+    (".", RUN_LIMITS.queued_stale_after - 1, False),
+    (".", RUN_LIMITS.queued_stale_after + 1, True),
+    ("DD", RUN_LIMITS.queued_stale_after + 1, False),   # nothing left to run
+])
+def test_a_job_is_stranded_only_when_no_message_for_it_can_still_arrive(states, unchanged,
+                                                                        stranded):
+    reason = jobs.stranded_reason(open_job(states), unchanged, RUN_LIMITS)
+    assert (reason is not None) == stranded, reason
+    if reason:
+        assert reason.startswith("stranded: ")
+
+
+def test_the_limits_hold_together_and_name_the_setting_that_breaks_them():
+    assert (RUN_LIMITS.function_timeout, RUN_LIMITS.blast_time_limit) == (3600, 2700)
+    assert RUN_LIMITS.search_seconds(0) == 2700
+    assert RUN_LIMITS.search_seconds(1000) == 3600 - 300 - 1000  # staging took long
+    assert RUN_LIMITS.search_seconds(3600 - 300 - 10) is None  # start again, with time
+    with pytest.raises(ValueError, match=r"BLAST_TIME_LIMIT is 4800 s.*at most 3300 s"):
+        RunLimits.derive(4800, {})
+    with pytest.raises(ValueError, match="longer than the 01:00:00 a Premium instance gives"):
+        RunLimits.derive(600, {"AzureFunctionsJobHost__functionTimeout": "02:00:00"})
+    shrunk = RunLimits.derive(20, {"AzureFunctionsJobHost__functionTimeout": "00:00:40"})
+    assert (shrunk.function_timeout, shrunk.finish_reserve) == (40, 10)

@@ -14,6 +14,7 @@ import requests
 from conftest import (
     SMALL_DB,
     direct_blastn,
+    fetch_result,
     processes_running,
     sample_queries,
     service_env,
@@ -22,7 +23,7 @@ from conftest import (
     wait_until,
 )
 
-from blast_core import jobs
+from blast_core import jobs, messages
 from blast_core.databases import DatabaseInfo
 from blast_core.fasta import QueryLimits
 from blast_core.jobs import Job, JobRequest
@@ -63,7 +64,7 @@ def test_a_cancelled_queued_job_never_runs(service):
     assert (cancelled.status, cancelled.finished_at is not None) == ("cancelled", True)
     assert blob_names(service, job.id) == []
     delivery = service.transport.receive()
-    service.process(delivery.body, delivery.delivery_count)  # settled without running
+    service.process(messages.decode(delivery.body), delivery.delivery_count)  # not run
     delivery.complete()
     after = service.get(job.id)
     assert (after.status, after.attempts, after.batches_done, after.hits) == ("cancelled", 0, 0, None)
@@ -194,13 +195,13 @@ def test_two_databases_searched_together_match_direct_blastn(server, tmp_path):
                requests.get(f"{server.url}/databases", timeout=30).json()["databases"]}
     assert done["summary"]["database_letters"] == letters["16SCore"] + letters["UniVec_Core"]
 
-    tsv = requests.get(done["results"]["tsv"], timeout=60).text
+    tsv = fetch_result(done["results"]["tsv"]).text
     assert tsv == direct_blastn(query, "16SCore UniVec_Core", tmp_path, "-task", "blastn",
                                 "-evalue", "1e-5", "-max_target_seqs", "50")
     subjects = [line.split("\t")[1] for line in tsv.splitlines()]
     assert any(s.startswith("gi|") for s in subjects)  # 16SCore's ids
     assert any(s.startswith("gnl|uv|") for s in subjects)  # UniVec_Core's
-    report = requests.get(done["results"]["json"], timeout=60).json()
+    report = fetch_result(done["results"]["json"]).json()
     assert {r["report"]["search_target"]["db"] for r in report["BlastOutput2"]} == {
         "16SCore UniVec_Core"}
 
@@ -283,9 +284,9 @@ def test_expired_jobs_answer_410_their_links_expire_first_and_serve_deletes_them
         expires_at = datetime.fromisoformat(done["expires_at"])
         submitted = datetime.fromtimestamp(jobs.submitted_ms(first["id"]) / 1000, UTC)
         assert expires_at == submitted + timedelta(seconds=retention)
-        link = requests.get(f"{server.url}/jobs/{first['id']}/results",
-                            params={"format": "tsv", "redirect": "true"}, allow_redirects=False,
-                            timeout=30).headers["Location"]
+        link = fetch_result(f"{server.url}/jobs/{first['id']}/results",
+                            params={"format": "tsv", "redirect": "true"},
+                            allow_redirects=False).headers["Location"]
         link_expiry = datetime.fromisoformat(parse_qs(urlsplit(link).query)["se"][0])
         assert link_expiry <= expires_at
         assert blob_names(service, first["id"])

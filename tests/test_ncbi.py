@@ -76,8 +76,15 @@ def test_put_by_get_and_results_by_form_post_in_every_format(server, tmp_path):
     rid = found.group(1)
 
     def get(**params: str) -> requests.Response:
-        return requests.post(f"{server.url}/blast.cgi", headers=KEY,
-                             data={"CMD": "Get", "RID": rid, **params})
+        """Poll as NCBI's clients do: a result a worker is still making answers WAITING."""
+        deadline = time.monotonic() + 60
+        while True:
+            response = requests.post(f"{server.url}/blast.cgi", headers=KEY,
+                                     data={"CMD": "Get", "RID": rid, **params})
+            if "FORMAT_OBJECT" in params or "Status=WAITING" not in response.text:
+                return response
+            assert time.monotonic() < deadline, f"{params} still WAITING"
+            time.sleep(0.2)
 
     deadline = time.monotonic() + 60
     while "Status=READY" not in (info := get(FORMAT_OBJECT="SearchInfo").text):

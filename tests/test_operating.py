@@ -14,13 +14,13 @@ import pytest
 import requests
 from conftest import ROOT, SMALL_DB, sample_queries, service_env, start_server, wait_for_job
 
-from blast_core import jobs
+from blast_core import jobs, messages
 from blast_core.cli import JsonFormatter
 from blast_core.jobs import Job
 from blast_core.process import ToolTimeout, run_measured, run_tool
 from blast_core.service import BlastService, job_log
 from blast_core.settings import Settings, SettingsError
-from blast_core.transports import QueueCounts, ServiceBusTransport
+from blast_core.transports import Outgoing, QueueCounts, ServiceBusTransport
 
 PRICE = "0.001"
 BUSY = "s = 0\nfor i in range(4 * 10**6): s += i\nprint(s)"
@@ -146,14 +146,16 @@ def test_stats_read_the_queue_through_the_transport_with_a_short_cache(azurite, 
                                        evalue=10.0, max_target_seqs=100, queries=1,
                                        query_letters=100, submitted_at=jobs.utc_now()))
         for number in range(3):
-            service.transport.send(jobs.encode_message(jobs.new_job_id(), number), "m")
-        service.transport.poison.send_message(jobs.encode_message(jobs.new_job_id()))
+            service.transport.send(Outgoing(messages.batch_message(jobs.new_job_id(), number)
+                                            .encode(), "m"))
+        service.transport.poison.send_message(messages.batch_message(jobs.new_job_id(), 0).encode())
         stats = service.stats()
         assert (stats["queue"]["depth"], stats["queue"]["dead_letters"]) == (3, 1)
         assert stats["jobs"]["last_hour"]["total"] == 1
         assert stats["jobs"]["last_day"] == {"queued": 1, "running": 0, "succeeded": 1,
                                              "failed": 1, "cancelled": 0, "total": 3}
-        service.transport.send(jobs.encode_message(jobs.new_job_id()), "m")
+        service.transport.send(Outgoing(messages.batch_message(jobs.new_job_id(), 0).encode(),
+                                        "m"))
         assert service.stats()["queue"]["depth"] == 3, "read again within the cache time"
         service._queue_counts = None
         assert service.stats()["queue"]["depth"] == 4

@@ -9,7 +9,7 @@ import time
 
 from conftest import ROOT, SMALL_DB, sample_queries, service_env
 
-from blast_core import jobs
+from blast_core import jobs, messages
 from blast_core.service import BlastService
 from blast_core.settings import Settings
 
@@ -37,8 +37,8 @@ def test_dead_letters_are_listed_and_requeued_from_the_command_line(azurite, bla
 
     requeued = run("dead-letters", "--requeue", "--json", env=env)
     assert json.loads(requeued.stdout) == {"requeued": [job.id], "left": 1}
-    body = service.transport.receive().body
-    assert jobs.decode_message(body) == (job.id, 0)
+    resent = service.transport.receive()
+    assert messages.decode(resent.body) == messages.batch_message(job.id, 0)
 
 
 def test_clean_up_deletes_the_expired_jobs_now(azurite, blast_available):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import service_env, start_server, wait_for_job
+from conftest import fetch_result, service_env, start_server, wait_for_job
 
 from blast_core import runner
 from blast_core.jobs import Job
@@ -90,7 +90,7 @@ def test_each_program_finds_what_running_it_directly_finds(server, data, tmp_pat
     for job, (program, database, _, blast_options) in zip(submitted, CASES, strict=True):
         done = wait_for_job(server.url, job["id"])
         assert done["status"] == "succeeded", done
-        tsv = requests.get(done["results"]["tsv"]).text
+        tsv = fetch_result(done["results"]["tsv"]).text
         assert tsv == direct(program, data[program], database, data["db_dir"], tmp_path,
                              *blast_options)
         assert done["hits"] >= 1 and "xml2" in done["results"]

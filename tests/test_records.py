@@ -38,7 +38,7 @@ def test_a_stale_update_is_refused(records):
     job = make_job(1_000)
     records.create(job)
     _, etag = records.get(job.id)
-    new_etag = records.replace(job.batch_started(), etag)
+    new_etag = records.replace(job.batch_started(0), etag)
     with pytest.raises(RecordConflict):
         records.replace(job.batch_failed(0, "late"), etag)
     records.replace(records.get(job.id)[0].batch_finished(

@@ -5,15 +5,17 @@ official emulator when BLAST_TEST_SERVICEBUS holds a connection string, and is s
 otherwise."""
 
 import os
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 from azure.servicebus import ServiceBusMessage
 from conftest import SMALL_DB, sample_queries, service_env, start_server, wait_for_job
 
-from blast_core import jobs
+from blast_core import jobs, messages
+from blast_core.limits import MESSAGE_TTL
 from blast_core.settings import Settings
-from blast_core.transports import ServiceBusDelivery, ServiceBusTransport
+from blast_core.transports import Outgoing, ServiceBusDelivery, ServiceBusTransport
 
 
 class RecordingSender:
@@ -41,17 +43,27 @@ class RecordingClient:
         pass
 
 
-def test_send_sets_the_job_id_as_message_id_for_duplicate_detection():
+def send(transport: ServiceBusTransport, message: messages.Message, delay: float = 0) -> None:
+    transport.send(Outgoing(message.encode(), message.first_id, dict(message.trace)), delay)
+
+
+def test_send_sets_our_message_id_a_time_to_live_and_a_schedule_for_a_delay():
     client = RecordingClient()
     transport = ServiceBusTransport(client, "blast-jobs")
     ids = [jobs.new_job_id() for _ in range(3)]
     for job_id in ids:
-        transport.send(jobs.encode_message(job_id, 2), message_id=jobs.message_id(job_id, 2))
+        send(transport, messages.batch_message(job_id, 2))
     assert [m.message_id for m in client.sender.sent] == [f"{job_id}-2" for job_id in ids]
-    assert [jobs.decode_message(b"".join(m.body)) for m in client.sender.sent] == \
-        [(job_id, 2) for job_id in ids]
+    assert [messages.decode(b"".join(m.body)) for m in client.sender.sent] == \
+        [messages.batch_message(job_id, 2) for job_id in ids]
     assert client.sender.sent[0].content_type == "application/json"
+    assert client.sender.sent[0].time_to_live == timedelta(seconds=MESSAGE_TTL)
+    assert client.sender.sent[0].scheduled_enqueue_time_utc is None
     assert client.senders_opened == 1, "one AMQP link is reused for every send"
+    before = datetime.now(UTC)
+    send(transport, messages.batch_message(ids[0], 2), delay=30)
+    scheduled = client.sender.sent[-1].scheduled_enqueue_time_utc
+    assert timedelta(seconds=29) < scheduled - before < timedelta(seconds=31)
 
 
 def test_send_sets_the_trace_context_as_application_properties():
@@ -59,12 +71,11 @@ def test_send_sets_the_trace_context_as_application_properties():
     transport = ServiceBusTransport(client, "blast-jobs")
     job_id = jobs.new_job_id()
     trace = {"traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}
-    transport.send(jobs.encode_message(job_id, 0, trace), message_id=jobs.message_id(job_id, 0),
-                   properties=trace)
-    transport.send(jobs.encode_message(job_id, 1), message_id=jobs.message_id(job_id, 1))
+    send(transport, messages.batch_message(job_id, 0, trace))
+    send(transport, messages.batch_message(job_id, 1))
     traced, untraced = client.sender.sent
     assert traced.application_properties == trace
-    assert jobs.message_trace(b"".join(traced.body)) == trace
+    assert messages.decode(b"".join(traced.body)).trace == trace
     assert not untraced.application_properties
 
 
@@ -90,17 +101,28 @@ class RecordingReceiver:
     def dead_letter_message(self, message, reason):
         self.calls.append(("dead_letter", {"reason": reason}))
 
+    def renew_message_lock(self, message):
+        self.calls.append(("renew", {}))
+
 
 def test_deliveries_count_from_one_like_the_functions_trigger_and_settle():
-    receiver = RecordingReceiver()
-    body = jobs.encode_message(jobs.new_job_id()).encode()
-    delivery = ServiceBusDelivery(receiver, ReceivedMessage(body, delivery_count=0))
+    client, receiver = RecordingClient(), RecordingReceiver()
+    transport = ServiceBusTransport(client, "blast-jobs")
+    message = messages.batch_message(jobs.new_job_id(), 0)
+    body = message.encode().encode()
+    delivery = ServiceBusDelivery(transport, receiver, ReceivedMessage(body, delivery_count=0))
     assert (delivery.body, delivery.delivery_count) == (body, 1)
-    delivery.retry_later(5)
+    delivery.renew()
+    copy = message.retried(1)
+    delivery.retry_later(5, Outgoing(copy.encode(), copy.resend_id()))
     delivery.dead_letter("x" * 5000)
-    delivery.complete()
-    assert [c[0] for c in receiver.calls] == ["abandon", "dead_letter", "complete"]
-    assert len(receiver.calls[1][1]["reason"]) == 4096
+    delivery.abandon()
+    assert [c[0] for c in receiver.calls] == ["renew", "complete", "dead_letter", "abandon"]
+    assert len(receiver.calls[2][1]["reason"]) == 4096
+    [scheduled] = client.sender.sent  # a retry is a scheduled copy: abandon has no delay
+    assert messages.decode(b"".join(scheduled.body)).attempts == 1
+    assert scheduled.scheduled_enqueue_time_utc is not None
+    assert scheduled.message_id.startswith(message.first_id + "-")
 
 
 def test_identity_based_settings_need_no_secret():

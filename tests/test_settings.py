@@ -8,7 +8,7 @@ from blast_core.settings import SETTINGS, Settings, SettingsError
 def test_defaults():
     settings = Settings.from_env({})
     assert (settings.queue_transport, settings.queue_name, settings.time_limit,
-            settings.max_deliveries) == ("servicebus", "blast-jobs", 3600, 5)
+            settings.max_deliveries) == ("servicebus", "blast-jobs", 2700, 5)
 
 
 @pytest.mark.parametrize("env, message", [
@@ -19,6 +19,21 @@ def test_defaults():
 def test_bad_settings_are_named(env, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_env(env)
+
+
+def test_every_bad_setting_is_named_at_once_and_the_time_limits_hold_together():
+    with pytest.raises(SettingsError) as raised:
+        Settings.from_env({"BLAST_THREADS": "many", "BLAST_TIME_LIMIT": "4000",
+                           "BLAST_CANCEL_CHECK_SECONDS": "nan", "BLAST_DB_PRELOAD": "yes"})
+    assert raised.value.problems == [
+        "BLAST_TIME_LIMIT is 4000 s; with functionTimeout 01:00:00 and 300 s kept for storing "
+        "results, a search may take at most 3300 s",
+        "BLAST_DB_PRELOAD must be '0' or '1', not 'yes'",
+        "BLAST_THREADS must be a whole number, not 'many'",
+        "BLAST_CANCEL_CHECK_SECONDS must be a number above 0, not 'nan'"]
+    shrunk = Settings.from_env({"AzureFunctionsJobHost__functionTimeout": "00:10:00",
+                                "BLAST_TIME_LIMIT": "400"})
+    assert (shrunk.limits.function_timeout, shrunk.limits.blast_time_limit) == (600, 400)
 
 
 def test_connections_by_string_or_identity():
@@ -51,6 +66,7 @@ def test_the_readme_settings_table_is_the_settings():
     assert [row.split("`")[1] for row in rows] == [s.name for s in SETTINGS]
     for row, setting in zip(rows, SETTINGS, strict=True):
         assert (f"`{setting.default}`" if setting.default else "(none)") in row
+        assert row.endswith(f"| {setting.description} |"), f"{setting.name}: the README differs"
 
 
 def test_identity_based_storage_clients_need_no_secret():

@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, RRNA_DATA, SMALL_DB, direct_blastn, sample_queries, service_env
+from conftest import ROOT, RRNA_DATA, SMALL_DB, direct_blastn, result_text, sample_queries, service_env
 
-from blast_core import jobs, staging
+from blast_core import jobs, messages, staging
 from blast_core.databases import DatabaseCatalog
 from blast_core.runner import TABULAR_COLUMNS
 from blast_core.service import BlastService
@@ -274,9 +274,9 @@ def test_the_service_searches_the_staged_copy(azurite, blast_available, tmp_path
         for seed in (31, 32):
             query = sample_queries(SMALL_DB, 2, seed=seed)
             job = service.submit({"query": query, "database": SMALL_DB, "max_target_seqs": 20})
-            service.process(jobs.encode_message(job.id, 0), 1)
+            service.process(messages.batch_message(job.id, 0), 1)
             assert service.get(job.id).status == jobs.SUCCEEDED
-            tsv = b"".join(service.result(job.id, "tsv").chunks).decode()
+            tsv = result_text(service, job.id, "tsv")
             assert tsv.strip()
             assert tsv == direct_blastn(query, SMALL_DB, tmp_path, "-max_target_seqs", "20")
     finally:
@@ -295,9 +295,9 @@ def test_several_staged_databases_are_searched_together(azurite, blast_available
     query = sample_queries("16SCore", 2, seed=33) + sample_queries("UniVec_Core", 2, seed=34)
     try:
         job = service.submit({"query": query, "database": ["16SCore", "UniVec_Core"]})
-        service.process(jobs.encode_message(job.id, 0), 1)
+        service.process(messages.batch_message(job.id, 0), 1)
         assert service.get(job.id).status == jobs.SUCCEEDED
-        tsv = b"".join(service.result(job.id, "tsv").chunks).decode()
+        tsv = result_text(service, job.id, "tsv")
     finally:
         service.transport.close()
     assert tsv == direct_blastn(query, "16SCore UniVec_Core", tmp_path, "-max_target_seqs", "100")
@@ -309,5 +309,5 @@ def test_the_settings_turn_staging_on_and_pre_reading_on():
     assert (Settings.from_env({}).db_cache_dir, Settings.from_env({}).db_preload) == ("", False)
     configured = Settings.from_env({"BLAST_DB_CACHE_DIR": "/tmp/c", "BLAST_DB_PRELOAD": "1"})
     assert (configured.db_cache_dir, configured.db_preload) == ("/tmp/c", True)
-    with pytest.raises(SettingsError, match="BLAST_DB_PRELOAD must be 0 or 1"):
+    with pytest.raises(SettingsError, match="BLAST_DB_PRELOAD must be '0' or '1'"):
         Settings.from_env({"BLAST_DB_PRELOAD": "yes"})

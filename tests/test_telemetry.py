@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from blast_core import jobs
-from blast_core.service import BlastService
+from blast_core import jobs, messages
+from blast_core.service import BlastService, ResultPending
 from blast_core.settings import Settings
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -48,8 +48,13 @@ def test_one_trace_from_submit_through_the_worker_and_formatting(spans, azurite,
                               "database": SMALL_DB})
         delivery = service.transport.receive()
         assert delivery is not None
-        service.process(delivery.body, delivery.delivery_count)
+        service.process(messages.decode(delivery.body), delivery.delivery_count)
         delivery.complete()
+        with pytest.raises(ResultPending):  # asks a worker to make it
+            service.result(job.id, "tsv")
+        making = service.transport.receive()
+        service.process(messages.decode(making.body), making.delivery_count)
+        making.complete()
         assert b"".join(service.result(job.id, "tsv").chunks)
     finally:
         service.transport.close()
@@ -69,7 +74,8 @@ def test_one_trace_from_submit_through_the_worker_and_formatting(spans, azurite,
     carried = json.loads(delivery.body)["trace"]["traceparent"]
     assert carried == (f"00-{trace_id:032x}-{submit.context.span_id:016x}"
                        f"-{submit.context.trace_flags:02x}")
-    assert jobs.decode_message(delivery.body) == (job.id, 0)
+    assert messages.decode(delivery.body).job_id == job.id
+    assert messages.decode(making.body).format == "tsv"
     for name in names:
         attributes = found[name].attributes
         assert attributes["blast.job_id"] == job.id, name
@@ -82,8 +88,8 @@ def test_the_worker_continues_the_trace_its_message_carries(spans, service):
     """A message from elsewhere (another instance, a requeue) names its trace by itself."""
     job = service.submit({"query": ">q\nACGTACGTAAGGCCTTAGGCATCGATCGA", "database": SMALL_DB})
     spans.clear()
-    with pytest.raises(jobs.MalformedMessage):  # no batch 3: fails inside the span
-        service.process(jobs.encode_message(job.id, 3, {"traceparent": TRACEPARENT}), 1)
+    with pytest.raises(messages.MalformedMessage):  # no batch 3: fails inside the span
+        service.process(messages.batch_message(job.id, 3, {"traceparent": TRACEPARENT}), 1)
     (span,) = spans.get_finished_spans()
     assert (span.name, f"{span.context.trace_id:032x}") == ("process batch",
                                                            TRACEPARENT.split("-")[1])
@@ -97,10 +103,8 @@ def test_the_worker_continues_the_trace_its_message_carries(spans, service):
 def test_a_message_with_no_usable_trace_is_still_valid(carrier):
     job_id = jobs.new_job_id()
     body = json.dumps({"job_id": job_id, "batch": 1, "trace": carrier})
-    assert jobs.decode_message(body) == (job_id, 1)
-    assert jobs.message_trace(body) == {}
-    assert jobs.message_trace(b"not json") == {}
-    assert "trace" not in json.loads(jobs.encode_message(job_id, 1, {}))
+    assert messages.decode(body) == messages.Message(job_id, batch=1, trace={})
+    assert "trace" not in json.loads(messages.batch_message(job_id, 1, {}).encode())
 
 
 def test_without_a_connection_string_nothing_is_configured_or_carried():
@@ -108,13 +112,14 @@ def test_without_a_connection_string_nothing_is_configured_or_carried():
     unset: no provider, spans that record nothing, messages without a trace."""
     script = """
 import json
-from blast_core import jobs, telemetry
+from blast_core import jobs, messages, telemetry
 from blast_core.settings import Settings
 assert telemetry.configure(Settings.from_env({})) is False
 with telemetry.span("submit", job_id="x") as span:
     assert not span.is_recording()
     assert telemetry.inject() == {}
-    assert "trace" not in json.loads(jobs.encode_message(jobs.new_job_id(), 0, telemetry.inject()))
+    message = messages.batch_message(jobs.new_job_id(), 0, telemetry.inject())
+    assert "trace" not in json.loads(message.encode())
 with telemetry.span("process batch", parent={"traceparent": "garbage"}):
     pass
 print("ok")

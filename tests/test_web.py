@@ -22,6 +22,7 @@ from conftest import (
     SMALL_DB,
     Server,
     direct_blastn,
+    fetch_result,
     processes_running,
     sample_queries,
     service_env,
@@ -32,7 +33,7 @@ from conftest import (
 
 from blast_core import functions, jobs
 from blast_core.routes import ROUTES
-from blast_core.service import default_service
+from blast_core.service import reset_default_service
 
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="Playwright for Python is not installed (requirements-dev.txt)")
@@ -445,7 +446,7 @@ def test_the_page_loads_without_a_key_and_its_api_calls_carry_one(browser, locke
         with page.expect_download() as download:
             page.click("#downloads a[data-format=tsv]")
         saved = Path(download.value.path()).read_text()
-        assert saved == requests.get(f"{locked.url}/jobs/{job['id']}/results", headers=key).text
+        assert saved == fetch_result(f"{locked.url}/jobs/{job['id']}/results", headers=key).text
         assert download.value.suggested_filename == f"{job['id']}.tsv"
 
 
@@ -455,7 +456,7 @@ def test_the_function_app_serves_the_page_and_its_files_without_a_key(monkeypatc
     assert not routes["web_config"].anonymous
     for name, value in settings_env.items():
         monkeypatch.setenv(name, value)
-    default_service.cache_clear()
+    reset_default_service()
 
     def get(name: str, path: str, **route_params: str) -> func.HttpResponse:
         request = func.HttpRequest("GET", f"https://blast.example.net/api/{path}", body=b"",
@@ -474,4 +475,4 @@ def test_the_function_app_serves_the_page_and_its_files_without_a_key(monkeypatc
         assert config["query"]["max_letters"] == 1_000_000
         assert config["options"]["evalue"]["maximum"] == 1000
     finally:
-        default_service.cache_clear()
+        reset_default_service()

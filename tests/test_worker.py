@@ -5,13 +5,14 @@ import threading
 import time
 
 import pytest
-from conftest import SMALL_DB, sample_queries, service_env
+from conftest import SMALL_DB, result_text, sample_queries, service_env
 
-from blast_core import jobs
+from blast_core import jobs, messages
 from blast_core.results import archive_blob, query_blob
 from blast_core.service import BlastService, UnknownJob
 from blast_core.settings import Settings
-from blast_core.worker import run_worker
+from blast_core.transports import Outgoing
+from blast_core.worker import handle, retry_delay, run_worker
 
 
 def submit(service: BlastService, seed: int = 1) -> str:
@@ -21,10 +22,10 @@ def submit(service: BlastService, seed: int = 1) -> str:
 
 def test_a_redelivered_message_for_a_finished_job_does_not_search_again(service):
     job_id = submit(service)
-    service.process(jobs.encode_message(job_id), 1)
+    service.process(messages.batch_message(job_id, 0), 1)
     first, etag = service.records.get(job_id)
     assert (first.status, first.attempts) == ("succeeded", 1)
-    service.process(jobs.encode_message(job_id), 2)
+    service.process(messages.batch_message(job_id, 0), 2)
     again, etag_again = service.records.get(job_id)
     assert again == first and etag_again == etag
 
@@ -32,18 +33,18 @@ def test_a_redelivered_message_for_a_finished_job_does_not_search_again(service)
 def test_a_job_left_running_by_a_dead_worker_runs_again(service):
     job_id = submit(service)
     job, etag = service.records.get(job_id)
-    service.records.replace(job.batch_started(), etag)
-    service.process(jobs.encode_message(job_id), 2)
+    service.records.replace(job.batch_started(0), etag)
+    service.process(messages.batch_message(job_id, 0), 2)
     done, _ = service.records.get(job_id)
     assert (done.status, done.attempts) == ("succeeded", 2)
-    assert b"".join(service.result(job_id, "tsv").chunks)
+    assert result_text(service, job_id)
 
 
 def test_blast_refusing_a_job_fails_it_without_retry(service, settings_env, tmp_path):
     job_id = submit(service)
     no_databases = BlastService.from_settings(Settings.from_env(
         {**settings_env, "BLAST_DB_DIR": str(tmp_path)}))
-    no_databases.process(jobs.encode_message(job_id), 1)
+    no_databases.process(messages.batch_message(job_id, 0), 1)
     failed, _ = service.records.get(job_id)
     assert failed.status == "failed" and "BLAST rejected the search" in failed.error
     assert not service.results.exists(job_id, archive_blob(0))
@@ -53,20 +54,98 @@ def test_a_transient_error_retries_and_the_last_attempt_fails_the_job(service):
     job_id = submit(service)
     service.results._container.delete_blob(f"{job_id}/{query_blob(0)}")
     with pytest.raises(Exception, match=r"BlobNotFound|not exist"):
-        service.process(jobs.encode_message(job_id), 1)
+        service.process(messages.batch_message(job_id, 0), 1)
     assert service.records.get(job_id)[0].status == "running"
     with pytest.raises(Exception, match=r"BlobNotFound|not exist"):
-        service.process(jobs.encode_message(job_id), service.settings.max_deliveries)
+        service.process(messages.batch_message(job_id, 0), service.settings.max_deliveries)
     failed, _ = service.records.get(job_id)
     assert failed.status == "failed"
     assert failed.error.startswith(f"gave up after {service.settings.max_deliveries} attempts: ")
 
 
-def test_unreadable_and_unknown_messages_raise_so_they_are_retried(service):
-    with pytest.raises(jobs.MalformedMessage):
-        service.process(b"garbage", 1)
+def test_unreadable_and_unknown_messages_can_never_succeed(service):
     with pytest.raises(UnknownJob):
-        service.process(jobs.encode_message(jobs.new_job_id()), 1)
+        service.process(messages.batch_message(jobs.new_job_id(), 0), 1)
+    with pytest.raises(messages.MalformedMessage):
+        service.process(messages.batch_message(submit(service), 7), 1)  # no batch 7
+
+
+class RecordingDelivery:
+    """A delivery that records how it is settled (the transports' own are tested against
+    Azurite and the emulated Service Bus)."""
+
+    def __init__(self, body: str | bytes, delivery_count: int = 1):
+        self.body = body.encode() if isinstance(body, str) else body
+        self.delivery_count = delivery_count
+        self.settled: list[tuple] = []
+
+    def renew(self) -> None:
+        pass
+
+    def complete(self) -> None:
+        self.settled.append(("complete",))
+
+    def retry_later(self, seconds: int, copy: Outgoing) -> None:
+        self.settled.append(("retry", seconds, messages.decode(copy.body), copy.message_id))
+
+    def dead_letter(self, reason: str) -> None:
+        self.settled.append(("dead-letter", reason))
+
+
+class ScriptedService:
+    """The one call `handle` makes of the service, failing as told."""
+
+    def __init__(self, failure: Exception | None = None, max_deliveries: int = 5):
+        self.failure = failure
+        self.settings = Settings.from_env({"BLAST_MAX_DELIVERIES": str(max_deliveries)})
+        self.attempts: list[int] = []
+
+    def process(self, message, attempt: int) -> None:
+        self.attempts.append(attempt)
+        if self.failure:
+            raise self.failure
+
+
+def settled(service, body, delivery_count: int = 1) -> list[tuple]:
+    delivery = RecordingDelivery(body, delivery_count)
+    handle(service, delivery)()
+    return delivery.settled
+
+
+def test_a_failed_attempt_is_retried_later_as_a_copy_that_counts_it():
+    message = messages.batch_message(jobs.new_job_id(), 2, {"traceparent": "t"})
+    service = ScriptedService(OSError("storage is throttling"))
+    [(kind, delay, copy, copy_id)] = settled(service, message.encode(), delivery_count=1)
+    assert (kind, delay, copy.attempts, copy.batch, copy.trace) == \
+        ("retry", retry_delay(1), 1, 2, {"traceparent": "t"})
+    assert copy_id.startswith(message.first_id + "-"), "a resend needs a fresh message id"
+    # The copy's first delivery is its job's second attempt, and so on.
+    [(_, delay, again, _)] = settled(service, copy.encode(), delivery_count=1)
+    assert (service.attempts, again.attempts, delay) == ([1, 2], 2, retry_delay(2))
+    assert [retry_delay(n) for n in range(1, 8)] == [2, 4, 8, 16, 32, 60, 60]
+
+
+def test_the_last_attempt_dead_letters_and_a_later_delivery_goes_unread():
+    message = messages.batch_message(jobs.new_job_id(), 0).retried(4)
+    service = ScriptedService(OSError("still throttled"))
+    [(kind, reason)] = settled(service, message.encode(), delivery_count=1)
+    assert (kind, service.attempts) == ("dead-letter", [5])
+    assert reason.startswith("gave up after 5 attempts: OSError: still throttled")
+    # Under the Functions host, dead-lettering means raising until the queue's own max
+    # delivery count: those deliveries are not worked on again.
+    assert settled(service, message.encode(), delivery_count=2) == \
+        [("dead-letter", "gave up after 5 attempts")]
+    assert service.attempts == [5]
+
+
+def test_unreadable_and_unknown_messages_are_dead_lettered_at_once():
+    assert settled(ScriptedService(), b"not json") == \
+        [("dead-letter", "unreadable: message body is not JSON")]
+    unknown = settled(ScriptedService(UnknownJob("no record for job x")),
+                      messages.batch_message(jobs.new_job_id(), 0).encode())
+    assert unknown == [("dead-letter", "UnknownJob: no record for job x")]
+    assert settled(ScriptedService(), messages.batch_message(jobs.new_job_id(), 0).encode()) \
+        == [("complete",)]
 
 
 def test_the_worker_poisons_bad_messages_and_keeps_serving(azurite, blast_available):
@@ -74,7 +153,7 @@ def test_the_worker_poisons_bad_messages_and_keeps_serving(azurite, blast_availa
     service = BlastService.from_settings(Settings.from_env(env))
     service.ensure_storage()
     service.transport.queue.send_message("this is not a job")
-    service.transport.queue.send_message(jobs.encode_message(jobs.new_job_id()))
+    service.transport.queue.send_message(messages.batch_message(jobs.new_job_id(), 0).encode())
     good = submit(service, seed=8)
     stop = threading.Event()
     worker = threading.Thread(target=run_worker, args=(service, stop))
@@ -132,7 +211,7 @@ def test_dead_lettered_jobs_are_listed_and_requeued(azurite, blast_available):
 
     # A cancelled job's dead letter is removed, not requeued: the job stays cancelled.
     cancelled = service.cancel(submit(service, seed=41)).id
-    service.transport.poison.send_message(jobs.encode_message(cancelled))
+    service.transport.poison.send_message(messages.batch_message(cancelled, 0).encode())
     assert service.requeue_dead_letters() == ([], 1)
     assert service.get(cancelled).status == "cancelled"
     assert [letter.job_id for letter in service.dead_letters()] == [None]

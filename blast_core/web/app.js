@@ -180,6 +180,32 @@ async function apiJson(path, options) {
   return response.json();
 }
 
+// A job's JSON result. A worker makes each format when it is first asked for: meanwhile the
+// API answers 202 with Retry-After. A result too large to pass through the service answers a
+// redirect to Blob storage, which this page does not follow (its downloads do).
+const RESULT_WAIT_MS = 10 * 60 * 1000;
+
+async function resultJson(id) {
+  const started = Date.now();
+  for (;;) {
+    const response = await api(`/jobs/${id}/results?format=json`, { redirect: "manual" });
+    if (response.type === "opaqueredirect") {
+      throw new ApiFailure(302, "the results are too large to show on this page; use the "
+        + "download links");
+    }
+    if (response.status !== 202) {
+      if (!response.ok) throw await failure(response);
+      return response.json();
+    }
+    if (Date.now() - started > RESULT_WAIT_MS) {
+      throw new ApiFailure(202, "the results are still being prepared; reload the page later");
+    }
+    showStatus("Preparing the results…");
+    const seconds = Number(response.headers.get("Retry-After")) || 2;
+    await new Promise((resolve) => { window.setTimeout(resolve, seconds * 1000); });
+  }
+}
+
 function showStatus(message, isError = false) {
   const status = $("status");
   status.textContent = message;
@@ -601,8 +627,9 @@ async function loadJob(id, query) {
   if (job.status !== "succeeded") return;
   showDownloads(job);
   try {
-    const report = await apiJson(`/jobs/${id}/results?format=json`);
+    const report = await resultJson(id);
     if (currentJobId() !== id) return;
+    showStatus("");
     state.reports = report.BlastOutput2.map((entry) => entry.report.results.search);
   } catch (error) {
     showJobError(error.status === 410 ? expiredMessage(error)
@@ -713,8 +740,9 @@ function showJobSummary(job) {
 function showDownloads(job) {
   const links = Object.keys(job.results).filter((f) => f in state.config.formats).map((format) => {
     const filename = `${job.id}.${state.config.formats[format]}`;
+    // wait: a worker makes a format when first asked for; a link cannot ask again.
     const link = el("a", {
-      href: `${API}/jobs/${job.id}/results?format=${encodeURIComponent(format)}`,
+      href: `${API}/jobs/${job.id}/results?format=${encodeURIComponent(format)}&wait=60`,
       download: filename,
       "data-format": format,
     }, format.toUpperCase());
@@ -733,6 +761,9 @@ function showDownloads(job) {
 async function downloadWithKey(href, filename) {
   try {
     const response = await api(href.slice(API.length));
+    if (response.status === 202) {
+      throw new ApiFailure(202, "the file is still being prepared; try again in a minute");
+    }
     if (!response.ok) throw await failure(response);
     const url = URL.createObjectURL(await response.blob());
     const link = el("a", { href: url, download: filename });

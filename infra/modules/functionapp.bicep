@@ -51,9 +51,9 @@ param appInsightsConnectionString string
 @maxValue(4)
 param blastThreads int
 
-@description('Seconds one BLAST run may take; host.json functionTimeout and maxAutoLockRenewalDuration (01:30:00) must be longer, with time left to store results.')
+@description('Seconds one BLAST run may take; at most host.json functionTimeout (01:00:00) less 5 minutes to store results (blast_core/limits.py).')
 @minValue(60)
-@maxValue(4800)
+@maxValue(3300)
 param blastTimeLimitSeconds int
 
 @description('Days after submission that a job record, its query and its results are kept (BLAST_RETENTION_DAYS); 0 keeps them forever.')

@@ -1,0 +1,118 @@
+"""The queue messages, encoded and decoded here only: one per batch of a job to search, and one
+per result format to make. Pure logic, no I/O.
+
+A message may be delivered more than once, and a worker that must retry later sends a copy
+scheduled for later (Service Bus cannot delay an abandoned message), so a message carries the
+deliveries of its earlier copies in `attempts`: the attempt a delivery makes is `attempts` plus
+the transport's own delivery count.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+_JOB_ID = re.compile(r"^[0-9a-f]{19}$")
+_FORMAT = re.compile(r"^[a-z0-9]{1,12}$")
+_TRACE_ENTRIES = 8  # traceparent and tracestate, with room to spare
+_TRACE_VALUE_CHARS = 512  # W3C tracestate: at most 32 entries, but a sender's are short
+
+
+class MalformedMessage(ValueError):
+    """A queue message this service cannot read: it can never succeed."""
+
+
+@dataclass(frozen=True)
+class Message:
+    """Work for a worker: search batch `batch` of job `job_id`, or make its result in
+    `format`; `trace` is the W3C trace context of the submit the work continues."""
+
+    job_id: str
+    batch: int | None = None
+    format: str | None = None
+    attempts: int = 0
+    trace: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def first_id(self) -> str:
+        """The message id of the first send. Service Bus duplicate detection drops a second
+        send of it within its window: a submit whose send was retried queues the batch once."""
+        return f"{self.job_id}-{self.batch}" if self.format is None \
+            else f"{self.job_id}-format-{self.format}"
+
+    def resend_id(self) -> str:
+        """A fresh id for a deliberate resend (a retry scheduled for later, a requeue): under
+        the first id, duplicate detection would accept the send and drop the message."""
+        return f"{self.first_id}-{secrets.token_hex(4)}"
+
+    def retried(self, attempt: int) -> Message:
+        """The copy to send when attempt number `attempt` failed and another may follow."""
+        return replace(self, attempts=attempt)
+
+    def describe(self) -> str:
+        return f"batch {self.batch}" if self.format is None else f"{self.format} result"
+
+    def encode(self) -> str:
+        data: dict[str, Any] = {"job_id": self.job_id}
+        if self.format is None:
+            data["batch"] = self.batch
+        else:
+            data["format"] = self.format
+        if self.attempts:
+            data["attempts"] = self.attempts
+        if self.trace:
+            data["trace"] = dict(self.trace)
+        return json.dumps(data)
+
+
+def batch_message(job_id: str, batch: int, trace: Mapping[str, str] | None = None) -> Message:
+    return Message(job_id, batch=batch, trace=dict(trace or {}))
+
+
+def format_message(job_id: str, format_name: str,
+                   trace: Mapping[str, str] | None = None) -> Message:
+    return Message(job_id, format=format_name, trace=dict(trace or {}))
+
+
+def decode(body: bytes | str) -> Message:
+    """The message a queue body carries; MalformedMessage when it is not one of ours."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise MalformedMessage("message body is not JSON") from None
+    if not isinstance(data, dict):
+        raise MalformedMessage("message body is not a JSON object")
+    job_id = data.get("job_id")
+    if not isinstance(job_id, str) or not _JOB_ID.match(job_id):
+        raise MalformedMessage("message has no valid job_id")
+    attempts = data.get("attempts", 0)
+    if not _natural(attempts):
+        raise MalformedMessage("message has no valid attempts count")
+    trace = _trace(data.get("trace"))
+    if "format" in data:
+        name = data["format"]
+        if not isinstance(name, str) or not _FORMAT.match(name) or "batch" in data:
+            raise MalformedMessage("message has no valid format")
+        return Message(job_id, format=name, attempts=attempts, trace=trace)
+    batch = data.get("batch", 0)
+    if not _natural(batch):
+        raise MalformedMessage("message has no valid batch number")
+    return Message(job_id, batch=batch, attempts=attempts, trace=trace)
+
+
+def _natural(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _trace(carrier: object) -> dict[str, str]:
+    """The trace context carrier; empty unless it is a small dict of short strings (tracing
+    never refuses a message)."""
+    if (not isinstance(carrier, dict) or len(carrier) > _TRACE_ENTRIES or not all(
+            isinstance(key, str) and isinstance(value, str) and len(key) <= 64
+            and len(value) <= _TRACE_VALUE_CHARS for key, value in carrier.items())):
+        return {}
+    return carrier
