@@ -1,0 +1,167 @@
+"""`serve` and `worker` as a user runs them on their machine: they stop everything they started
+on Ctrl-C and SIGTERM, quietly, and say in one line why they cannot start. Real `serve`
+processes over HTTP, real Azurite, real blastn."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+from conftest import (
+    ROOT,
+    RRNA_DATA,
+    SMALL_DB,
+    Server,
+    processes_running,
+    sample_queries,
+    service_env,
+    wait_until,
+)
+
+from blast_core.local_storage import free_port
+
+LONG_DB = "SSURef_93.fasta"  # 300 Mbases: a few queries with task blastn take minutes
+
+
+def user_env(**settings: str) -> dict[str, str]:
+    """The environment of a user who set these settings and BLAST_DB_DIR, and no other,
+    whatever the test session's environment holds."""
+    env = {name: value for name, value in os.environ.items() if not name.startswith("BLAST_")}
+    return {**env, "BLAST_DB_DIR": str(RRNA_DATA), **settings}
+
+
+def start_serve(env: dict[str, str], log: Path, workers: int = 1) -> Server:
+    """`python -m blast_core serve` in a process group of its own, as on a terminal, so that a
+    Ctrl-C can be sent to the group; returns once it answers."""
+    port = free_port()
+    with open(log, "ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "blast_core", "serve", "--port", str(port), "--workers",
+             str(workers)], cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
+    server = Server(process, f"http://127.0.0.1:{port}/api", log)
+
+    def answers() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"serve exited with {process.returncode}:\n{log.read_text()}")
+        try:
+            return requests.get(f"{server.url}/health", timeout=2).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_until(answers, 60, "serve to answer")
+    return server
+
+
+def descendants(pid: int) -> set[int]:
+    """The processes started by `pid`, by their children too."""
+    parents = {}
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                parents[int(entry)] = int(stat.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            pass  # ended meanwhile
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier}
+        found |= frontier
+    return found
+
+
+def running(pids: set[int]) -> set[int]:
+    """Those of `pids` that still run (a zombie waiting to be reaped has ended)."""
+    alive = set()
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] != "Z":
+                    alive.add(pid)
+        except OSError:
+            pass
+    return alive
+
+
+def command_lines(pids: set[int]) -> list[str]:
+    lines = []
+    for pid in pids:
+        try:
+            lines.append(Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode())
+        except OSError:
+            pass
+    return lines
+
+
+def submit(url: str, query: str, database: str = SMALL_DB, **options: object) -> str:
+    answer = requests.post(f"{url}/jobs", json={"query": query, "database": database, **options},
+                           timeout=30)
+    assert answer.status_code == 202, answer.text
+    return answer.json()["id"]
+
+
+@pytest.mark.parametrize("how, expected_status", [
+    ("Ctrl-C", 130),  # SIGINT to the whole process group, as a terminal sends it
+    ("SIGTERM", 0),  # to serve alone, as `kill` and service managers send it
+])
+def test_serve_stops_cleanly_with_everything_it_started(azurite, blast_available, tmp_path,
+                                                        how, expected_status):
+    server = start_serve(user_env(**service_env(azurite)), tmp_path / "serve.log")
+    job_id = submit(server.url, sample_queries(LONG_DB, 3, seed=74), LONG_DB, task="blastn")
+    wait_until(lambda: processes_running(job_id), 60, "blastn of the job to start")
+    started = descendants(server.process.pid)
+    assert any("blastn" in line for line in command_lines(started))
+
+    asked = time.monotonic()
+    if how == "Ctrl-C":
+        os.killpg(server.process.pid, signal.SIGINT)
+    else:
+        server.process.send_signal(signal.SIGTERM)
+    assert server.process.wait(timeout=20) == expected_status
+    assert time.monotonic() - asked < 10
+    assert not running(started), command_lines(running(started))
+    assert not processes_running(job_id), "a blastn outlived serve"
+    log = server.log.read_text()
+    assert "Exception ignored" not in log and "Traceback" not in log, log
+    assert f"stopped by {'SIGINT' if how == 'Ctrl-C' else 'SIGTERM'}" in log
+
+
+@pytest.mark.parametrize("signals, expected_status", [
+    ((signal.SIGINT,), 130),
+    ((signal.SIGTERM,), 0),
+    # A Ctrl-C on the terminal of a worker that serve then stops, as it used to happen: the
+    # second signal, in the middle of the first one's shut-down, must not be printed.
+    ((signal.SIGINT, signal.SIGTERM), 130),
+])
+def test_a_worker_on_its_own_stops_at_once_and_quietly(azurite, blast_available, tmp_path,
+                                                       signals, expected_status):
+    log = tmp_path / "worker.log"
+    with open(log, "wb") as out:
+        worker = subprocess.Popen([sys.executable, "-m", "blast_core", "worker"], cwd=ROOT,
+                                  env=user_env(**service_env(azurite)), stdout=out,
+                                  stderr=out)
+    wait_until(lambda: "listening" in log.read_text(), 30, "the worker to listen")
+    for signum in signals:
+        worker.send_signal(signum)
+        time.sleep(0.05)
+    assert worker.wait(timeout=10) == expected_status
+    assert "Exception ignored" not in log.read_text() and "Traceback" not in log.read_text()
+
+
+def test_a_port_in_use_is_one_line_saying_so(azurite, blast_available):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        refused = subprocess.run([sys.executable, "-m", "blast_core", "serve", "--port",
+                                  str(port), "--workers", "1"], cwd=ROOT,
+                                 env=user_env(**service_env(azurite)),
+                                 capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1
+    assert refused.stderr == f"error: cannot listen on 127.0.0.1:{port}: Address already in " \
+                             "use (another serve?)\n"
