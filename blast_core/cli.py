@@ -169,16 +169,19 @@ def run_service(args: argparse.Namespace) -> int:
         os.environ["BLAST_API_KEY"] = args.api_key
     if args.command == "serve":
         return serve_command(args)
+    from blast_core.storage_check import StorageUnusable
+
     if args.command == "worker":
         stop_on_signals()  # before anything else, so a stop at start-up is one too
     try:
         settings = Settings.from_env()
-        from blast_core.service import BlastService
-
-        service = BlastService.from_settings(settings)
+        service = start_service(settings)
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except StorageUnusable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
     if args.command == "dead-letters":
         return dead_letters(service, args.requeue, args.json)
     if args.command == "clean-up":
@@ -192,16 +195,25 @@ def run_service(args: argparse.Namespace) -> int:
     return 0
 
 
+def start_service(settings: Settings) -> BlastService:
+    """The service on `settings`, once its storage has answered (StorageUnusable if not)."""
+    from blast_core.service import BlastService
+    from blast_core.storage_check import check_storage
+
+    check_storage(settings)
+    return BlastService.from_settings(settings)
+
+
 def serve_command(args: argparse.Namespace) -> int:
     """`serve`, until Ctrl-C or SIGTERM."""
     from blast_core import telemetry
     from blast_core.server import CannotServe, StopSignals, serve
-    from blast_core.service import BlastService
+    from blast_core.storage_check import StorageUnusable
 
     stop = StopSignals()  # from here on, SIGINT and SIGTERM ask serve to stop, and it does
     try:
         settings = Settings.from_env()
-        service = BlastService.from_settings(settings)
+        service = start_service(settings)
         telemetry.configure(settings)
         workers = args.workers if args.workers is not None else max(
             1, (os.cpu_count() or 1) // settings.threads)
@@ -212,7 +224,7 @@ def serve_command(args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except CannotServe as error:
+    except (StorageUnusable, CannotServe) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
 

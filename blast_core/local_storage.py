@@ -38,6 +38,10 @@ def wait_for_port(port: int, timeout: float = 30.0) -> None:
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout:g} s")
 
 
+def new_account_key() -> str:
+    return base64.b64encode(secrets.token_bytes(32)).decode()
+
+
 def azurite_command(project_root: Path) -> str:
     local = project_root / "node_modules" / ".bin" / "azurite"
     found = str(local) if local.exists() else shutil.which("azurite")
@@ -49,7 +53,7 @@ def azurite_command(project_root: Path) -> str:
 class LocalAzurite:
     def __init__(self, project_root: Path, workdir: Path | None = None):
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="azurite-"))
-        self.key = base64.b64encode(secrets.token_bytes(32)).decode()
+        self.key = new_account_key()
         self.ports = {service: free_port() for service in SERVICES}
         self.command = [azurite_command(project_root), "--silent", "--skipApiVersionCheck",
                         "--disableTelemetry", "--location", str(self.workdir)]

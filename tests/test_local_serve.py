@@ -25,7 +25,7 @@ from conftest import (
     wait_until,
 )
 
-from blast_core.local_storage import free_port
+from blast_core.local_storage import LocalAzurite, free_port, new_account_key
 
 LONG_DB = "SSURef_93.fasta"  # 300 Mbases: a few queries with task blastn take minutes
 
@@ -151,6 +151,69 @@ def test_a_worker_on_its_own_stops_at_once_and_quietly(azurite, blast_available,
         time.sleep(0.05)
     assert worker.wait(timeout=10) == expected_status
     assert "Exception ignored" not in log.read_text() and "Traceback" not in log.read_text()
+
+
+def azurite_connection(ports: dict[str, int], key: str) -> str:
+    return (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={key};"
+            + "".join(f"{service.capitalize()}Endpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+                      for service, port in ports.items()))
+
+
+@pytest.fixture
+def azurite_checking_api_versions(tmp_path):
+    """Azurite as `npx azurite` starts it without the flag the storage SDK needs."""
+    server = LocalAzurite(ROOT, tmp_path / "strict-azurite")
+    server.command.remove("--skipApiVersionCheck")
+    server.start()
+    yield server
+    server.stop()
+
+
+def refused_start(command: str, connection: str) -> str:
+    """stderr of `command` started on storage that refuses it; checks that it is one line
+    and fast."""
+    env = user_env(BLAST_STORAGE=connection)
+    began = time.monotonic()
+    args = ["serve", "--port", str(free_port())] if command == "serve" else [command]
+    refused = subprocess.run([sys.executable, "-m", "blast_core", *args], cwd=ROOT, env=env,
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 1, refused.stderr
+    assert refused.stderr.count("\n") == 1 and refused.stderr.startswith("error: "), \
+        refused.stderr
+    assert time.monotonic() - began < 20, "storage was retried rather than refused"
+    return refused.stderr
+
+
+def test_an_azurite_without_skip_api_version_check_is_one_line_saying_so(
+        azurite_checking_api_versions):
+    strict = azurite_checking_api_versions
+    line = refused_start("serve", strict.connection_string)
+    assert line.startswith(f"error: cannot use the storage: the blob service at "
+                           f"http://127.0.0.1:{strict.ports['blob']}/devstoreaccount1 refuses "
+                           "this storage SDK's API version (20")
+    assert "restart it with --skipApiVersionCheck" in line
+    assert strict.key not in line
+
+
+@pytest.mark.parametrize("command", ["serve", "worker"])
+def test_storage_that_does_not_answer_is_one_line_saying_so(command):
+    ports = {service: free_port() for service in ("blob", "queue", "table")}
+    key = new_account_key()
+    line = refused_start(command, azurite_connection(ports, key))
+    assert line.startswith(f"error: cannot use the storage: the blob service at "
+                           f"http://127.0.0.1:{ports['blob']}/devstoreaccount1 does not answer "
+                           "(Connection refused); check the endpoints in BLAST_STORAGE")
+    assert key not in line
+
+
+def test_a_wrong_account_key_is_one_line_saying_so(azurite):
+    wrong = new_account_key()
+    line = refused_start("serve", azurite_connection(azurite.ports, wrong))
+    assert line.startswith(f"error: cannot use the storage: the blob service at "
+                           f"http://127.0.0.1:{azurite.ports['blob']}/devstoreaccount1 refuses "
+                           "the credentials (AuthorizationFailure); the account key (or SAS) in "
+                           "BLAST_STORAGE is not one that this account accepts")
+    assert wrong not in line and azurite.key not in line
 
 
 def test_a_port_in_use_is_one_line_saying_so(azurite, blast_available):
