@@ -21,6 +21,7 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from blast_core.client import DEFAULT_URL, ApiProblem, BlastClient, Unreachable
@@ -31,10 +32,10 @@ from blast_core.settings import STORAGE_CONNECTION, Settings, SettingsError
 if TYPE_CHECKING:
     from blast_core.service import BlastService
 
-LOCAL_DEFAULTS = {
-    "BLAST_QUEUE_TRANSPORT": "storage",
-    STORAGE_CONNECTION: "UseDevelopmentStorage=true",
-}
+# The queue of serve, worker and the operator commands, unless the settings name another. No
+# storage default: serve without one starts its own Azurite, the others say what to set.
+LOCAL_QUEUE_TRANSPORT = "storage"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # where node_modules/ holds Azurite
 # The sample set: SAMPLE_COUNT sequences of a real database from Debian's ncbi-rrna-data,
 # picked and mutated (3 %) with a fixed seed, so that sample N is the same query everywhere.
 SAMPLE_DATABASE = "Combined16SrRNA_2-12-2008"
@@ -161,8 +162,7 @@ def run_service(args: argparse.Namespace) -> int:
     configure_logging()
     if args.command == "db":
         return upload_database(args)
-    for name, value in LOCAL_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    os.environ.setdefault("BLAST_QUEUE_TRANSPORT", LOCAL_QUEUE_TRANSPORT)
     if getattr(args, "db_dir", None):
         os.environ["BLAST_DB_DIR"] = os.path.abspath(args.db_dir)
     if getattr(args, "api_key", None):
@@ -175,6 +175,11 @@ def run_service(args: argparse.Namespace) -> int:
         stop_on_signals()  # before anything else, so a stop at start-up is one too
     try:
         settings = Settings.from_env()
+        if not storage_configured(settings):
+            raise SettingsError(
+                f"{STORAGE_CONNECTION} is not set: `{args.command}` works on the storage it "
+                "names (UseDevelopmentStorage=true: an Azurite you run on its default ports); "
+                "the Azurite that `serve` starts for itself is for it and its --workers only")
         service = start_service(settings)
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -195,25 +200,42 @@ def run_service(args: argparse.Namespace) -> int:
     return 0
 
 
-def start_service(settings: Settings) -> BlastService:
+def storage_configured(settings: Settings) -> bool:
+    try:
+        settings.connection(STORAGE_CONNECTION)
+    except SettingsError:
+        return False
+    return True
+
+
+def start_service(settings: Settings, own_azurite_log: Path | None = None) -> BlastService:
     """The service on `settings`, once its storage has answered (StorageUnusable if not)."""
     from blast_core.service import BlastService
     from blast_core.storage_check import check_storage
 
-    check_storage(settings)
+    check_storage(settings, own_azurite_log)
     return BlastService.from_settings(settings)
 
 
 def serve_command(args: argparse.Namespace) -> int:
-    """`serve`, until Ctrl-C or SIGTERM."""
+    """`serve`: with no storage configured, on an Azurite of its own that stops with it."""
     from blast_core import telemetry
+    from blast_core.local_storage import LocalStorageError, start_own_azurite
     from blast_core.server import CannotServe, StopSignals, serve
     from blast_core.storage_check import StorageUnusable
 
     stop = StopSignals()  # from here on, SIGINT and SIGTERM ask serve to stop, and it does
+    own_azurite = None
     try:
         settings = Settings.from_env()
-        service = start_service(settings)
+        if not storage_configured(settings):
+            own_azurite = start_own_azurite(PROJECT_ROOT, Path(settings.azurite_dir))
+            logging.getLogger("blast_core.server").info(
+                "no storage configured: serve's own Azurite keeps the jobs in %s",
+                own_azurite.workdir)
+            os.environ[STORAGE_CONNECTION] = own_azurite.connection_string  # workers inherit it
+            settings = Settings.from_env()
+        service = start_service(settings, own_azurite.log_path if own_azurite else None)
         telemetry.configure(settings)
         workers = args.workers if args.workers is not None else max(
             1, (os.cpu_count() or 1) // settings.threads)
@@ -224,9 +246,12 @@ def serve_command(args: argparse.Namespace) -> int:
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    except (StorageUnusable, CannotServe) as error:
+    except (LocalStorageError, StorageUnusable, CannotServe) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    finally:
+        if own_azurite is not None:
+            own_azurite.stop()  # after the workers, which serve has stopped
 
 
 def dead_letters(service, requeue: bool, as_json: bool) -> int:

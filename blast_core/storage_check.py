@@ -4,13 +4,15 @@ saying what to do, not a minute of retries and a traceback.
 
 The line names the service and its endpoint (never a key: the endpoint loses any query, which
 is where a SAS token would be), what went wrong, and what to do about it for the kind of
-storage configured: `UseDevelopmentStorage=true`, a connection string, or an identity.
+storage configured: the Azurite of `serve` itself, `UseDevelopmentStorage=true`, a connection
+string, or an identity.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from azure.core.exceptions import (
@@ -32,16 +34,18 @@ class StorageUnusable(RuntimeError):
     """The storage does not let this process start; the message says why and what to do."""
 
 
-def check_storage(settings: Settings) -> None:
+def check_storage(settings: Settings, own_azurite_log: Path | None = None) -> None:
     """Raise StorageUnusable unless the blob, table and (for the Storage Queue transport) queue
-    service each answer a request."""
+    service each answer a request. `own_azurite_log`: the storage is serve's own Azurite,
+    whose output is there."""
     for service, endpoint, request in _requests(settings):
         try:
             request()
         except ResourceNotFoundError:
             pass  # reached and accepted; what is missing is created at start-up
         except Exception as error:
-            raise StorageUnusable(_explain(settings, service, endpoint, error)) from None
+            raise StorageUnusable(_explain(settings, service, endpoint, error,
+                                          own_azurite_log)) from None
 
 
 def _requests(settings: Settings) -> list[tuple[str, str, Callable[[], object]]]:
@@ -78,10 +82,13 @@ def _without_query(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
 
 
-def _explain(settings: Settings, service: str, endpoint: str, error: Exception) -> str:
+def _explain(settings: Settings, service: str, endpoint: str, error: Exception,
+             own_azurite_log: Path | None) -> str:
     problem, what = _problem(error)
     line = f"cannot use the storage: the {service} service at {endpoint} {what}; "
     connection = settings.connection(STORAGE_CONNECTION)
+    if own_azurite_log is not None:
+        return line + f"it is serve's own Azurite, whose output is in {own_azurite_log}"
     if connection.string.replace(" ", "").lower().startswith("usedevelopmentstorage=true"):
         return line + {
             "unreachable": f"start Azurite on its default ports ({AZURITE_COMMAND}), or unset "

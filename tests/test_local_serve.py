@@ -1,9 +1,11 @@
-"""`serve` and `worker` as a user runs them on their machine: they stop everything they started
-on Ctrl-C and SIGTERM, quietly, and say in one line why they cannot start. Real `serve`
-processes over HTTP, real Azurite, real blastn."""
+"""`serve` as a user runs it on their machine: with no storage settings it starts its own Azurite,
+keeps jobs and result links across restarts, stops everything it started on Ctrl-C, SIGTERM
+and even SIGKILL, and says in one line why storage that refuses it cannot be used. Real
+`serve` processes over HTTP, real Azurite, real blastn."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -19,9 +21,11 @@ from conftest import (
     RRNA_DATA,
     SMALL_DB,
     Server,
+    direct_blastn,
     processes_running,
     sample_queries,
     service_env,
+    wait_for_job,
     wait_until,
 )
 
@@ -57,6 +61,11 @@ def start_serve(env: dict[str, str], log: Path, workers: int = 1) -> Server:
 
     wait_until(answers, 60, "serve to answer")
     return server
+
+
+def stop(server: Server, signum: int = signal.SIGTERM, timeout: float = 20) -> int:
+    server.process.send_signal(signum)
+    return server.process.wait(timeout=timeout)
 
 
 def descendants(pid: int) -> set[int]:
@@ -105,13 +114,96 @@ def submit(url: str, query: str, database: str = SMALL_DB, **options: object) ->
     return answer.json()["id"]
 
 
+def result_link(url: str, job_id: str) -> str:
+    answer = requests.get(f"{url}/jobs/{job_id}/results", params={"format": "tsv",
+                                                                  "redirect": "true"},
+                          allow_redirects=False, timeout=30)
+    assert answer.status_code == 302, answer.text
+    return answer.headers["Location"]
+
+
+def test_serve_without_storage_settings_keeps_every_job_and_link_across_restarts(
+        blast_available, tmp_path):
+    folder = tmp_path / "own-azurite"
+    env = user_env(BLAST_AZURITE_DIR=str(folder))  # no storage settings
+    log = tmp_path / "serve.log"
+
+    first = start_serve(env, log)
+    query = sample_queries(SMALL_DB, 2, seed=71)
+    done_id = submit(first.url, query, evalue=1e-30, max_target_seqs=10)
+    assert wait_for_job(first.url, done_id)["status"] == "succeeded"
+    expected = direct_blastn(query, SMALL_DB, tmp_path, "-evalue", "1e-30", "-max_target_seqs",
+                             "10")
+    assert requests.get(f"{first.url}/jobs/{done_id}/results?format=tsv").text == expected
+    link = result_link(first.url, done_id)
+    assert requests.get(link, timeout=30).text == expected
+    # One serve per folder: a second one says so in one line and leaves the first alone.
+    second = subprocess.run([sys.executable, "-m", "blast_core", "serve", "--port",
+                             str(free_port())], cwd=ROOT, env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert second.returncode == 1 and second.stderr.count("\n") == 1, second.stderr
+    assert second.stderr.startswith(f"error: {folder} is in use by another serve "
+                                    f"(pid {first.process.pid})")
+    assert stop(first) == 0
+    assert not processes_running(str(folder)), "serve's Azurite outlived it"
+    account = folder / "account.json"
+    assert account.stat().st_mode & 0o077 == 0, "the account key is readable by others"
+    assert json.loads(account.read_text())["key"] not in log.read_text()
+
+    # No workers: a job submitted now stays queued when serve stops.
+    idle = start_serve(env, log, workers=0)
+    kept = requests.get(f"{idle.url}/jobs/{done_id}", timeout=10).json()
+    assert (kept["status"], kept["queries"]) == ("succeeded", 2)
+    assert requests.get(f"{idle.url}/jobs/{done_id}/results?format=tsv").text == expected
+    assert requests.get(link, timeout=30).text == expected, "a result link died with a restart"
+    queued_query = sample_queries(SMALL_DB, 1, seed=72)
+    queued_id = submit(idle.url, queued_query, max_target_seqs=10)
+    assert stop(idle) == 0
+
+    third = start_serve(env, log)
+    try:
+        ran = wait_for_job(third.url, queued_id)
+        assert ran["status"] == "succeeded", ran
+        assert requests.get(f"{third.url}/jobs/{queued_id}/results?format=tsv").text == \
+            direct_blastn(queued_query, SMALL_DB, tmp_path, "-max_target_seqs", "10")
+        listed = requests.get(f"{third.url}/jobs", timeout=10).json()["jobs"]
+        assert [job["id"] for job in listed] == [queued_id, done_id]
+    finally:
+        assert stop(third) == 0
+
+
+def test_serve_killed_outright_leaves_nothing_running_and_its_jobs_kept(blast_available,
+                                                                         tmp_path):
+    folder = tmp_path / "own-azurite"
+    env = user_env(BLAST_AZURITE_DIR=str(folder))  # no storage settings
+    server = start_serve(env, tmp_path / "serve.log")
+    job_id = submit(server.url, sample_queries(SMALL_DB, 1, seed=73))
+    assert wait_for_job(server.url, job_id)["status"] == "succeeded"
+    started = descendants(server.process.pid)
+    assert any("azurite" in line for line in command_lines(started))
+    assert any("blast_core worker" in line for line in command_lines(started))
+
+    server.process.kill()
+    server.process.wait()
+    # The kernel kills the workers and asks Azurite to save and stop (parent-death signals).
+    wait_until(lambda: not running(started), 15, "serve's workers and Azurite to end")
+
+    again = start_serve(env, tmp_path / "serve.log")  # the folder is free again
+    try:
+        assert requests.get(f"{again.url}/jobs/{job_id}", timeout=10).json()["status"] == \
+            "succeeded"
+    finally:
+        assert stop(again) == 0
+
+
 @pytest.mark.parametrize("how, expected_status", [
     ("Ctrl-C", 130),  # SIGINT to the whole process group, as a terminal sends it
     ("SIGTERM", 0),  # to serve alone, as `kill` and service managers send it
 ])
-def test_serve_stops_cleanly_with_everything_it_started(azurite, blast_available, tmp_path,
-                                                        how, expected_status):
-    server = start_serve(user_env(**service_env(azurite)), tmp_path / "serve.log")
+def test_serve_stops_cleanly_with_everything_it_started(blast_available, tmp_path, how,
+                                                        expected_status):
+    server = start_serve(user_env(BLAST_AZURITE_DIR=str(tmp_path / "own-azurite")),
+                         tmp_path / "serve.log")
     job_id = submit(server.url, sample_queries(LONG_DB, 3, seed=74), LONG_DB, task="blastn")
     wait_until(lambda: processes_running(job_id), 60, "blastn of the job to start")
     started = descendants(server.process.pid)
@@ -151,6 +243,17 @@ def test_a_worker_on_its_own_stops_at_once_and_quietly(azurite, blast_available,
         time.sleep(0.05)
     assert worker.wait(timeout=10) == expected_status
     assert "Exception ignored" not in log.read_text() and "Traceback" not in log.read_text()
+
+
+def test_a_worker_without_storage_settings_says_what_to_set(tmp_path):
+    alone = subprocess.run([sys.executable, "-m", "blast_core", "worker"], cwd=ROOT,
+                           env=user_env(BLAST_AZURITE_DIR=str(tmp_path / "unused")),
+                           capture_output=True,
+                           text=True, timeout=60)
+    assert alone.returncode == 2 and alone.stderr.count("\n") == 1, alone.stderr
+    assert alone.stderr.startswith("error: BLAST_STORAGE is not set: `worker` works on the "
+                                   "storage it names")
+    assert not (tmp_path / "unused").exists()
 
 
 def azurite_connection(ports: dict[str, int], key: str) -> str:
