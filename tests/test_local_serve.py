@@ -12,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -41,26 +42,39 @@ def user_env(**settings: str) -> dict[str, str]:
     return {**env, "BLAST_DB_DIR": str(RRNA_DATA), **settings}
 
 
-def start_serve(env: dict[str, str], log: Path, workers: int = 1) -> Server:
-    """`python -m blast_core serve` in a process group of its own, as on a terminal, so that a
-    Ctrl-C can be sent to the group; returns once it answers."""
-    port = free_port()
-    with open(log, "ab") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "blast_core", "serve", "--port", str(port), "--workers",
-             str(workers)], cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True)
-    server = Server(process, f"http://127.0.0.1:{port}/api", log)
+@pytest.fixture
+def start_serve() -> Iterator[Callable[..., Server]]:
+    """A function that starts `python -m blast_core serve` in a process group of its own, as
+    on a terminal, so that a Ctrl-C can be sent to the group, and returns once it answers.
+    Whatever the test does, none is left running after it."""
+    started: list[Server] = []
 
-    def answers() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"serve exited with {process.returncode}:\n{log.read_text()}")
-        try:
-            return requests.get(f"{server.url}/health", timeout=2).status_code == 200
-        except requests.ConnectionError:
-            return False
+    def start(env: dict[str, str], log: Path, workers: int = 1) -> Server:
+        port = free_port()
+        with open(log, "ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "blast_core", "serve", "--port", str(port), "--workers",
+                 str(workers)], cwd=ROOT, env=env, stdout=out, stderr=out,
+                start_new_session=True)
+        server = Server(process, f"http://127.0.0.1:{port}/api", log)
+        started.append(server)
 
-    wait_until(answers, 60, "serve to answer")
-    return server
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"serve exited with {process.returncode}:\n"
+                                     f"{log.read_text()}")
+            try:
+                return requests.get(f"{server.url}/health", timeout=2).status_code == 200
+            except requests.ConnectionError:
+                return False
+
+        wait_until(answers, 60, "serve to answer")
+        return server
+
+    yield start
+    for server in started:
+        if server.process.poll() is None:
+            server.stop()
 
 
 def stop(server: Server, signum: int = signal.SIGTERM, timeout: float = 20) -> int:
@@ -123,7 +137,7 @@ def result_link(url: str, job_id: str) -> str:
 
 
 def test_serve_without_storage_settings_keeps_every_job_and_link_across_restarts(
-        blast_available, tmp_path):
+        blast_available, start_serve, tmp_path):
     folder = tmp_path / "own-azurite"
     env = user_env(BLAST_AZURITE_DIR=str(folder))  # no storage settings
     log = tmp_path / "serve.log"
@@ -161,19 +175,17 @@ def test_serve_without_storage_settings_keeps_every_job_and_link_across_restarts
     assert stop(idle) == 0
 
     third = start_serve(env, log)
-    try:
-        ran = wait_for_job(third.url, queued_id)
-        assert ran["status"] == "succeeded", ran
-        assert requests.get(f"{third.url}/jobs/{queued_id}/results?format=tsv").text == \
-            direct_blastn(queued_query, SMALL_DB, tmp_path, "-max_target_seqs", "10")
-        listed = requests.get(f"{third.url}/jobs", timeout=10).json()["jobs"]
-        assert [job["id"] for job in listed] == [queued_id, done_id]
-    finally:
-        assert stop(third) == 0
+    ran = wait_for_job(third.url, queued_id)
+    assert ran["status"] == "succeeded", ran
+    assert requests.get(f"{third.url}/jobs/{queued_id}/results?format=tsv").text == \
+        direct_blastn(queued_query, SMALL_DB, tmp_path, "-max_target_seqs", "10")
+    listed = requests.get(f"{third.url}/jobs", timeout=10).json()["jobs"]
+    assert [job["id"] for job in listed] == [queued_id, done_id]
+    assert stop(third) == 0
 
 
 def test_serve_killed_outright_leaves_nothing_running_and_its_jobs_kept(blast_available,
-                                                                         tmp_path):
+                                                                         start_serve, tmp_path):
     folder = tmp_path / "own-azurite"
     env = user_env(BLAST_AZURITE_DIR=str(folder))  # no storage settings
     server = start_serve(env, tmp_path / "serve.log")
@@ -189,19 +201,17 @@ def test_serve_killed_outright_leaves_nothing_running_and_its_jobs_kept(blast_av
     wait_until(lambda: not running(started), 15, "serve's workers and Azurite to end")
 
     again = start_serve(env, tmp_path / "serve.log")  # the folder is free again
-    try:
-        assert requests.get(f"{again.url}/jobs/{job_id}", timeout=10).json()["status"] == \
-            "succeeded"
-    finally:
-        assert stop(again) == 0
+    assert requests.get(f"{again.url}/jobs/{job_id}", timeout=10).json()["status"] == \
+        "succeeded"
+    assert stop(again) == 0
 
 
 @pytest.mark.parametrize("how, expected_status", [
     ("Ctrl-C", 130),  # SIGINT to the whole process group, as a terminal sends it
     ("SIGTERM", 0),  # to serve alone, as `kill` and service managers send it
 ])
-def test_serve_stops_cleanly_with_everything_it_started(blast_available, tmp_path, how,
-                                                        expected_status):
+def test_serve_stops_cleanly_with_everything_it_started(blast_available, start_serve,
+                                                        tmp_path, how, expected_status):
     server = start_serve(user_env(BLAST_AZURITE_DIR=str(tmp_path / "own-azurite")),
                          tmp_path / "serve.log")
     job_id = submit(server.url, sample_queries(LONG_DB, 3, seed=74), LONG_DB, task="blastn")
@@ -237,11 +247,16 @@ def test_a_worker_on_its_own_stops_at_once_and_quietly(azurite, blast_available,
         worker = subprocess.Popen([sys.executable, "-m", "blast_core", "worker"], cwd=ROOT,
                                   env=user_env(**service_env(azurite)), stdout=out,
                                   stderr=out)
-    wait_until(lambda: "listening" in log.read_text(), 30, "the worker to listen")
-    for signum in signals:
-        worker.send_signal(signum)
-        time.sleep(0.05)
-    assert worker.wait(timeout=10) == expected_status
+    try:
+        wait_until(lambda: "listening" in log.read_text(), 30, "the worker to listen")
+        for signum in signals:
+            worker.send_signal(signum)
+            time.sleep(0.05)
+        assert worker.wait(timeout=10) == expected_status
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
     assert "Exception ignored" not in log.read_text() and "Traceback" not in log.read_text()
 
 
