@@ -41,6 +41,16 @@ def linked_clone(target: Path) -> Path:
     return target
 
 
+def installs_pending() -> list[str]:
+    """The installs that `make setup` would run in the clone (a dry run). Run by this test,
+    it would install into the clone's .venv and node_modules, which in a git worktree may be
+    links to another clone's."""
+    dry_run = subprocess.run(["make", "-n", "setup"], cwd=ROOT, capture_output=True, text=True,
+                             timeout=60)
+    return [line.strip() for line in dry_run.stdout.splitlines()
+            if re.search(r"\bvenv\b|pip install|npm ci", line)]
+
+
 def run_commands(commands: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
     """Run the commands in one shell, which stops at the first that fails; their standard
     output, or a failed test naming the command that failed and showing what it printed."""
@@ -68,6 +78,10 @@ def test_the_quick_start_works_as_written(blast_available, tmp_path):
         pytest.fail(f"port {port} is in use, and the README's quick start serves there: stop "
                     f"what listens on it (`ss -ltnp 'sport = :{port}'`) and run this test again")
 
+    pending = installs_pending()
+    if pending:
+        pytest.fail("`make setup` has not been run here, and this test should not be what "
+                    f"installs things (it would run: {'; '.join(pending)}): run `make setup`")
     clone = linked_clone(tmp_path / "clone")
     env = {name: value for name, value in os.environ.items() if not name.startswith("BLAST_")}
     env["BLAST_AZURITE_DIR"] = str(tmp_path / "azurite")
