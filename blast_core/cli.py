@@ -21,17 +21,21 @@ import threading
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
 
 from blast_core.client import DEFAULT_URL, ApiProblem, BlastClient, Unreachable
 from blast_core.process import ToolError
 from blast_core.samples import database_sequences, sample_fasta
 from blast_core.settings import STORAGE_CONNECTION, Settings, SettingsError
 
-LOCAL_DEFAULTS = {
-    "BLAST_QUEUE_TRANSPORT": "storage",
-    STORAGE_CONNECTION: "UseDevelopmentStorage=true",
-}
+if TYPE_CHECKING:
+    from blast_core.service import BlastService
+
+# The queue of serve, worker and the operator commands, unless the settings name another. No
+# storage default: serve without one starts its own Azurite, the others say what to set.
+LOCAL_QUEUE_TRANSPORT = "storage"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent  # where node_modules/ holds Azurite
 # The sample set: SAMPLE_COUNT sequences of a real database from Debian's ncbi-rrna-data,
 # picked and mutated (3 %) with a fixed seed, so that sample N is the same query everywhere.
 SAMPLE_DATABASE = "Combined16SrRNA_2-12-2008"
@@ -41,6 +45,7 @@ SAMPLE_SEED = 2026
 POLL_SECONDS = 0.5
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
 PROG = "python -m blast_core"
+EXIT_INTERRUPTED = 130  # 128 + SIGINT: what shells report for a program stopped by Ctrl-C
 CLIENT_COMMANDS = ("submit", "status", "cancel", "results", "recent", "databases", "sample",
                    "stats")
 
@@ -157,38 +162,96 @@ def run_service(args: argparse.Namespace) -> int:
     configure_logging()
     if args.command == "db":
         return upload_database(args)
-    for name, value in LOCAL_DEFAULTS.items():
-        os.environ.setdefault(name, value)
+    os.environ.setdefault("BLAST_QUEUE_TRANSPORT", LOCAL_QUEUE_TRANSPORT)
     if getattr(args, "db_dir", None):
         os.environ["BLAST_DB_DIR"] = os.path.abspath(args.db_dir)
     if getattr(args, "api_key", None):
         os.environ["BLAST_API_KEY"] = args.api_key
+    if args.command == "serve":
+        return serve_command(args)
+    from blast_core.storage_check import StorageUnusable
+
+    if args.command == "worker":
+        stop_on_signals()  # before anything else, so a stop at start-up is one too
     try:
         settings = Settings.from_env()
-        from blast_core.service import BlastService
-
-        service = BlastService.from_settings(settings)
+        if not storage_configured(settings):
+            raise SettingsError(
+                f"{STORAGE_CONNECTION} is not set: `{args.command}` works on the storage it "
+                "names (UseDevelopmentStorage=true: an Azurite you run on its default ports); "
+                "the Azurite that `serve` starts for itself is for it and its --workers only")
+        service = start_service(settings)
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if args.command in ("serve", "worker"):
-        from blast_core import telemetry
-
-        telemetry.configure(settings)
-    if args.command == "serve":
-        from blast_core.server import serve as run_server
-
-        workers = args.workers if args.workers is not None else max(
-            1, (os.cpu_count() or 1) // settings.threads)
-        run_server(service, args.host, args.port, max(0, workers))
-    elif args.command == "dead-letters":
+    except StorageUnusable as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    if args.command == "dead-letters":
         return dead_letters(service, args.requeue, args.json)
-    elif args.command == "clean-up":
+    if args.command == "clean-up":
         service.ensure_storage()
         print(f"deleted {service.clean_up()} expired job(s)")
-    else:
-        run_worker_until_signalled(service, args.wake_fd)
+        return 0
+    from blast_core import telemetry
+
+    telemetry.configure(settings)
+    run_worker(service, args.wake_fd)
     return 0
+
+
+def storage_configured(settings: Settings) -> bool:
+    try:
+        settings.connection(STORAGE_CONNECTION)
+    except SettingsError:
+        return False
+    return True
+
+
+def start_service(settings: Settings, own_azurite_log: Path | None = None) -> BlastService:
+    """The service on `settings`, once its storage has answered (StorageUnusable if not)."""
+    from blast_core.service import BlastService
+    from blast_core.storage_check import check_storage
+
+    check_storage(settings, own_azurite_log)
+    return BlastService.from_settings(settings)
+
+
+def serve_command(args: argparse.Namespace) -> int:
+    """`serve`: with no storage configured, on an Azurite of its own that stops with it."""
+    from blast_core import telemetry
+    from blast_core.local_storage import LocalStorageError, start_own_azurite
+    from blast_core.server import CannotServe, StopSignals, serve
+    from blast_core.storage_check import StorageUnusable
+
+    stop = StopSignals()  # from here on, SIGINT and SIGTERM ask serve to stop, and it does
+    own_azurite = None
+    try:
+        settings = Settings.from_env()
+        if not storage_configured(settings):
+            own_azurite = start_own_azurite(PROJECT_ROOT, Path(settings.azurite_dir))
+            logging.getLogger("blast_core.server").info(
+                "no storage configured: serve's own Azurite keeps the jobs in %s",
+                own_azurite.workdir)
+            os.environ[STORAGE_CONNECTION] = own_azurite.connection_string  # workers inherit it
+            settings = Settings.from_env()
+        service = start_service(settings, own_azurite.log_path if own_azurite else None)
+        telemetry.configure(settings)
+        workers = args.workers if args.workers is not None else max(
+            1, (os.cpu_count() or 1) // settings.threads)
+        stopped_by = serve(service, args.host, args.port, max(0, workers), stop)
+        # Ctrl-C: what shells report for a program stopped by SIGINT. SIGTERM, how service
+        # managers ask a service to stop, is a clean stop.
+        return {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: 0}.get(stopped_by, 1)
+    except SettingsError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    except (LocalStorageError, StorageUnusable, CannotServe) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    finally:
+        if own_azurite is not None:
+            own_azurite.stop()  # after the workers, which serve has stopped
 
 
 def dead_letters(service, requeue: bool, as_json: bool) -> int:
@@ -236,24 +299,27 @@ def upload_database(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_worker_until_signalled(service, wake_fd: int | None = None) -> None:
-    from blast_core.worker import run_worker
+def stop_on_signals() -> None:
+    """SIGINT and SIGTERM end this process at once, with status 130 and 0: the running BLAST
+    dies with it (parent-death signal) and its message comes back after the visibility
+    timeout. Raising SystemExit from the handler instead could land in a finaliser or in the
+    interpreter's own shut-down, where it is printed as "Exception ignored" and lost."""
 
-    stop = threading.Event()
+    def leave_now(signum: int, frame: object) -> None:
+        os._exit(EXIT_INTERRUPTED if signum == signal.SIGINT else 0)
 
-    def shut_down(signum: int, frame: object) -> None:
-        # Leave at once: the running blastn is killed with us, and the message comes back.
-        raise SystemExit(0)
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, leave_now)
 
-    signal.signal(signal.SIGTERM, shut_down)
+
+def run_worker(service: BlastService, wake_fd: int | None = None) -> None:
+    from blast_core.worker import run_worker as work
+
     service.ensure_storage()
     logging.getLogger("blast_core.worker").info("worker %d listening on %s queue %s",
                                                 os.getpid(), service.settings.queue_transport,
                                                 service.settings.queue_name)
-    try:
-        run_worker(service, stop, wake_fd)
-    except KeyboardInterrupt:
-        pass
+    work(service, threading.Event(), wake_fd)
 
 
 def configure_logging() -> None:
@@ -327,7 +393,7 @@ def run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespace
     except KeyboardInterrupt:
         print("\ninterrupted; a submitted job goes on (see `status ID`; `cancel ID` stops it)",
               file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     return 0
 
 

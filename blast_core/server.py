@@ -4,6 +4,7 @@ The routes are those of `blast_core.routes`, the same the function app registers
 
 from __future__ import annotations
 
+import errno
 import hmac
 import logging
 import os
@@ -69,14 +70,17 @@ def _respond(environ: dict[str, Any], service_factory: Callable[[], BlastService
 
 def start_workers(count: int) -> tuple[list[subprocess.Popen[bytes]], Callable[[], None]]:
     """Worker processes that die with this one, even when it is killed, and a function that
-    wakes the idle ones (each reads the end of a pipe that this process writes to)."""
+    wakes the idle ones (each reads the end of a pipe that this process writes to). Each has
+    a process group of its own, so that a Ctrl-C on the terminal reaches serve only, which
+    then stops them."""
     workers, wake_ends = [], []
     for _ in range(count):
         read_end, write_end = os.pipe()
         os.set_blocking(write_end, False)
         workers.append(subprocess.Popen(
             [sys.executable, "-m", "blast_core", "worker", "--wake-fd", str(read_end)],
-            pass_fds=(read_end,), preexec_fn=die_with_parent))
+            pass_fds=(read_end,), preexec_fn=die_with_parent, process_group=0,
+            stdin=subprocess.DEVNULL))
         os.close(read_end)
         wake_ends.append(write_end)
 
@@ -113,22 +117,97 @@ def clean_up_periodically(service: BlastService, stop: threading.Event) -> None:
                          name=what).start()
 
 
-def serve(service: BlastService, host: str, port: int, workers: int) -> None:
-    from waitress import serve as waitress_serve
+class CannotServe(RuntimeError):
+    """serve cannot listen where it was asked to; the message says why."""
 
+
+class StopSignals:
+    """SIGINT and SIGTERM as a request to stop, read by the main thread when it is ready.
+
+    The handler only writes the signal's number to a pipe. Raising from a handler (as
+    `sys.exit` does) interrupts whatever the main thread runs at that moment, a finaliser or
+    the interpreter's own shut-down included, where the exception is printed as "Exception
+    ignored" and lost. Made first thing, so that a signal during start-up waits its turn."""
+
+    def __init__(self) -> None:
+        self._read_end, self._write_end = os.pipe()
+        os.set_blocking(self._write_end, False)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda signum, frame: self.note(signum))
+
+    def note(self, signum: int) -> None:
+        """Also from another thread: 0 says that something ended that should not have."""
+        try:
+            os.write(self._write_end, bytes([signum]))
+        except BlockingIOError:
+            pass  # the pipe is full of earlier requests to stop
+
+    def wait(self) -> int:
+        """The number of the first signal (0: see `note`), once one has come."""
+        return os.read(self._read_end, 1)[0]
+
+
+class HttpServer:
+    """waitress, serving in a thread of its own until `stop` is called from another."""
+
+    def __init__(self, app: Callable[..., Iterable[bytes]], host: str, port: int):
+        from waitress.server import create_server
+        from waitress.trigger import trigger
+
+        self._sockets: dict[int, Any] = {}  # waitress's socket map, ours to empty
+        try:
+            self._server = create_server(app, map=self._sockets, host=host, port=port,
+                                         threads=8, connection_limit=1000, ident="blast-service")
+        except OSError as error:
+            raise CannotServe(f"cannot listen on {host}:{port}: {error.strerror or error}"
+                              + (" (another serve?)" if error.errno == errno.EADDRINUSE
+                                 else "")) from None
+        self._trigger = trigger(self._sockets)  # runs a function in waitress's own thread
+        self._thread: threading.Thread | None = None
+
+    def start(self, on_end: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                self._server.run()
+            finally:
+                on_end()
+
+        self._thread = threading.Thread(target=run, name="http", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Close the listening socket and every connection from inside waitress's loop (the
+        only thread that may touch them), which then ends; give requests running in its
+        threads a few seconds more."""
+        from waitress import wasyncore
+
+        self._trigger.pull_trigger(lambda: wasyncore.close_all(self._sockets, ignore_all=True))
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._server.task_dispatcher.shutdown()
+
+
+def serve(service: BlastService, host: str, port: int, workers: int, stop: StopSignals) -> int:
+    """Serve until SIGINT or SIGTERM, then stop the HTTP server, the clean-ups and the
+    workers, in that order. Returns the signal's number; 0 if the HTTP server ended by itself."""
+    settings = service.settings
     service.ensure_storage()
+    http_server = HttpServer(wsgi_app(lambda: service, settings.api_key,
+                                      2 * settings.max_query_bytes), host, port)
     children, service.on_queued = start_workers(workers)
     stop_cleaning = threading.Event()
     clean_up_periodically(service, stop_cleaning)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    settings = service.settings
+    http_server.start(on_end=lambda: stop.note(0))
     log.info("serving http://%s:%d%s/ with %d worker(s), databases in %s", host, port,
              http.PREFIX, workers, settings.db_dir)
     try:
-        waitress_serve(wsgi_app(lambda: service, settings.api_key, 2 * settings.max_query_bytes),
-                       host=host, port=port, threads=8, connection_limit=1000,
-                       ident="blast-service", _quiet=True)
+        signum = stop.wait()
     finally:
+        http_server.stop()
         stop_cleaning.set()
         stop_processes(children)
-        log.info("stopped (pid %d)", os.getpid())
+    if signum:
+        log.info("stopped by %s (pid %d)", signal.Signals(signum).name, os.getpid())
+    else:
+        log.error("the HTTP server ended by itself, so serve stopped too (pid %d)", os.getpid())
+    return signum

@@ -57,6 +57,10 @@ SETTINGS: tuple[Setting, ...] = (
             "Storage connection string for results, job records and the Storage Queue; or set "
             "`BLAST_STORAGE__blobServiceUri`, `__tableServiceUri` and `__queueServiceUri` "
             "to use the managed identity."),
+    Setting("BLAST_AZURITE_DIR", "~/.local/share/blast-service/azurite",
+            "`serve` without storage settings: folder of the Azurite it starts and stops itself, "
+            "holding its data, account key and ports, so that jobs, results and result links "
+            "outlive a restart; one `serve` at a time per folder."),
     Setting("BLAST_RESULTS_CONTAINER", "blast-results", "Blob container for queries and results."),
     Setting("BLAST_JOBS_TABLE", "blastjobs", "Table holding the job records."),
     Setting("BLAST_MAX_DELIVERIES", "5",
@@ -131,6 +135,7 @@ class Settings:
     threads: int
     queue_transport: str
     queue_name: str
+    azurite_dir: str
     results_container: str
     jobs_table: str
     max_deliveries: int
@@ -204,6 +209,7 @@ class Settings:
             threads=number("BLAST_THREADS"),
             queue_transport=choice("BLAST_QUEUE_TRANSPORT", ("servicebus", "storage")),
             queue_name=text("BLAST_QUEUE_NAME"),
+            azurite_dir=os.path.expanduser(text("BLAST_AZURITE_DIR")),
             results_container=text("BLAST_RESULTS_CONTAINER"),
             jobs_table=text("BLAST_JOBS_TABLE"),
             max_deliveries=number("BLAST_MAX_DELIVERIES"),

@@ -1,8 +1,9 @@
 """`make demo`: the whole path once, as a newcomer sees it.
 
-Starts Azurite and `python -m blast_core serve` on free local ports, submits a few real 16S
-queries over HTTP, waits for them, prints the best hits and saves every result format under
-`demo-results/`. Everything it started is stopped before it exits.
+Starts `python -m blast_core serve` on a free local port with its own Azurite (its data in a
+temporary folder, so the demo neither needs nor disturbs a `serve` you keep running), submits a
+few real 16S queries over HTTP, waits for them, prints the best hits and saves every result
+format under `demo-results/`. Stopping `serve` stops its Azurite too.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from blast_core.local_storage import LocalAzurite, free_port  # noqa: E402
+from blast_core.local_storage import free_port  # noqa: E402
 from blast_core.samples import database_sequences, sample_fasta  # noqa: E402
 
 DB_DIR = "/usr/share/ncbi/data"
@@ -29,17 +30,18 @@ OUT = ROOT / "demo-results"
 
 def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="blast-demo-"))
-    azurite = LocalAzurite(ROOT, workdir / "azurite").start()
     port = free_port()
-    env = {**os.environ, "BLAST_STORAGE": azurite.connection_string,
-           "BLAST_QUEUE_TRANSPORT": "storage", "BLAST_DB_DIR": DB_DIR}
+    env = {name: value for name, value in os.environ.items()
+           if not name.startswith("BLAST_STORAGE")}  # no storage settings: serve's own Azurite
+    env.update(BLAST_AZURITE_DIR=str(workdir / "azurite"), BLAST_QUEUE_TRANSPORT="storage",
+               BLAST_DB_DIR=DB_DIR)
     log = open(workdir / "serve.log", "wb")
     server = subprocess.Popen([sys.executable, "-m", "blast_core", "serve", "--port", str(port),
                                "--workers", "2"], cwd=ROOT, env=env, stdout=log, stderr=log)
     api = f"http://127.0.0.1:{port}/api"
     try:
-        wait_until_up(api)
-        print(f"service up at {api} (Azurite on ports {sorted(azurite.ports.values())})")
+        wait_until_up(api, server)
+        print(f"service up at {api} (its own Azurite keeps the jobs in {workdir / 'azurite'})")
         queries = sample_fasta(database_sequences(f"{DB_DIR}/{DATABASE}"), 3, seed=2026,
                                label="16S from " + DATABASE).split(">")[1:]
         jobs = []
@@ -58,14 +60,15 @@ def main() -> int:
         return 0
     finally:
         server.terminate()
-        server.wait(timeout=15)
-        azurite.stop()
+        server.wait(timeout=30)
         log.close()
-        print(f"stopped the service and Azurite; their logs are in {workdir}")
+        print(f"stopped the service and its Azurite; the log is {workdir / 'serve.log'}")
 
 
-def wait_until_up(api: str) -> None:
+def wait_until_up(api: str, server: subprocess.Popen[bytes]) -> None:
     for _ in range(300):
+        if server.poll() is not None:
+            raise SystemExit(f"the service exited with status {server.returncode}; see its log")
         try:
             if requests.get(f"{api}/health", timeout=2).ok:
                 return
