@@ -176,10 +176,10 @@ def run_service(args: argparse.Namespace) -> int:
     try:
         settings = Settings.from_env()
         if not storage_configured(settings):
-            raise SettingsError(
+            raise SettingsError([
                 f"{STORAGE_CONNECTION} is not set: `{args.command}` works on the storage it "
                 "names (UseDevelopmentStorage=true: an Azurite you run on its default ports); "
-                "the Azurite that `serve` starts for itself is for it and its --workers only")
+                "the Azurite that `serve` starts for itself is for it and its --workers only"])
         service = start_service(settings)
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)

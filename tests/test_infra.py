@@ -42,6 +42,7 @@ CONNECTION_PROPERTIES = {
 
 # Settings the deployment leaves at the code's default, and why.
 LEFT_AT_DEFAULT = {
+    "BLAST_AZURITE_DIR": "serve only: the folder of the Azurite it starts when no storage is set",
     "BLAST_MAX_INLINE_RESULT_BYTES": "a limit of what passes through an HTTP function; larger "
                                      "results are links into Blob storage",
     "BLAST_API_KEY": "serve only; in Azure function keys guard the routes",

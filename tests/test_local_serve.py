@@ -23,6 +23,7 @@ from conftest import (
     SMALL_DB,
     Server,
     direct_blastn,
+    fetch_result,
     processes_running,
     sample_queries,
     service_env,
@@ -129,9 +130,9 @@ def submit(url: str, query: str, database: str = SMALL_DB, **options: object) ->
 
 
 def result_link(url: str, job_id: str) -> str:
-    answer = requests.get(f"{url}/jobs/{job_id}/results", params={"format": "tsv",
+    answer = fetch_result(f"{url}/jobs/{job_id}/results", params={"format": "tsv",
                                                                   "redirect": "true"},
-                          allow_redirects=False, timeout=30)
+                          allow_redirects=False)
     assert answer.status_code == 302, answer.text
     return answer.headers["Location"]
 
@@ -148,7 +149,7 @@ def test_serve_without_storage_settings_keeps_every_job_and_link_across_restarts
     assert wait_for_job(first.url, done_id)["status"] == "succeeded"
     expected = direct_blastn(query, SMALL_DB, tmp_path, "-evalue", "1e-30", "-max_target_seqs",
                              "10")
-    assert requests.get(f"{first.url}/jobs/{done_id}/results?format=tsv").text == expected
+    assert fetch_result(f"{first.url}/jobs/{done_id}/results?format=tsv").text == expected
     link = result_link(first.url, done_id)
     assert requests.get(link, timeout=30).text == expected
     # One serve per folder: a second one says so in one line and leaves the first alone.
@@ -168,7 +169,7 @@ def test_serve_without_storage_settings_keeps_every_job_and_link_across_restarts
     idle = start_serve(env, log, workers=0)
     kept = requests.get(f"{idle.url}/jobs/{done_id}", timeout=10).json()
     assert (kept["status"], kept["queries"]) == ("succeeded", 2)
-    assert requests.get(f"{idle.url}/jobs/{done_id}/results?format=tsv").text == expected
+    assert fetch_result(f"{idle.url}/jobs/{done_id}/results?format=tsv").text == expected
     assert requests.get(link, timeout=30).text == expected, "a result link died with a restart"
     queued_query = sample_queries(SMALL_DB, 1, seed=72)
     queued_id = submit(idle.url, queued_query, max_target_seqs=10)
@@ -177,7 +178,7 @@ def test_serve_without_storage_settings_keeps_every_job_and_link_across_restarts
     third = start_serve(env, log)
     ran = wait_for_job(third.url, queued_id)
     assert ran["status"] == "succeeded", ran
-    assert requests.get(f"{third.url}/jobs/{queued_id}/results?format=tsv").text == \
+    assert fetch_result(f"{third.url}/jobs/{queued_id}/results?format=tsv").text == \
         direct_blastn(queued_query, SMALL_DB, tmp_path, "-max_target_seqs", "10")
     listed = requests.get(f"{third.url}/jobs", timeout=10).json()["jobs"]
     assert [job["id"] for job in listed] == [queued_id, done_id]

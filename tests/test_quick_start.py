@@ -108,8 +108,9 @@ def test_the_quick_start_works_as_written(blast_available, tmp_path):
         assert jobs, "the quick start should submit a search"
         for job in jobs:
             assert job["status"] == "succeeded" and job["hits"], job
-            top_hit = requests.get(f"{api}/jobs/{job['id']}/results", params={"format": "tsv"},
-                                   timeout=30).text.splitlines()[0]
+            top_hit = requests.get(f"{api}/jobs/{job['id']}/results",
+                                   params={"format": "tsv", "wait": "30"},
+                                   timeout=60).text.splitlines()[0]
             assert top_hit in printed.splitlines(), "the quick start should fetch the hits"
 
         os.killpg(serve.pid, signal.SIGINT)  # Ctrl-C
