@@ -11,6 +11,7 @@ PROTEIN_LETTERS = frozenset("ABCDEFGHIKLMNPQRSTUVWYZXJO*")
 _CORE_NUCLEOTIDES = frozenset("ACGTUN")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _LINE_WIDTH = 80
+_NAMED_ID_CHARS = 40  # a message names a sequence by at most this much of its id
 
 
 class FastaError(ValueError):
@@ -32,6 +33,7 @@ class QueryLimits:
     max_bytes: int
     max_sequences: int
     max_letters: int
+    max_header_chars: int
 
 
 def parse(text: str) -> list[Sequence]:
@@ -68,9 +70,21 @@ def validate(text: str, molecule: str, limits: QueryLimits) -> list[Sequence]:
     if len(sequences) > limits.max_sequences:
         raise FastaError(f"holds {len(sequences)} sequences; the limit is {limits.max_sequences}")
     for index, sequence in enumerate(sequences, start=1):
-        name = f"sequence {index}" + (f" ({sequence.id})" if sequence.id else "")
+        name = describe(index, sequence)
+        if len(sequence.header) > limits.max_header_chars:
+            raise FastaError(f"{name}: header has {len(sequence.header)} characters; the limit "
+                             f"is {limits.max_header_chars}")
         _check_residues(name, sequence.residues, molecule, limits.max_letters)
     return sequences
+
+
+def describe(index: int, sequence: Sequence) -> str:
+    """How messages name a sequence: by number (from 1) and id, a long id cut short."""
+    if not sequence.id:
+        return f"sequence {index}"
+    shown = sequence.id if len(sequence.id) <= _NAMED_ID_CHARS else \
+        sequence.id[:_NAMED_ID_CHARS - 3] + "..."
+    return f"sequence {index} ({shown})"
 
 
 def _check_residues(name: str, residues: str, molecule: str, max_letters: int) -> None:

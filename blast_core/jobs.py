@@ -239,9 +239,8 @@ def _refuse_nucleotides(sequences: list[fasta.Sequence], program: str) -> None:
         residues = sequence.residues
         nucleotides = sum(residues.count(letter) for letter in _NUCLEOTIDE_CODES)
         if len(residues) >= _MIN_LETTERS_TO_JUDGE and nucleotides >= 0.9 * len(residues):
-            name = f"sequence {index}" + (f" ({sequence.id})" if sequence.id else "")
-            raise fasta.FastaError(f"{name} looks like a nucleotide sequence; {program} needs "
-                                   "a protein query")
+            raise fasta.FastaError(f"{fasta.describe(index, sequence)} looks like a nucleotide "
+                                   f"sequence; {program} needs a protein query")
 
 
 def _schema_error(error: jsonschema.ValidationError) -> FieldError:

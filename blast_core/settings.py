@@ -77,6 +77,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BLAST_MAX_QUERY_BYTES", "10000000", "Largest accepted query, in bytes of FASTA."),
     Setting("BLAST_MAX_QUERIES", "25000", "Most sequences in one job."),
     Setting("BLAST_MAX_SEQUENCE_LETTERS", "1000000", "Longest accepted query sequence."),
+    Setting("BLAST_MAX_HEADER_CHARS", "10000",
+            "Longest accepted FASTA header line of a query (the `>` line), in characters: room "
+            "for any one record's description (GenBank, RefSeq, UniProt), not for a header "
+            "used to carry data."),
     Setting("BLAST_PRICE_PER_CORE_SECOND", "0.00006",
             "Price of one core for one second, for the estimated cost in each job's run "
             "summary (CPU seconds of BLAST times this). The default assumes roughly $0.216 "
@@ -121,6 +125,7 @@ class Settings:
     max_query_bytes: int
     max_queries: int
     max_sequence_letters: int
+    max_header_chars: int
     price_per_core_second: float
     api_key: str = field(repr=False)
     monitor_connection: str = field(repr=False)
@@ -182,6 +187,7 @@ class Settings:
             max_query_bytes=number("BLAST_MAX_QUERY_BYTES"),
             max_queries=number("BLAST_MAX_QUERIES"),
             max_sequence_letters=number("BLAST_MAX_SEQUENCE_LETTERS"),
+            max_header_chars=number("BLAST_MAX_HEADER_CHARS"),
             price_per_core_second=decimal("BLAST_PRICE_PER_CORE_SECOND"),
             api_key=env.get("BLAST_API_KEY", ""),
             monitor_connection=env.get(MONITOR_CONNECTION, "").strip(),

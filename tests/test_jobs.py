@@ -8,7 +8,8 @@ from blast_core import fasta, jobs
 from blast_core.databases import DatabaseInfo
 
 TIMES = jobs.BatchTimings(queued=1.0, staging=0.1, blast=2.0, transfer=0.5)
-LIMITS = fasta.QueryLimits(max_bytes=100_000, max_sequences=10, max_letters=10_000)
+LIMITS = fasta.QueryLimits(max_bytes=100_000, max_sequences=10, max_letters=10_000,
+                           max_header_chars=1000)
 DATABASES = {d.name: d for d in (
     DatabaseInfo("16SCore", "16Score", "nucleotide", 1787, 142950),
     DatabaseInfo("proteins", "test proteins", "protein", 3, 300),

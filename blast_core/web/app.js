@@ -340,7 +340,9 @@ function parseFasta(text) {
       current.residues.push(line.replace(/\s+/g, "").toUpperCase());
     }
   }
-  return sequences.map((s) => ({ id: s.header.split(/\s+/)[0], residues: s.residues.join("") }));
+  return sequences.map((s) => ({
+    header: s.header, id: s.header.split(/\s+/)[0], residues: s.residues.join(""),
+  }));
 }
 
 function showLetters(letters) {
@@ -362,7 +364,11 @@ function checkQuery(text, molecule) {
   const allowed = new Set(molecule === "nucleotide"
     ? alphabets.nucleotide + alphabets.protein : alphabets.protein);
   for (const [index, sequence] of sequences.entries()) {
-    const name = `sequence ${index + 1}${sequence.id ? ` (${sequence.id})` : ""}`;
+    const id = sequence.id.length > 40 ? `${sequence.id.slice(0, 37)}...` : sequence.id;
+    const name = `sequence ${index + 1}${id ? ` (${id})` : ""}`;
+    if (sequence.header.length > limits.max_header_chars) {
+      return `${name}: header has ${sequence.header.length} characters; the limit is ${limits.max_header_chars}`;
+    }
     if (!sequence.residues) return `${name} is empty`;
     if (sequence.residues.length > limits.max_letters) {
       return `${name} has ${sequence.residues.length} letters; the limit is ${limits.max_letters}`;
