@@ -6,6 +6,7 @@ Pure logic, no I/O: database lookups are passed in.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import time
@@ -98,6 +99,62 @@ class InvalidRequest(ValueError):
         self.errors = errors
 
 
+# Numbers and JSON: what every entrance (a JSON body, the query string of a FASTA body, the
+# NCBI API's parameters, GET /api/jobs?limit=) takes for a number, decided here only.
+
+MAX_INTEGER_DIGITS = 20  # a longer integer literal is read as a float (see `_integer`)
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+
+
+def is_number(value: object) -> bool:
+    """A number as this service takes it: an int or a finite float. Never a bool (JSON's
+    `true` is no number), NaN or an infinity: JSON has no literal for these, but Python's json
+    module reads `NaN`, `Infinity` and `-Infinity`, and turns `1e400` into inf."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and math.isfinite(value))
+
+
+def is_whole_number(value: object) -> bool:
+    """A number without a fraction; 5.0 counts, as JSON Schema's `integer` says."""
+    return is_number(value) and (isinstance(value, int) or float(value).is_integer())
+
+
+# JSON Schema with this service's numbers: `number` and `integer` refuse NaN and infinities.
+_RequestValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({
+        "number": lambda _, value: is_number(value),
+        "integer": lambda _, value: is_whole_number(value)}))
+
+
+def number_from_text(text: str) -> int | float | str:
+    """The number that a text parameter spells, or the text itself, for validation to refuse
+    by name. Only ASCII decimal notation is a number: Python's float() also reads `nan`,
+    `inf`, `infinity` and `1_000`, and int() reads non-ASCII digits; `1e999` is too big."""
+    candidate = text.strip()
+    if not _DECIMAL.fullmatch(candidate):
+        return text
+    value = _integer(candidate) if _INTEGER.fullmatch(candidate) else float(candidate)
+    return value if is_number(value) else text
+
+
+def _integer(literal: str) -> int | float:
+    """An integer literal; a long one as a float, far outside every field's range all the
+    same: Python refuses to read an int of more than 4,300 digits (ValueError), and reading a
+    long one takes time quadratic in its length."""
+    return int(literal) if len(literal.lstrip("+-")) <= MAX_INTEGER_DIGITS else float(literal)
+
+
+def read_json(text: str) -> Any:
+    """A JSON request body. Numbers are read by `_integer` and float(); NaN and the
+    infinities that json.loads lets through are refused by the request schema, by field."""
+    try:
+        return json.loads(text, parse_int=_integer)
+    except ValueError as error:
+        raise InvalidRequest([FieldError("body", f"is not valid JSON: {error}")]) from None
+
+
 def new_job_id(now_ms: int | None = None) -> str:
     """Inverted milliseconds then randomness: ids sort newest first in Table storage."""
     now_ms = int(time.time() * 1000) if now_ms is None else now_ms
@@ -165,8 +222,7 @@ def parse_request(payload: Any, limits: fasta.QueryLimits,
     """Validate a submitted job; raises InvalidRequest naming every bad field."""
     if not isinstance(payload, Mapping):
         raise InvalidRequest([FieldError("body", "must be a JSON object")])
-    errors = [_schema_error(e) for e in
-              jsonschema.Draft202012Validator(JOB_REQUEST_SCHEMA).iter_errors(payload)]
+    errors = [_schema_error(e) for e in _RequestValidator(JOB_REQUEST_SCHEMA).iter_errors(payload)]
     if errors:
         raise InvalidRequest(sorted(errors, key=lambda e: e.field))
     program = payload.get("program", "blastn")
@@ -280,7 +336,10 @@ def _reason(error: jsonschema.ValidationError) -> str:
     schema = error.schema
     kind = error.validator
     if kind == "type":
-        return f"must be {_TYPE_NAMES.get(schema['type'], schema['type'])}, not {_json(error.instance)}"
+        kind_name = _TYPE_NAMES.get(schema["type"], schema["type"])
+        if isinstance(error.instance, float) and not math.isfinite(error.instance):
+            kind_name = "a finite number"  # NaN, Infinity, or a literal beyond a double's range
+        return f"must be {kind_name}, not {_json(error.instance)}"
     if kind == "enum":
         return f"{_json(error.instance)} is not one of {', '.join(map(str, schema['enum']))}"
     if kind in ("minimum", "maximum", "exclusiveMinimum"):

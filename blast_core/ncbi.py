@@ -158,10 +158,10 @@ def _payload(params: dict[str, str]) -> tuple[dict[str, object], list[tuple[str,
         payload["task"] = "megablast" if megablast in _ON else "blastn"
     elif megablast in _ON:
         errors.append(("MEGABLAST", "applies to PROGRAM=blastn only"))
-    for name, field, kind in (("EXPECT", "evalue", float), ("HITLIST_SIZE", "max_target_seqs", int),
-                              ("WORD_SIZE", "word_size", int)):
+    for name, field in (("EXPECT", "evalue"), ("HITLIST_SIZE", "max_target_seqs"),
+                        ("WORD_SIZE", "word_size")):
         if name in params:
-            payload[field] = _number(params[name], kind)
+            payload[field] = jobs.number_from_text(params[name])
     if "FILTER" in params:
         value = params["FILTER"].strip()
         if value.upper() in _FILTERS:
@@ -171,14 +171,6 @@ def _payload(params: dict[str, str]) -> tuple[dict[str, object], list[tuple[str,
     if params.get("ENTREZ_QUERY", "").strip() not in ("", "(none)"):
         errors.append(("ENTREZ_QUERY", "Entrez filters are not supported here; leave it out"))
     return payload, errors
-
-
-def _number(text: str, kind: type[int] | type[float]) -> object:
-    """A number for the job schema to check, or the text itself for it to refuse by name."""
-    try:
-        return kind(text.strip())
-    except ValueError:
-        return text
 
 
 # Get

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
@@ -35,33 +34,22 @@ def _submission(request: ApiRequest) -> object:
     except UnicodeDecodeError:
         raise ApiError(400, "the request body is not UTF-8 text",
                        [FieldError("body", "is not UTF-8 text")]) from None
+    options = {name: value for name, value in request.params.items() if name != "code"}
     content_type = request.header("content-type").split(";")[0].strip().lower()
     if content_type == "application/json" or (not content_type and text.lstrip()[:1] in "{["):
-        try:
-            return json.loads(text)
-        except ValueError as error:
-            raise ApiError(400, f"the request body is not valid JSON: {error}",
-                           [FieldError("body", f"is not valid JSON: {error}")]) from None
+        return jobs.read_json(text)
     if content_type and not content_type.startswith("text/"):
         raise ApiError(415, f"unsupported content type {content_type!r}; send "
                             "application/json or text/plain FASTA",
                        [FieldError("body", "must be application/json or text/plain")])
-    payload: dict[str, object] = {k: _number_or_text(v) if k in jobs.NUMERIC_FIELDS else v
-                                  for k, v in request.params.items() if k != "code"}
+    payload: dict[str, object] = {
+        name: jobs.number_from_text(value) if name in jobs.NUMERIC_FIELDS else value
+        for name, value in options.items()}
     names = str(payload.get("database", "")).split()
     if len(names) > 1:  # ?database=A%20B: several, as NCBI's DATABASE names them
         payload["database"] = names
     payload["query"] = text
     return payload
-
-
-def _number_or_text(value: str) -> object:
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
 
 
 def get_job(service: BlastService, request: ApiRequest) -> ApiResponse:
@@ -75,11 +63,11 @@ def cancel_job(service: BlastService, request: ApiRequest) -> ApiResponse:
 
 
 def list_jobs(service: BlastService, request: ApiRequest) -> ApiResponse:
-    raw = request.params.get("limit", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= openapi.MAX_RECENT:
-        raise ApiError(400, "limit must be a whole number from 1 to 1000",
-                       [FieldError("limit", f"must be a whole number from 1 to {openapi.MAX_RECENT}")])
-    recent = service.recent(int(raw))
+    limit = jobs.number_from_text(request.params.get("limit", "20"))
+    if not jobs.is_whole_number(limit) or not 1 <= limit <= openapi.MAX_RECENT:
+        reason = f"must be a whole number from 1 to {openapi.MAX_RECENT}"
+        raise ApiError(400, f"limit {reason}", [FieldError("limit", reason)])
+    recent = service.recent(int(limit))
     return json_response(200, {"jobs": [job_view(j, request.base_url, service)
                                         for j in recent]})
 

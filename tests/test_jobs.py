@@ -134,3 +134,49 @@ def test_messages_carry_a_valid_job_id_and_batch():
                  f'{{"job_id": "{job_id}", "batch": "1"}}'.encode()):
         with pytest.raises(jobs.MalformedMessage):
             jobs.decode_message(body)
+
+
+# Numbers: finite, whatever the entrance
+
+
+@pytest.mark.parametrize("literal, shown", [
+    ("NaN", "NaN"), ("Infinity", "Infinity"), ("-Infinity", "-Infinity"), ("1e400", "Infinity"),
+    ("-1e999", "-Infinity")])
+@pytest.mark.parametrize("field", jobs.NUMERIC_FIELDS)
+def test_json_numbers_that_are_not_finite_are_refused_by_field(field, literal, shown):
+    payload = jobs.read_json(f'{{"query": ">q\\nACGT", "database": "16SCore", "{field}": '
+                             f'{literal}}}')
+    assert errors_of(payload) == {field: f"must be a finite number, not {shown}"}
+
+
+def test_a_json_integer_of_thousands_of_digits_is_out_of_range_not_an_error():
+    # Python's int() refuses more than 4,300 digits with ValueError; json.loads uses it.
+    payload = jobs.read_json(f'{{"query": ">q\\nACGT", "database": "16SCore", '
+                             f'"max_target_seqs": {"9" * 5000}, "word_size": {"1" * 300}}}')
+    assert errors_of(payload) == {
+        "max_target_seqs": "must be a finite number, not Infinity",
+        "word_size": "must be at least 2 and at most 1000, not 1.1111111111111112e+299"}
+
+
+@pytest.mark.parametrize("text, number", [
+    ("10", 10), (" 7 ", 7), ("+5", 5), ("-2", -2), ("1e-5", 1e-5), ("2.5", 2.5), (".5", 0.5),
+    ("1E3", 1000.0), ("1e-400", 0.0), ("9" * 25, 1e25),
+    ("nan", "nan"), ("NaN", "NaN"), ("inf", "inf"), ("-Infinity", "-Infinity"),
+    ("1e999", "1e999"), ("1_000", "1_000"), ("\u0661\u0662", "\u0661\u0662"), ("\u00b2", "\u00b2"),
+    ("0x10", "0x10"), ("", ""), ("1 2", "1 2"), ("9" * 5000, "9" * 5000)])
+def test_a_text_parameter_is_a_number_only_in_ascii_decimal_and_finite(text, number):
+    assert jobs.number_from_text(text) == number
+    assert type(jobs.number_from_text(text)) is type(number)
+
+
+def test_every_numeric_field_refuses_what_is_no_finite_number_in_text():
+    errors = errors_of({"query": QUERY, "database": "16SCore",
+                        **{field: jobs.number_from_text("nan") for field in jobs.NUMERIC_FIELDS}})
+    assert errors == {field: 'must be a number, not "nan"' if field == "evalue"
+                      else 'must be a whole number, not "nan"' for field in jobs.NUMERIC_FIELDS}
+
+
+
+def test_invalid_json_names_the_body():
+    with pytest.raises(jobs.InvalidRequest, match="body: is not valid JSON: Expecting"):
+        jobs.read_json('{"query": ')
