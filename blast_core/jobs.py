@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from typing import Any
 
 import jsonschema
@@ -103,8 +104,14 @@ class InvalidRequest(ValueError):
 # NCBI API's parameters, GET /api/jobs?limit=) takes for a number, decided here only.
 
 MAX_INTEGER_DIGITS = 20  # a longer integer literal is read as a float (see `_integer`)
+MAX_JSON_DEPTH = 20  # a job request nests two levels: the object and a list of databases
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+# A JSON string (its escapes skipped), or an unterminated one running to the end of the text;
+# it always matches at a quote, so the scan never backtracks.
+_JSON_STRING = re.compile(r'"(?:[^"\\]+|\\.)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
 
 
 def is_number(value: object) -> bool:
@@ -147,12 +154,27 @@ def _integer(literal: str) -> int | float:
 
 
 def read_json(text: str) -> Any:
-    """A JSON request body. Numbers are read by `_integer` and float(); NaN and the
-    infinities that json.loads lets through are refused by the request schema, by field."""
+    """A JSON request body, its nesting bounded before it is parsed: json.loads recurses once
+    per level, and a body nested 100,000 levels deep would exhaust Python's stack. Numbers
+    are read by `_integer` and float(); NaN and the infinities that json.loads lets through
+    are refused by the request schema, by field."""
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidRequest([FieldError("body", f"nests {depth} levels deep; the limit is "
+                                                 f"{MAX_JSON_DEPTH}")])
     try:
         return json.loads(text, parse_int=_integer)
     except ValueError as error:
         raise InvalidRequest([FieldError("body", f"is not valid JSON: {error}")]) from None
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in a JSON text, by a linear scan without recursion:
+    strings are skipped (brackets in them do not count), and what remains of the text is
+    reduced to its brackets. In invalid JSON the count may err only past the first fault,
+    where json.loads stops anyway."""
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets), initial=0))
 
 
 def new_job_id(now_ms: int | None = None) -> str:

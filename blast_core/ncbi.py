@@ -67,7 +67,7 @@ class Refusal(Exception):
 def blast_cgi(service: BlastService, request: ApiRequest) -> ApiResponse:
     """GET or POST /api/blast.cgi (and /api/blast): CMD=Put, Get or Delete."""
     try:
-        params = _parameters(request)
+        params = _parameters(request, service.settings.max_request_bytes)
         command = params.get("CMD", "").strip().lower()
         if command == "put":
             return _put(service, params)
@@ -81,9 +81,13 @@ def blast_cgi(service: BlastService, request: ApiRequest) -> ApiResponse:
         return _error_page(refusal)
 
 
-def _parameters(request: ApiRequest) -> dict[str, str]:
-    """The query string and a form body together, names upper-cased (NCBI's are)."""
+def _parameters(request: ApiRequest, max_bytes: int) -> dict[str, str]:
+    """The query string and a form body together, names upper-cased (NCBI's are); the body's
+    size is checked before it is read (under the Functions host it arrives whole)."""
     params = {name.upper(): value for name, value in request.params.items()}
+    if len(request.body) > max_bytes:
+        raise Refusal(413, f"the request body is {len(request.body)} bytes; the limit is "
+                           f"{max_bytes}")
     if request.body.strip():
         content_type = request.header("content-type").split(";")[0].strip().lower()
         if content_type not in ("", "application/x-www-form-urlencoded"):

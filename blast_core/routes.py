@@ -20,13 +20,21 @@ def health(service: BlastService, request: ApiRequest) -> ApiResponse:
 
 
 def submit_job(service: BlastService, request: ApiRequest) -> ApiResponse:
-    job = service.submit(_submission(request))
+    job = service.submit(_submission(request, service.settings.max_request_bytes))
     url = job_url(request.base_url, job.id)
     return json_response(202, job_view(job, request.base_url, service), {"Location": url})
 
 
-def _submission(request: ApiRequest) -> object:
-    """The job request: a JSON object, or FASTA text with the options in the query string."""
+def _submission(request: ApiRequest, max_bytes: int) -> object:
+    """The job request: a JSON object, or FASTA text with the options in the query string.
+
+    The body's size is checked before anything reads it: `serve` refuses a long one by its
+    Content-Length, but under the Functions host the body arrives whole, whatever its size."""
+    if len(request.body) > max_bytes:
+        raise ApiError(413, f"the request body is {len(request.body)} bytes; the limit is "
+                            f"{max_bytes}",
+                       [FieldError("body", f"is {len(request.body)} bytes; the limit is "
+                                           f"{max_bytes}")])
     if not request.body.strip():
         raise ApiError(400, "the request body is empty", [FieldError("body", "is empty")])
     try:

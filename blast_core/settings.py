@@ -194,6 +194,12 @@ class Settings:
             env=env,
         )
 
+    @property
+    def max_request_bytes(self) -> int:
+        """Largest request body: twice the largest query, room for JSON's escapes (each
+        newline of a FASTA query is two bytes there)."""
+        return 2 * self.max_query_bytes
+
     def connection(self, name: str) -> Connection:
         """The connection named `name`: a connection string, or service URIs for an identity."""
         string = self.env.get(name, "").strip()

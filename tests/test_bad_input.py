@@ -11,6 +11,11 @@ from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 from conftest import SMALL_DB, service_env, start_server
 
+from blast_core import http
+from blast_core.routes import ROUTES
+from blast_core.service import BlastService
+from blast_core.settings import Settings
+
 QUERY = ">q\n" + "ACGT" * 30 + "\n"
 JSON = {"Content-Type": "application/json"}
 TEXT = {"Content-Type": "text/plain"}
@@ -103,6 +108,11 @@ CASES = [
     ("text body, word_size in Arabic-Indic digits", text_body(word_size="\u0661\u0662"), 400,
      "word_size"),
     ("text body, word_size nan", text_body(word_size="nan"), 400, "word_size"),
+    # Nesting is bounded before parsing: json.loads recurses once per level.
+    ("JSON nested 100,000 deep", {"data": b"[" * 100_000 + b"]" * 100_000, "headers": JSON},
+     400, "body"),
+    ("object nested 100,000 deep", {"data": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+                                    "headers": JSON}, 400, "body"),
     ("1 MB FASTA header", {"json": {"query": ">" + "h" * 1_000_000 + "\nACGTACGT\n",
                                     "database": SMALL_DB}}, 400, "query"),
     ("1 MB FASTA header in a text body", text_body(">q " + "h" * 1_000_000 + "\nACGTACGT\n"),
@@ -180,3 +190,22 @@ def test_ncbi_put_numbers_that_are_no_finite_number_are_refused(api, name, value
     assert reason in html.unescape(response.text), response.text
     nothing_stored(env)
 
+
+def test_the_routes_bound_the_body_size_themselves(azurite, blast_available):
+    """Under the Functions host the body arrives whole, with no Content-Length check in front:
+    the submit route and the NCBI API refuse a long one before decoding or parsing it."""
+    env = service_env(azurite, BLAST_MAX_QUERY_BYTES="1000")
+    service = BlastService.from_settings(Settings.from_env(env))
+    service.ensure_storage()
+    routes = {route.name: route for route in ROUTES}
+    oversized = b'{"query": "' + b"A" * 2001 + b'"}'
+    submitted = http.handle(routes["submit_job"], http.ApiRequest(
+        "POST", "jobs", headers={"Content-Type": "application/json"}, body=oversized),
+        lambda: service)
+    assert submitted.status == 413
+    assert json.loads(submitted.body)["errors"] == [
+        {"field": "body", "reason": "is 2014 bytes; the limit is 2000"}]
+    put = http.handle(routes["ncbi_blast_cgi_post"], http.ApiRequest(
+        "POST", "blast.cgi", body=b"CMD=Put&QUERY=" + b"A" * 2001), lambda: service)
+    assert put.status == 413 and b"the request body is 2015 bytes; the limit is 2000" in put.body
+    nothing_stored(env)

@@ -176,6 +176,23 @@ def test_every_numeric_field_refuses_what_is_no_finite_number_in_text():
                       else 'must be a whole number, not "nan"' for field in jobs.NUMERIC_FIELDS}
 
 
+# JSON nesting, bounded without recursion
+
+
+def test_json_nested_deeper_than_the_limit_is_refused_before_parsing():
+    with pytest.raises(jobs.InvalidRequest) as caught:
+        jobs.read_json("[" * 100_000 + "]" * 100_000)
+    assert [(e.field, e.reason) for e in caught.value.errors] == [
+        ("body", f"nests 100000 levels deep; the limit is {jobs.MAX_JSON_DEPTH}")]
+    assert jobs.read_json("[" * jobs.MAX_JSON_DEPTH + "]" * jobs.MAX_JSON_DEPTH)
+
+
+@pytest.mark.parametrize("text, depth", [
+    ("{}", 1), ('{"a": [1, {"b": []}]}', 4), ('{"q": "[[[[{{{{"}', 1), (r'["\"[[", "]"]', 1),
+    (r'["a\\", ["b"]]', 2), ('"[[[', 0), ('["open ' + "[" * 50, 1), ("]]][[", 0), ("1", 0)])
+def test_json_depth_skips_strings_and_their_escapes(text, depth):
+    assert jobs.json_depth(text) == depth
+
 
 def test_invalid_json_names_the_body():
     with pytest.raises(jobs.InvalidRequest, match="body: is not valid JSON: Expecting"):
