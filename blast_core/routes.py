@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 from blast_core import jobs, openapi, runner
 from blast_core.http import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
-from blast_core.jobs import FieldError, Job
+from blast_core.jobs import FieldError, InvalidRequest, Job
 from blast_core.ncbi import NCBI_ROUTES
 from blast_core.service import BlastService
 from blast_core.web import WEB_ROUTES
@@ -45,6 +45,9 @@ def _submission(request: ApiRequest, max_bytes: int) -> object:
     options = {name: value for name, value in request.params.items() if name != "code"}
     content_type = request.header("content-type").split(";")[0].strip().lower()
     if content_type == "application/json" or (not content_type and text.lstrip()[:1] in "{["):
+        if options:  # ignoring them would run a search other than the one asked for
+            raise InvalidRequest([FieldError(name, "goes in the JSON body, not the query "
+                                                   "string") for name in sorted(options)])
         return jobs.read_json(text)
     if content_type and not content_type.startswith("text/"):
         raise ApiError(415, f"unsupported content type {content_type!r}; send "

@@ -113,6 +113,10 @@ CASES = [
      400, "body"),
     ("object nested 100,000 deep", {"data": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
                                     "headers": JSON}, 400, "body"),
+    # Options in the query string beside a JSON body would be ignored: the search would not
+    # be the one asked for.
+    ("query-string option beside a JSON body", {"json": {"query": QUERY, "database": SMALL_DB},
+                                                "params": {"evalue": "1e-5"}}, 400, "evalue"),
     ("1 MB FASTA header", {"json": {"query": ">" + "h" * 1_000_000 + "\nACGTACGT\n",
                                     "database": SMALL_DB}}, 400, "query"),
     ("1 MB FASTA header in a text body", text_body(">q " + "h" * 1_000_000 + "\nACGTACGT\n"),
