@@ -9,7 +9,10 @@ from dataclasses import dataclass
 NUCLEOTIDE_LETTERS = frozenset("ACGTURYSWKMBDHVN")
 PROTEIN_LETTERS = frozenset("ABCDEFGHIKLMNPQRSTUVWYZXJO*")
 _CORE_NUCLEOTIDES = frozenset("ACGTUN")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters (C0, DEL, C1) and Unicode's line and paragraph separators: none stays in
+# a header, so canonical FASTA has one line per header whoever splits it into lines.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_LINE_END = re.compile(r"\r\n?|\n")
 _LINE_WIDTH = 80
 _NAMED_ID_CHARS = 40  # a message names a sequence by at most this much of its id
 
@@ -37,11 +40,13 @@ class QueryLimits:
 
 
 def parse(text: str) -> list[Sequence]:
-    """Sequences of a FASTA text; a bare sequence without a header is one query."""
+    """Sequences of a FASTA text; a bare sequence without a header is one query. Lines end at
+    LF, CR LF or CR only, as the web page reads them: str.splitlines() would also end one at a
+    form feed, a file separator or U+2028, turning the rest of a header into residues."""
     sequences: list[Sequence] = []
     header: str | None = None
     chunks: list[str] = []
-    for raw in text.splitlines():
+    for raw in _LINE_END.split(text):
         line = raw.strip()
         if line.startswith(">"):
             if header is not None:

@@ -20,6 +20,16 @@ def test_a_bare_sequence_is_one_query_named_in_canonical_fasta():
     assert fasta.format_fasta(sequences) == ">Query_1\nACGTACGTACGT\n"
 
 
+@pytest.mark.parametrize("separator", ["\x0c", "\x0b", "\x1c", "\x1e", "\x85", "\u2028",
+                                       "\u2029"])
+def test_only_lf_and_cr_end_a_line_and_no_line_break_stays_in_a_header(separator):
+    # str.splitlines() ends a line at each of these: the header's rest would become residues.
+    text = f">q1 first{separator}MK@]\r\nACGT\rAC{separator}GT\n"
+    assert fasta.parse(text) == [fasta.Sequence("q1 first MK@]", "ACGTACGT")]
+    canonical = fasta.format_fasta(fasta.parse(text))
+    assert canonical.splitlines() == [">q1 first MK@]", "ACGTACGT"]
+
+
 def test_canonical_fasta_wraps_at_80_and_drops_control_characters():
     [sequence] = fasta.parse(">a\x00b\tc\n" + "A" * 170)
     assert sequence.header == "a b c"

@@ -330,7 +330,8 @@ function parseFasta(text) {
   for (const raw of text.split(/\r\n|\r|\n/)) {
     const line = raw.trim();
     if (line.startsWith(">")) {
-      current = { header: line.slice(1).replace(/[\x00-\x1f\x7f]/g, " ").trim(), residues: [] };
+      const header = line.slice(1).replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, " ").trim();
+      current = { header, residues: [] };
       sequences.push(current);
     } else if (line && !line.startsWith(";")) {
       if (!current) {
