@@ -57,8 +57,8 @@ def _submission(request: ApiRequest, max_bytes: int) -> object:
         name: jobs.number_from_text(value) if name in jobs.NUMERIC_FIELDS else value
         for name, value in options.items()}
     names = str(payload.get("database", "")).split()
-    if len(names) > 1:  # ?database=A%20B: several, as NCBI's DATABASE names them
-        payload["database"] = names
+    if names:  # ?database=A%20B: several, as NCBI's DATABASE names them
+        payload["database"] = names[0] if len(names) == 1 else names
     payload["query"] = text
     return payload
 
