@@ -10,7 +10,7 @@ import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import accumulate
@@ -50,37 +50,94 @@ WORD_SIZES: dict[str, tuple[int, int]] = {
 
 DATABASE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 MAX_DATABASES = 10  # names in one search; BLAST+ searches them as one database
-_DATABASE_NAME_SCHEMA = {"type": "string", "pattern": DATABASE_NAME}
+DEFAULT_PROGRAM = "blastn"
 
-JOB_REQUEST_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["query", "database"],
-    "properties": {
-        "query": {"type": "string", "minLength": 1,
-                  "description": "FASTA text with one or more sequences (a bare sequence is one query)."},
-        "database": {
-            "oneOf": [_DATABASE_NAME_SCHEMA,
-                      {"type": "array", "items": _DATABASE_NAME_SCHEMA, "minItems": 1,
-                       "maxItems": MAX_DATABASES, "uniqueItems": True}],
-            "description": "Name of a database listed by GET /api/databases, or a list of up to "
-                           f"{MAX_DATABASES} such names of the same molecule type, searched "
-                           "together as one database (e-values against their combined size)."},
-        "program": {"type": "string", "enum": sorted(PROGRAMS), "default": "blastn"},
-        "task": {"type": "string", "enum": sorted({t for p in PROGRAMS.values() for t in p[0]}),
-                 "description": "BLAST+ -task; default: the program's usual task (megablast for blastn)."},
-        "evalue": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000, "default": 10},
-        "max_target_seqs": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 100},
-        "word_size": {"type": "integer", "minimum": 2, "maximum": MAX_WORD_SIZE,
-                      "description": "BLAST+ -word_size; the range depends on the task "
-                                     "(dc-megablast: 11 or 12; protein tasks: 2 to 7; tblastx: "
-                                     "2 to 5; other blastn tasks: at least 4). Default: the task's."},
-        "filter": {"type": "string", "enum": ["yes", "no"],
-                   "description": "Low-complexity filter of the query: DUST for blastn, SEG for "
-                                  "the other programs. Default: the program's (on, but off for "
-                                  "blastp)."},
-    },
-}
+
+def request_schema(databases: Sequence[DatabaseInfo] | None = None) -> dict[str, Any]:
+    """The JSON Schema of a job request: what validates requests (JOB_REQUEST_SCHEMA) and what
+    the OpenAPI document shows. Rules between fields are `if`/`then` pairs: a program's tasks;
+    the word size range of a task, and of a program's default task when none is named.
+
+    With `databases` (the catalog, when the document is served) a database name is one of
+    theirs, and one of the molecule each program searches. Validation checks these itself,
+    against the catalog of the moment, to say which name is wrong and why."""
+    names = {molecule: [d.name for d in databases or ()
+                        if d.molecule == molecule and is_database_name(d.name)]
+             for molecule in ("nucleotide", "protein")}
+    rules: list[dict[str, Any]] = []
+    for program, (tasks, default_task, _, db_molecule) in PROGRAMS.items():
+        of_program = _condition("program", program, absent=program == DEFAULT_PROGRAM)
+        then: dict[str, Any] = {"properties": {"task": {"enum": list(tasks)}}}
+        if databases is not None:
+            then["properties"]["database"] = _database_schema(names[db_molecule])
+        rules.append({"if": of_program, "then": then})
+        rules.append({"if": {**of_program, "not": {"required": ["task"]}},
+                      "then": _word_size_range(default_task)})
+    rules.extend({"if": _condition("task", task), "then": _word_size_range(task)}
+                 for task in WORD_SIZES)
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["query", "database"],
+        "properties": {
+            "query": {"type": "string", "minLength": 1, "format": "fasta",
+                      "description": "FASTA text with one or more sequences (a bare sequence is "
+                                     "one query)."},
+            "database": {
+                **_database_schema(None if databases is None else names["nucleotide"]
+                                   + names["protein"]),
+                "description": "Name of a database listed by GET /api/databases, or a list of "
+                               f"up to {MAX_DATABASES} such names of the same molecule type, "
+                               "searched together as one database (e-values against their "
+                               "combined size)."},
+            "program": {"type": "string", "enum": sorted(PROGRAMS), "default": DEFAULT_PROGRAM},
+            "task": {"type": "string",
+                     "enum": sorted({t for p in PROGRAMS.values() for t in p[0]}),
+                     "description": "BLAST+ -task, one of the program's; default: the "
+                                    "program's usual task (megablast for blastn)."},
+            "evalue": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000, "default": 10},
+            "max_target_seqs": {"type": "integer", "minimum": 1, "maximum": 5000,
+                                "default": 100},
+            "word_size": {"type": "integer", "minimum": 2, "maximum": MAX_WORD_SIZE,
+                          "description": "BLAST+ -word_size; the range depends on the task "
+                                         "(dc-megablast: 11 or 12; protein tasks: 2 to 7; "
+                                         "tblastx: 2 to 5; other blastn tasks: at least 4). "
+                                         "Default: the task's."},
+            "filter": {"type": "string", "enum": ["yes", "no"],
+                       "description": "Low-complexity filter of the query: DUST for blastn, "
+                                      "SEG for the other programs. Default: the program's (on, "
+                                      "but off for blastp)."},
+        },
+        "allOf": rules,
+    }
+
+
+def is_database_name(name: str) -> bool:
+    """A name a request may give: a plain name, never a path."""
+    return bool(re.match(DATABASE_NAME, name))
+
+
+def _condition(field: str, value: str, absent: bool = False) -> dict[str, Any]:
+    """`field` is `value`; with `absent`, a request without the field too (its default)."""
+    condition: dict[str, Any] = {"properties": {field: {"const": value}}}
+    return condition if absent else {**condition, "required": [field]}
+
+
+def _word_size_range(task: str) -> dict[str, Any]:
+    low, high = WORD_SIZES[task]
+    return {"properties": {"word_size": {"minimum": low, "maximum": high}}}
+
+
+def _database_schema(names: list[str] | None) -> dict[str, Any]:
+    """One database name or a list of them; with `names`, only those (none: no value)."""
+    if names == []:
+        return {"not": {}}
+    name = {"type": "string", "pattern": DATABASE_NAME, **({"enum": names} if names else {})}
+    return {"oneOf": [name, {"type": "array", "items": name, "minItems": 1,
+                             "maxItems": MAX_DATABASES, "uniqueItems": True}]}
+
+
+JOB_REQUEST_SCHEMA: dict[str, Any] = request_schema()
 NUMERIC_FIELDS = ("evalue", "max_target_seqs", "word_size")
 
 JOB_ID_PATTERN = r"^[0-9a-f]{19}$"
@@ -244,20 +301,13 @@ def parse_request(payload: Any, limits: fasta.QueryLimits,
     """Validate a submitted job; raises InvalidRequest naming every bad field."""
     if not isinstance(payload, Mapping):
         raise InvalidRequest([FieldError("body", "must be a JSON object")])
-    errors = [_schema_error(e) for e in _RequestValidator(JOB_REQUEST_SCHEMA).iter_errors(payload)]
+    errors = _schema_errors(payload)
     if errors:
-        raise InvalidRequest(sorted(errors, key=lambda e: e.field))
-    program = payload.get("program", "blastn")
-    tasks, default_task, query_molecule, db_molecule = PROGRAMS[program]
+        raise InvalidRequest(errors)
+    program = payload.get("program", DEFAULT_PROGRAM)
+    _, default_task, query_molecule, db_molecule = PROGRAMS[program]
     task = payload.get("task", default_task)
-    if task not in tasks:
-        errors.append(FieldError("task", f"{task!r} is not a task of {program}; "
-                                         f"choose one of {', '.join(tasks)}"))
-    elif "word_size" in payload:
-        low, high = WORD_SIZES[task]
-        if not low <= payload["word_size"] <= high:
-            errors.append(FieldError("word_size", f"must be from {low} to {high} for task "
-                                                  f"{task}, not {payload['word_size']}"))
+    errors = []
     try:
         sequences = fasta.validate(payload["query"], query_molecule, limits)
         if query_molecule == "protein":
@@ -319,6 +369,32 @@ def _refuse_nucleotides(sequences: list[fasta.Sequence], program: str) -> None:
         if len(residues) >= _MIN_LETTERS_TO_JUDGE and nucleotides >= 0.9 * len(residues):
             raise fasta.FastaError(f"{fasta.describe(index, sequence)} looks like a nucleotide "
                                    f"sequence; {program} needs a protein query")
+
+
+def _schema_errors(payload: Mapping[str, Any]) -> list[FieldError]:
+    """What the request schema finds, one error per field: a rule between fields (the tasks
+    of the program asked for, the word sizes of its task) says more than the field's own
+    range or choices, so its error is the one kept."""
+    found: dict[str, FieldError] = {}
+    for error in _RequestValidator(JOB_REQUEST_SCHEMA).iter_errors(payload):
+        from_rule = "then" in error.absolute_schema_path
+        field_error = _rule_error(error, payload) if from_rule else _schema_error(error)
+        if from_rule or field_error.field not in found:
+            found[field_error.field] = field_error
+    return sorted(found.values(), key=lambda e: e.field)
+
+
+def _rule_error(error: jsonschema.ValidationError, payload: Mapping[str, Any]) -> FieldError:
+    """An error of an `if`/`then` rule, told with what the rule depends on."""
+    program = payload.get("program", DEFAULT_PROGRAM)
+    if error.absolute_path[0] == "task":
+        return FieldError("task", f"{error.instance!r} is not a task of {program}; choose one "
+                                  f"of {', '.join(error.schema['enum'])}")
+    # A task's rule, or (no task named) the rule of the program's default task.
+    task = payload["task"] if "task" in payload else PROGRAMS[program][1]
+    low, high = WORD_SIZES[task]
+    return FieldError("word_size", f"must be from {low} to {high} for task {task}, not "
+                                   f"{error.instance}")
 
 
 def _schema_error(error: jsonschema.ValidationError) -> FieldError:

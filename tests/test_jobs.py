@@ -2,6 +2,7 @@
 
 import math
 
+import jsonschema
 import pytest
 
 from blast_core import fasta, jobs
@@ -54,7 +55,9 @@ def test_all_options_are_taken():
     ({"query": QUERY, "database": "16SCore\x00"}, "database", "no paths"),
     ({"query": QUERY, "database": "proteins"}, "database", "is a protein database"),
     ({"query": QUERY, "database": "16SCore", "program": "blastz"}, "program", "is not one of"),
-    ({"query": QUERY, "database": "16SCore", "task": "megablast -remote"}, "task", "is not one of"),
+    ({"query": QUERY, "database": "16SCore", "task": "megablast -remote"}, "task",
+     "'megablast -remote' is not a task of blastn; choose one of megablast, dc-megablast, "
+     "blastn, blastn-short"),
     ({"query": QUERY, "database": "16SCore", "evalue": "1 -out /tmp/x"}, "evalue",
      "must be a number"),
     ({"query": QUERY, "database": "16SCore", "evalue": True}, "evalue", "must be a number"),
@@ -155,7 +158,7 @@ def test_a_json_integer_of_thousands_of_digits_is_out_of_range_not_an_error():
                              f'"max_target_seqs": {"9" * 5000}, "word_size": {"1" * 300}}}')
     assert errors_of(payload) == {
         "max_target_seqs": "must be a finite number, not Infinity",
-        "word_size": "must be at least 2 and at most 1000, not 1.1111111111111112e+299"}
+        "word_size": "must be from 4 to 1000 for task megablast, not 1.1111111111111112e+299"}
 
 
 @pytest.mark.parametrize("text, number", [
@@ -197,3 +200,55 @@ def test_json_depth_skips_strings_and_their_escapes(text, depth):
 def test_invalid_json_names_the_body():
     with pytest.raises(jobs.InvalidRequest, match="body: is not valid JSON: Expecting"):
         jobs.read_json('{"query": ')
+
+
+# The rules between fields are in the schema itself: what validates is what the document says.
+
+PROTEIN_QUERY = ">p\nMKVLAAGIVALLLAAGCSSEQ\n"
+
+
+@pytest.mark.parametrize("payload, errors", [
+    ({"program": "tblastx", "task": "megablast"},
+     {"task": "'megablast' is not a task of tblastx; choose one of tblastx"}),
+    ({"task": "blastp"},
+     {"task": "'blastp' is not a task of blastn; choose one of megablast, dc-megablast, blastn, "
+              "blastn-short"}),
+    ({"task": "dc-megablast", "word_size": 28},
+     {"word_size": "must be from 11 to 12 for task dc-megablast, not 28"}),
+    ({"word_size": 3}, {"word_size": "must be from 4 to 1000 for task megablast, not 3"}),
+    ({"program": "tblastx", "word_size": 6},
+     {"word_size": "must be from 2 to 5 for task tblastx, not 6"}),
+    ({"program": "blastx", "task": "blastx-fast", "word_size": 2000},
+     {"word_size": "must be from 2 to 7 for task blastx-fast, not 2000"}),
+    ({"program": "", "task": "megablast", "word_size": 2},
+     {"program": '"" is not one of blastn, blastp, blastx, tblastn, tblastx',
+      "word_size": "must be from 4 to 1000 for task megablast, not 2"}),
+])
+def test_tasks_and_word_sizes_follow_the_program_and_task(payload, errors):
+    assert errors_of({"query": QUERY, "database": "16SCore", **payload}) == errors
+
+
+def test_a_default_task_brings_its_word_sizes():
+    request = parse({"query": PROTEIN_QUERY, "database": "proteins", "program": "blastp",
+                     "word_size": 7})
+    assert (request.task, request.word_size) == ("blastp", 7)
+    assert errors_of({"query": PROTEIN_QUERY, "database": "proteins", "program": "blastp",
+                      "word_size": 8}) == {"word_size": "must be from 2 to 7 for task blastp, "
+                                                        "not 8"}
+
+
+def test_the_served_schema_names_the_databases_each_program_may_search():
+    schema = jobs.request_schema(list(DATABASES.values()))
+    validator = jsonschema.Draft202012Validator(schema)
+    assert jobs.JOB_REQUEST_SCHEMA == jobs.request_schema()
+    assert validator.is_valid({"query": QUERY, "database": ["16SCore"]})
+    assert validator.is_valid({"query": PROTEIN_QUERY, "database": "proteins",
+                               "program": "blastx"})
+    for wrong in ({"query": QUERY, "database": "nope"},
+                  {"query": QUERY, "database": "proteins"},
+                  {"query": QUERY, "database": ["16SCore", "proteins"]},
+                  {"query": PROTEIN_QUERY, "database": "16SCore", "program": "blastp"}):
+        assert not validator.is_valid(wrong), wrong
+    no_protein = jsonschema.Draft202012Validator(jobs.request_schema([DATABASES["16SCore"]]))
+    assert not no_protein.is_valid({"query": PROTEIN_QUERY, "database": "16SCore",
+                                    "program": "blastp"})

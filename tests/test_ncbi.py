@@ -194,8 +194,8 @@ GET = {"CMD": "Get", "RID": "0" * 19}
     ({**PUT, "HITLIST_SIZE": "0"}, 400, "HITLIST_SIZE: must be at least 1"),
     ({**PUT, "HITLIST_SIZE": "5.5"}, 400, "HITLIST_SIZE: must be a whole number"),
     ({**PUT, "WORD_SIZE": "3"}, 400, "WORD_SIZE: must be from 4 to 1000 for task blastn"),
-    ({**PUT, "MEGABLAST": "on", "WORD_SIZE": "2000"}, 400, "WORD_SIZE: must be at least 2 and "
-                                                           "at most 1000"),
+    ({**PUT, "MEGABLAST": "on", "WORD_SIZE": "2000"}, 400, "WORD_SIZE: must be from 4 to 1000 "
+                                                           "for task megablast, not 2000"),
     ({**PUT, "FILTER": "X"}, 400, "FILTER: must be F (off), T or L (on)"),
     ({**PUT, "ENTREZ_QUERY": "human[organism]"}, 400, "ENTREZ_QUERY: Entrez filters"),
     ({**PUT, "MATRIX": "BLOSUM45", "GAPCOSTS": "11 1"}, 400, "not supported with CMD=Put: "
