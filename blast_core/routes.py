@@ -99,7 +99,8 @@ def get_result(service: BlastService, request: ApiRequest) -> ApiResponse:
 
 
 def openapi_document(service: BlastService, request: ApiRequest) -> ApiResponse:
-    return json_response(200, openapi.document(f"{request.base_url}{PREFIX}"))
+    return json_response(200, openapi.document(f"{request.base_url}{PREFIX}",
+                                               service.databases()))
 
 
 def list_databases(service: BlastService, request: ApiRequest) -> ApiResponse:
