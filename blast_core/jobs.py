@@ -164,6 +164,7 @@ MAX_INTEGER_DIGITS = 20  # a longer integer literal is read as a float (see `_in
 MAX_JSON_DEPTH = 20  # a job request nests two levels: the object and a list of databases
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
 # A JSON string (its escapes skipped), or an unterminated one running to the end of the text;
 # it always matches at a quote, so the scan never backtracks.
 _JSON_STRING = re.compile(r'"(?:[^"\\]+|\\.)*(?:"|\\?\Z)', re.DOTALL)
@@ -179,17 +180,25 @@ def is_number(value: object) -> bool:
         isinstance(value, float) and math.isfinite(value))
 
 
+def is_text(value: object) -> bool:
+    """A string that is text: JSON's escapes can make a lone UTF-16 surrogate (\\ud800 to
+    \\udfff), which is no character, and which no encoding writes (UnicodeEncodeError)."""
+    return isinstance(value, str) and not _SURROGATE.search(value)
+
+
 def is_whole_number(value: object) -> bool:
     """A number without a fraction; 5.0 counts, as JSON Schema's `integer` says."""
     return is_number(value) and (isinstance(value, int) or float(value).is_integer())
 
 
-# JSON Schema with this service's numbers: `number` and `integer` refuse NaN and infinities.
+# JSON Schema with this service's numbers and strings: `number` and `integer` refuse NaN and
+# infinities, `string` lone surrogates.
 _RequestValidator = jsonschema.validators.extend(
     jsonschema.Draft202012Validator,
     type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({
         "number": lambda _, value: is_number(value),
-        "integer": lambda _, value: is_whole_number(value)}))
+        "integer": lambda _, value: is_whole_number(value),
+        "string": lambda _, value: is_text(value)}))
 
 
 def number_from_text(text: str) -> int | float | str:
@@ -437,6 +446,8 @@ def _reason(error: jsonschema.ValidationError) -> str:
         kind_name = _TYPE_NAMES.get(schema["type"], schema["type"])
         if isinstance(error.instance, float) and not math.isfinite(error.instance):
             kind_name = "a finite number"  # NaN, Infinity, or a literal beyond a double's range
+        if isinstance(error.instance, str) and schema["type"] == "string":
+            return r"must be text, without a lone surrogate (\ud800 to \udfff)"
         return f"must be {kind_name}, not {_json(error.instance)}"
     if kind == "enum":
         return f"{_json(error.instance)} is not one of {', '.join(map(str, schema['enum']))}"

@@ -97,6 +97,10 @@ CASES = [
     ("5000-digit max_target_seqs", raw_json(max_target_seqs="9" * 5000), 400,
      "max_target_seqs"),
     ("1e999 word_size", raw_json(word_size="1e999"), 400, "word_size"),
+    # A lone surrogate, which only JSON's escapes can make, and no encoding can write.
+    ("lone surrogate in the query", {"data": b'{"query": ">q\\ud800\\nACGT", "database": "'
+                                             + SMALL_DB.encode() + b'"}', "headers": JSON},
+     400, "query"),
     # ... and in the query string of a FASTA body.
     ("text body, evalue nan", text_body(evalue="nan"), 400, "evalue"),
     ("text body, evalue inf", text_body(evalue="inf"), 400, "evalue"),

@@ -179,6 +179,22 @@ def test_every_numeric_field_refuses_what_is_no_finite_number_in_text():
                       else 'must be a whole number, not "nan"' for field in jobs.NUMERIC_FIELDS}
 
 
+@pytest.mark.parametrize("body, field", [
+    (r'{"query": ">\ud800\nACGT", "database": "16SCore"}', "query"),
+    (r'{"query": "ACGT\udfff", "database": "16SCore"}', "query"),
+    (r'{"query": "ACGT", "database": ["16SCore", "\udc00"]}', "database"),
+])
+def test_a_lone_surrogate_is_no_text(body, field):
+    # json.loads makes one of "\ud800"; encoding it (for its size, for storage) would raise.
+    assert field in errors_of(jobs.read_json(body))
+
+
+def test_a_surrogate_pair_is_a_character():
+    request = parse(jobs.read_json(r'{"query": ">q \ud83d\ude00\nACGTACGT", '
+                                   r'"database": "16SCore"}'))
+    assert request.query == ">q \U0001f600\nACGTACGT\n"
+
+
 # JSON nesting, bounded without recursion
 
 
