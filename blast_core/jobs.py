@@ -397,8 +397,8 @@ def _rule_error(error: jsonschema.ValidationError, payload: Mapping[str, Any]) -
     """An error of an `if`/`then` rule, told with what the rule depends on."""
     program = payload.get("program", DEFAULT_PROGRAM)
     if error.absolute_path[0] == "task":
-        return FieldError("task", f"{error.instance!r} is not a task of {program}; choose one "
-                                  f"of {', '.join(error.schema['enum'])}")
+        return FieldError("task", f"{_cut(repr(error.instance))} is not a task of {program}; "
+                                  f"choose one of {', '.join(error.schema['enum'])}")
     # A task's rule, or (no task named) the rule of the program's default task.
     task = payload["task"] if "task" in payload else PROGRAMS[program][1]
     low, high = WORD_SIZES[task]
@@ -468,7 +468,11 @@ def _reason(error: jsonschema.ValidationError) -> str:
 
 
 def _json(value: Any) -> str:
-    text = json.dumps(value)
+    return _cut(json.dumps(value))
+
+
+def _cut(text: str) -> str:
+    """A value shown in a message: its start, if it is long (a request may be megabytes)."""
     return text if len(text) <= 60 else text[:57] + "..."
 
 

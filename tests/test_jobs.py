@@ -77,6 +77,14 @@ def test_bad_requests_name_the_field_and_the_reason(payload, field, reason):
     assert reason in errors[field]
 
 
+def test_a_long_value_is_shown_by_its_start():
+    assert errors_of({"query": QUERY, "database": "16SCore", "program": "p" * 1_000_000}) == {
+        "program": f'"{"p" * 56}... is not one of blastn, blastp, blastx, tblastn, tblastx'}
+    assert errors_of({"query": QUERY, "database": "16SCore", "task": "t" * 1_000_000}) == {
+        "task": f"'{'t' * 56}... is not a task of blastn; choose one of megablast, "
+                "dc-megablast, blastn, blastn-short"}
+
+
 def test_every_bad_field_is_reported_at_once():
     errors = errors_of({"query": QUERY, "database": "16SCore", "evalue": "x",
                         "max_target_seqs": -3})
