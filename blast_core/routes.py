@@ -53,6 +53,9 @@ def _submission(request: ApiRequest, max_bytes: int) -> object:
         raise ApiError(415, f"unsupported content type {content_type!r}; send "
                             "application/json or text/plain FASTA",
                        [FieldError("body", "must be application/json or text/plain")])
+    if "query" in options:  # the body is the query; this one would be dropped unread
+        raise InvalidRequest([FieldError("query", "is the body of a text/plain submission, "
+                                                  "not a query-string option")])
     payload: dict[str, object] = {
         name: jobs.number_from_text(value) if name in jobs.NUMERIC_FIELDS else value
         for name, value in options.items()}

@@ -121,6 +121,9 @@ CASES = [
     # be the one asked for.
     ("query-string option beside a JSON body", {"json": {"query": QUERY, "database": SMALL_DB},
                                                 "params": {"evalue": "1e-5"}}, 400, "evalue"),
+    ("query in the query string beside a FASTA body", {
+        "data": QUERY.encode(), "params": {"database": SMALL_DB, "query": "ACGT"},
+        "headers": TEXT}, 400, "query"),
     ("1 MB FASTA header", {"json": {"query": ">" + "h" * 1_000_000 + "\nACGTACGT\n",
                                     "database": SMALL_DB}}, 400, "query"),
     ("1 MB FASTA header in a text body", text_body(">q " + "h" * 1_000_000 + "\nACGTACGT\n"),
