@@ -76,7 +76,7 @@ def blast_cgi(service: BlastService, request: ApiRequest) -> ApiResponse:
         if command == "delete":
             return _delete(service, params)
         raise Refusal(400, "CMD is required: Put, Get or Delete" if not command else
-                      f"CMD: {params['CMD']!r} is not supported; use Put, Get or Delete")
+                      f"CMD: {_shown(params['CMD'])} is not supported; use Put, Get or Delete")
     except Refusal as refusal:
         return _error_page(refusal)
 
@@ -157,7 +157,7 @@ def _payload(params: dict[str, str]) -> tuple[dict[str, object], list[tuple[str,
         errors.append(("PROGRAM", "is required"))
     megablast = params.get("MEGABLAST", "").strip().lower()
     if megablast not in _ON | _OFF:
-        errors.append(("MEGABLAST", f"must be on or off, not {params['MEGABLAST']!r}"))
+        errors.append(("MEGABLAST", f"must be on or off, not {_shown(params['MEGABLAST'])}"))
     elif program == "blastn":
         payload["task"] = "megablast" if megablast in _ON else "blastn"
     elif megablast in _ON:
@@ -171,7 +171,7 @@ def _payload(params: dict[str, str]) -> tuple[dict[str, object], list[tuple[str,
         if value.upper() in _FILTERS:
             payload["filter"] = _FILTERS[value.upper()]
         else:
-            errors.append(("FILTER", f"must be F (off), T or L (on), or mT or mL, not {value!r}"))
+            errors.append(("FILTER", f"must be F (off), T or L (on), or mT or mL, not {_shown(value)}"))
     if params.get("ENTREZ_QUERY", "").strip() not in ("", "(none)"):
         errors.append(("ENTREZ_QUERY", "Entrez filters are not supported here; leave it out"))
     return payload, errors
@@ -206,7 +206,7 @@ def _rid(params: Mapping[str, str]) -> str:
     rid = params.get("RID", "").strip()
     if not jobs.is_job_id(rid):
         raise Refusal(400, "RID is required" if not rid else
-                      f"RID: {rid!r} is not a RID of this service", search_status="UNKNOWN")
+                      f"RID: {_shown(rid)} is not a RID of this service", search_status="UNKNOWN")
     return rid
 
 
@@ -249,7 +249,7 @@ def _wants_search_info(value: str) -> bool:
     """FORMAT_OBJECT: SearchInfo asks for the status, Alignment (the default) for the result."""
     kind = value.strip().lower()
     if kind not in ("", "alignment", "searchinfo"):
-        raise Refusal(400, f"FORMAT_OBJECT: {value!r} is not supported; use SearchInfo or "
+        raise Refusal(400, f"FORMAT_OBJECT: {_shown(value)} is not supported; use SearchInfo or "
                            "Alignment")
     return kind == "searchinfo"
 
@@ -259,17 +259,23 @@ def _result_format(params: Mapping[str, str]) -> str:
     format_type = params.get("FORMAT_TYPE", "").strip().upper() or "TEXT"
     view = params.get("ALIGNMENT_VIEW", "").strip().upper() or "PAIRWISE"
     if view not in ("PAIRWISE", "TABULAR"):
-        raise Refusal(400, f"ALIGNMENT_VIEW: {params['ALIGNMENT_VIEW']!r} is not supported; "
+        raise Refusal(400, f"ALIGNMENT_VIEW: {_shown(params['ALIGNMENT_VIEW'])} is not supported; "
                            "use Pairwise or Tabular")
     if view == "TABULAR":
         if format_type not in ("TEXT", "TABULAR"):
             raise Refusal(400, "ALIGNMENT_VIEW: Tabular goes with FORMAT_TYPE=Text")
         return "tsv"
     if format_type not in _FORMAT_TYPES:
-        raise Refusal(400, f"FORMAT_TYPE: {params['FORMAT_TYPE']!r} is not supported; use XML, "
+        raise Refusal(400, f"FORMAT_TYPE: {_shown(params['FORMAT_TYPE'])} is not supported; use XML, "
                            "XML2, JSON2, Text, or Text with ALIGNMENT_VIEW=Tabular"
                            + (" (HTML reports are not made here)" if format_type == "HTML" else ""))
     return _FORMAT_TYPES[format_type]
+
+
+def _shown(value: str) -> str:
+    """A parameter's value in a message: its start, if it is long."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # Answers

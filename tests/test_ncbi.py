@@ -228,3 +228,13 @@ def test_a_body_that_is_not_a_form_is_refused(service):
     binary = call(service, "POST", b"CMD=Put&QUERY=\xff\xfe",
                   {"Content-Type": "application/x-www-form-urlencoded"})
     assert binary.status == 400 and "not UTF-8" in text(binary)
+
+
+@pytest.mark.parametrize("params", [
+    {"CMD": "x" * 100_000}, {**PUT, "MEGABLAST": "x" * 100_000}, {**PUT, "FILTER": "x" * 100_000},
+    {"CMD": "Get", "RID": "x" * 100_000}, {**GET, "FORMAT_TYPE": "x" * 100_000},
+    {**GET, "FORMAT_OBJECT": "x" * 100_000}, {**GET, "ALIGNMENT_VIEW": "x" * 100_000}])
+def test_a_long_value_is_shown_by_its_start(service, params):
+    response = call(service, **params)
+    assert response.status == 400
+    assert f"'{'x' * 56}..." in html.unescape(text(response)) and len(text(response)) < 1000
