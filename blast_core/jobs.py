@@ -157,8 +157,8 @@ class InvalidRequest(ValueError):
         self.errors = errors
 
 
-# Numbers and JSON: what every entrance (a JSON body, the query string of a FASTA body, the
-# NCBI API's parameters, GET /api/jobs?limit=) takes for a number, decided here only.
+# Numbers, text and JSON: what every entrance (a JSON body, the query string of a FASTA body,
+# the NCBI API's parameters, GET /api/jobs?limit=) takes for a number, decided here only.
 
 MAX_INTEGER_DIGITS = 20  # a longer integer literal is read as a float (see `_integer`)
 MAX_JSON_DEPTH = 20  # a job request nests two levels: the object and a list of databases
@@ -316,7 +316,6 @@ def parse_request(payload: Any, limits: fasta.QueryLimits,
     program = payload.get("program", DEFAULT_PROGRAM)
     _, default_task, query_molecule, db_molecule = PROGRAMS[program]
     task = payload.get("task", default_task)
-    errors = []
     try:
         sequences = fasta.validate(payload["query"], query_molecule, limits)
         if query_molecule == "protein":
