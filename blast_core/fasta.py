@@ -9,8 +9,12 @@ from dataclasses import dataclass
 NUCLEOTIDE_LETTERS = frozenset("ACGTURYSWKMBDHVN")
 PROTEIN_LETTERS = frozenset("ABCDEFGHIKLMNPQRSTUVWYZXJO*")
 _CORE_NUCLEOTIDES = frozenset("ACGTUN")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# Control characters (C0, DEL, C1) and Unicode's line and paragraph separators: none stays in
+# a header, so canonical FASTA has one line per header whoever splits it into lines.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+_LINE_END = re.compile(r"\r\n?|\n")
 _LINE_WIDTH = 80
+_NAMED_ID_CHARS = 40  # a message names a sequence by at most this much of its id
 
 
 class FastaError(ValueError):
@@ -32,14 +36,17 @@ class QueryLimits:
     max_bytes: int
     max_sequences: int
     max_letters: int
+    max_header_chars: int
 
 
 def parse(text: str) -> list[Sequence]:
-    """Sequences of a FASTA text; a bare sequence without a header is one query."""
+    """Sequences of a FASTA text; a bare sequence without a header is one query. Lines end at
+    LF, CR LF or CR only, as the web page reads them: str.splitlines() would also end one at a
+    form feed, a file separator or U+2028, turning the rest of a header into residues."""
     sequences: list[Sequence] = []
     header: str | None = None
     chunks: list[str] = []
-    for raw in text.splitlines():
+    for raw in _LINE_END.split(text):
         line = raw.strip()
         if line.startswith(">"):
             if header is not None:
@@ -68,9 +75,21 @@ def validate(text: str, molecule: str, limits: QueryLimits) -> list[Sequence]:
     if len(sequences) > limits.max_sequences:
         raise FastaError(f"holds {len(sequences)} sequences; the limit is {limits.max_sequences}")
     for index, sequence in enumerate(sequences, start=1):
-        name = f"sequence {index}" + (f" ({sequence.id})" if sequence.id else "")
+        name = describe(index, sequence)
+        if len(sequence.header) > limits.max_header_chars:
+            raise FastaError(f"{name}: header has {len(sequence.header)} characters; the limit "
+                             f"is {limits.max_header_chars}")
         _check_residues(name, sequence.residues, molecule, limits.max_letters)
     return sequences
+
+
+def describe(index: int, sequence: Sequence) -> str:
+    """How messages name a sequence: by number (from 1) and id, a long id cut short."""
+    if not sequence.id:
+        return f"sequence {index}"
+    shown = sequence.id if len(sequence.id) <= _NAMED_ID_CHARS else \
+        sequence.id[:_NAMED_ID_CHARS - 3] + "..."
+    return f"sequence {index} ({shown})"
 
 
 def _check_residues(name: str, residues: str, molecule: str, max_letters: int) -> None:

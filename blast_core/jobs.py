@@ -6,12 +6,14 @@ Pure logic, no I/O: database lookups are passed in.
 from __future__ import annotations
 
 import json
+import math
 import re
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
+from itertools import accumulate
 from typing import Any, NamedTuple
 
 import jsonschema
@@ -52,37 +54,94 @@ WORD_SIZES: dict[str, tuple[int, int]] = {
 
 DATABASE_NAME = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 MAX_DATABASES = 10  # names in one search; BLAST+ searches them as one database
-_DATABASE_NAME_SCHEMA = {"type": "string", "pattern": DATABASE_NAME}
+DEFAULT_PROGRAM = "blastn"
 
-JOB_REQUEST_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "additionalProperties": False,
-    "required": ["query", "database"],
-    "properties": {
-        "query": {"type": "string", "minLength": 1,
-                  "description": "FASTA text with one or more sequences (a bare sequence is one query)."},
-        "database": {
-            "oneOf": [_DATABASE_NAME_SCHEMA,
-                      {"type": "array", "items": _DATABASE_NAME_SCHEMA, "minItems": 1,
-                       "maxItems": MAX_DATABASES, "uniqueItems": True}],
-            "description": "Name of a database listed by GET /api/databases, or a list of up to "
-                           f"{MAX_DATABASES} such names of the same molecule type, searched "
-                           "together as one database (e-values against their combined size)."},
-        "program": {"type": "string", "enum": sorted(PROGRAMS), "default": "blastn"},
-        "task": {"type": "string", "enum": sorted({t for p in PROGRAMS.values() for t in p[0]}),
-                 "description": "BLAST+ -task; default: the program's usual task (megablast for blastn)."},
-        "evalue": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000, "default": 10},
-        "max_target_seqs": {"type": "integer", "minimum": 1, "maximum": 5000, "default": 100},
-        "word_size": {"type": "integer", "minimum": 2, "maximum": MAX_WORD_SIZE,
-                      "description": "BLAST+ -word_size; the range depends on the task "
-                                     "(dc-megablast: 11 or 12; protein tasks: 2 to 7; tblastx: "
-                                     "2 to 5; other blastn tasks: at least 4). Default: the task's."},
-        "filter": {"type": "string", "enum": ["yes", "no"],
-                   "description": "Low-complexity filter of the query: DUST for blastn, SEG for "
-                                  "the other programs. Default: the program's (on, but off for "
-                                  "blastp)."},
-    },
-}
+
+def request_schema(databases: Sequence[DatabaseInfo] | None = None) -> dict[str, Any]:
+    """The JSON Schema of a job request: what validates requests (JOB_REQUEST_SCHEMA) and what
+    the OpenAPI document shows. Rules between fields are `if`/`then` pairs: a program's tasks;
+    the word size range of a task, and of a program's default task when none is named.
+
+    With `databases` (the catalog, when the document is served) a database name is one of
+    theirs, and one of the molecule each program searches. Validation checks these itself,
+    against the catalog of the moment, to say which name is wrong and why."""
+    names = {molecule: [d.name for d in databases or ()
+                        if d.molecule == molecule and is_database_name(d.name)]
+             for molecule in ("nucleotide", "protein")}
+    rules: list[dict[str, Any]] = []
+    for program, (tasks, default_task, _, db_molecule) in PROGRAMS.items():
+        of_program = _condition("program", program, absent=program == DEFAULT_PROGRAM)
+        then: dict[str, Any] = {"properties": {"task": {"enum": list(tasks)}}}
+        if databases is not None:
+            then["properties"]["database"] = _database_schema(names[db_molecule])
+        rules.append({"if": of_program, "then": then})
+        rules.append({"if": {**of_program, "not": {"required": ["task"]}},
+                      "then": _word_size_range(default_task)})
+    rules.extend({"if": _condition("task", task), "then": _word_size_range(task)}
+                 for task in WORD_SIZES)
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["query", "database"],
+        "properties": {
+            "query": {"type": "string", "minLength": 1, "format": "fasta",
+                      "description": "FASTA text with one or more sequences (a bare sequence is "
+                                     "one query)."},
+            "database": {
+                **_database_schema(None if databases is None else names["nucleotide"]
+                                   + names["protein"]),
+                "description": "Name of a database listed by GET /api/databases, or a list of "
+                               f"up to {MAX_DATABASES} such names of the same molecule type, "
+                               "searched together as one database (e-values against their "
+                               "combined size)."},
+            "program": {"type": "string", "enum": sorted(PROGRAMS), "default": DEFAULT_PROGRAM},
+            "task": {"type": "string",
+                     "enum": sorted({t for p in PROGRAMS.values() for t in p[0]}),
+                     "description": "BLAST+ -task, one of the program's; default: the "
+                                    "program's usual task (megablast for blastn)."},
+            "evalue": {"type": "number", "exclusiveMinimum": 0, "maximum": 1000, "default": 10},
+            "max_target_seqs": {"type": "integer", "minimum": 1, "maximum": 5000,
+                                "default": 100},
+            "word_size": {"type": "integer", "minimum": 2, "maximum": MAX_WORD_SIZE,
+                          "description": "BLAST+ -word_size; the range depends on the task "
+                                         "(dc-megablast: 11 or 12; protein tasks: 2 to 7; "
+                                         "tblastx: 2 to 5; other blastn tasks: at least 4). "
+                                         "Default: the task's."},
+            "filter": {"type": "string", "enum": ["yes", "no"],
+                       "description": "Low-complexity filter of the query: DUST for blastn, "
+                                      "SEG for the other programs. Default: the program's (on, "
+                                      "but off for blastp)."},
+        },
+        "allOf": rules,
+    }
+
+
+def is_database_name(name: str) -> bool:
+    """A name a request may give: a plain name, never a path."""
+    return bool(re.match(DATABASE_NAME, name))
+
+
+def _condition(field: str, value: str, absent: bool = False) -> dict[str, Any]:
+    """`field` is `value`; with `absent`, a request without the field too (its default)."""
+    condition: dict[str, Any] = {"properties": {field: {"const": value}}}
+    return condition if absent else {**condition, "required": [field]}
+
+
+def _word_size_range(task: str) -> dict[str, Any]:
+    low, high = WORD_SIZES[task]
+    return {"properties": {"word_size": {"minimum": low, "maximum": high}}}
+
+
+def _database_schema(names: list[str] | None) -> dict[str, Any]:
+    """One database name or a list of them; with `names`, only those (none: no value)."""
+    if names == []:
+        return {"not": {}}
+    name = {"type": "string", "pattern": DATABASE_NAME, **({"enum": names} if names else {})}
+    return {"oneOf": [name, {"type": "array", "items": name, "minItems": 1,
+                             "maxItems": MAX_DATABASES, "uniqueItems": True}]}
+
+
+JOB_REQUEST_SCHEMA: dict[str, Any] = request_schema()
 NUMERIC_FIELDS = ("evalue", "max_target_seqs", "word_size")
 
 JOB_ID_PATTERN = r"^[0-9a-f]{19}$"
@@ -100,6 +159,92 @@ class InvalidRequest(ValueError):
     def __init__(self, errors: list[FieldError]):
         super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
         self.errors = errors
+
+
+# Numbers, text and JSON: what every entrance (a JSON body, the query string of a FASTA body,
+# the NCBI API's parameters, GET /api/jobs?limit=) takes for a number, decided here only.
+
+MAX_INTEGER_DIGITS = 20  # a longer integer literal is read as a float (see `_integer`)
+MAX_JSON_DEPTH = 20  # a job request nests two levels: the object and a list of databases
+_DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
+_INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
+_SURROGATE = re.compile(r"[\ud800-\udfff]")
+# A JSON string (its escapes skipped), or an unterminated one running to the end of the text;
+# it always matches at a quote, so the scan never backtracks.
+_JSON_STRING = re.compile(r'"(?:[^"\\]+|\\.)*(?:"|\\?\Z)', re.DOTALL)
+_NOT_A_BRACKET = re.compile(r"[^\[\]{}]+")
+_BRACKET_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+
+
+def is_number(value: object) -> bool:
+    """A number as this service takes it: an int or a finite float. Never a bool (JSON's
+    `true` is no number), NaN or an infinity: JSON has no literal for these, but Python's json
+    module reads `NaN`, `Infinity` and `-Infinity`, and turns `1e400` into inf."""
+    return (isinstance(value, int) and not isinstance(value, bool)) or (
+        isinstance(value, float) and math.isfinite(value))
+
+
+def is_text(value: object) -> bool:
+    """A string that is text: JSON's escapes can make a lone UTF-16 surrogate (\\ud800 to
+    \\udfff), which is no character, and which no encoding writes (UnicodeEncodeError)."""
+    return isinstance(value, str) and not _SURROGATE.search(value)
+
+
+def is_whole_number(value: object) -> bool:
+    """A number without a fraction; 5.0 counts, as JSON Schema's `integer` says."""
+    return is_number(value) and (isinstance(value, int) or float(value).is_integer())
+
+
+# JSON Schema with this service's numbers and strings: `number` and `integer` refuse NaN and
+# infinities, `string` lone surrogates.
+_RequestValidator = jsonschema.validators.extend(
+    jsonschema.Draft202012Validator,
+    type_checker=jsonschema.Draft202012Validator.TYPE_CHECKER.redefine_many({
+        "number": lambda _, value: is_number(value),
+        "integer": lambda _, value: is_whole_number(value),
+        "string": lambda _, value: is_text(value)}))
+
+
+def number_from_text(text: str) -> int | float | str:
+    """The number that a text parameter spells, or the text itself, for validation to refuse
+    by name. Only ASCII decimal notation is a number: Python's float() also reads `nan`,
+    `inf`, `infinity` and `1_000`, and int() reads non-ASCII digits; `1e999` is too big."""
+    candidate = text.strip()
+    if not _DECIMAL.fullmatch(candidate):
+        return text
+    value = _integer(candidate) if _INTEGER.fullmatch(candidate) else float(candidate)
+    return value if is_number(value) else text
+
+
+def _integer(literal: str) -> int | float:
+    """An integer literal; a long one as a float, far outside every field's range all the
+    same: Python refuses to read an int of more than 4,300 digits (ValueError), and reading a
+    long one takes time quadratic in its length."""
+    return int(literal) if len(literal.lstrip("+-")) <= MAX_INTEGER_DIGITS else float(literal)
+
+
+def read_json(text: str) -> Any:
+    """A JSON request body, its nesting bounded before it is parsed: json.loads recurses once
+    per level, and a body nested 100,000 levels deep would exhaust Python's stack. Numbers
+    are read by `_integer` and float(); NaN and the infinities that json.loads lets through
+    are refused by the request schema, by field."""
+    depth = json_depth(text)
+    if depth > MAX_JSON_DEPTH:
+        raise InvalidRequest([FieldError("body", f"nests {depth} levels deep; the limit is "
+                                                 f"{MAX_JSON_DEPTH}")])
+    try:
+        return json.loads(text, parse_int=_integer)
+    except ValueError as error:
+        raise InvalidRequest([FieldError("body", f"is not valid JSON: {error}")]) from None
+
+
+def json_depth(text: str) -> int:
+    """How deep arrays and objects nest in a JSON text, by a linear scan without recursion:
+    strings are skipped (brackets in them do not count), and what remains of the text is
+    reduced to its brackets. In invalid JSON the count may err only past the first fault,
+    where json.loads stops anyway."""
+    brackets = _NOT_A_BRACKET.sub("", _JSON_STRING.sub("", text))
+    return max(accumulate(map(_BRACKET_STEP.__getitem__, brackets), initial=0))
 
 
 def new_job_id(now_ms: int | None = None) -> str:
@@ -169,21 +314,12 @@ def parse_request(payload: Any, limits: fasta.QueryLimits,
     """Validate a submitted job; raises InvalidRequest naming every bad field."""
     if not isinstance(payload, Mapping):
         raise InvalidRequest([FieldError("body", "must be a JSON object")])
-    errors = [_schema_error(e) for e in
-              jsonschema.Draft202012Validator(JOB_REQUEST_SCHEMA).iter_errors(payload)]
+    errors = _schema_errors(payload)
     if errors:
-        raise InvalidRequest(sorted(errors, key=lambda e: e.field))
-    program = payload.get("program", "blastn")
-    tasks, default_task, query_molecule, db_molecule = PROGRAMS[program]
+        raise InvalidRequest(errors)
+    program = payload.get("program", DEFAULT_PROGRAM)
+    _, default_task, query_molecule, db_molecule = PROGRAMS[program]
     task = payload.get("task", default_task)
-    if task not in tasks:
-        errors.append(FieldError("task", f"{task!r} is not a task of {program}; "
-                                         f"choose one of {', '.join(tasks)}"))
-    elif "word_size" in payload:
-        low, high = WORD_SIZES[task]
-        if not low <= payload["word_size"] <= high:
-            errors.append(FieldError("word_size", f"must be from {low} to {high} for task "
-                                                  f"{task}, not {payload['word_size']}"))
     try:
         sequences = fasta.validate(payload["query"], query_molecule, limits)
         if query_molecule == "protein":
@@ -243,9 +379,34 @@ def _refuse_nucleotides(sequences: list[fasta.Sequence], program: str) -> None:
         residues = sequence.residues
         nucleotides = sum(residues.count(letter) for letter in _NUCLEOTIDE_CODES)
         if len(residues) >= _MIN_LETTERS_TO_JUDGE and nucleotides >= 0.9 * len(residues):
-            name = f"sequence {index}" + (f" ({sequence.id})" if sequence.id else "")
-            raise fasta.FastaError(f"{name} looks like a nucleotide sequence; {program} needs "
-                                   "a protein query")
+            raise fasta.FastaError(f"{fasta.describe(index, sequence)} looks like a nucleotide "
+                                   f"sequence; {program} needs a protein query")
+
+
+def _schema_errors(payload: Mapping[str, Any]) -> list[FieldError]:
+    """What the request schema finds, one error per field: a rule between fields (the tasks
+    of the program asked for, the word sizes of its task) says more than the field's own
+    range or choices, so its error is the one kept."""
+    found: dict[str, FieldError] = {}
+    for error in _RequestValidator(JOB_REQUEST_SCHEMA).iter_errors(payload):
+        from_rule = "then" in error.absolute_schema_path
+        field_error = _rule_error(error, payload) if from_rule else _schema_error(error)
+        if from_rule or field_error.field not in found:
+            found[field_error.field] = field_error
+    return sorted(found.values(), key=lambda e: e.field)
+
+
+def _rule_error(error: jsonschema.ValidationError, payload: Mapping[str, Any]) -> FieldError:
+    """An error of an `if`/`then` rule, told with what the rule depends on."""
+    program = payload.get("program", DEFAULT_PROGRAM)
+    if error.absolute_path[0] == "task":
+        return FieldError("task", f"{_cut(repr(error.instance))} is not a task of {program}; "
+                                  f"choose one of {', '.join(error.schema['enum'])}")
+    # A task's rule, or (no task named) the rule of the program's default task.
+    task = payload["task"] if "task" in payload else PROGRAMS[program][1]
+    low, high = WORD_SIZES[task]
+    return FieldError("word_size", f"must be from {low} to {high} for task {task}, not "
+                                   f"{error.instance}")
 
 
 def _schema_error(error: jsonschema.ValidationError) -> FieldError:
@@ -285,7 +446,12 @@ def _reason(error: jsonschema.ValidationError) -> str:
     schema = error.schema
     kind = error.validator
     if kind == "type":
-        return f"must be {_TYPE_NAMES.get(schema['type'], schema['type'])}, not {_json(error.instance)}"
+        kind_name = _TYPE_NAMES.get(schema["type"], schema["type"])
+        if isinstance(error.instance, float) and not math.isfinite(error.instance):
+            kind_name = "a finite number"  # NaN, Infinity, or a literal beyond a double's range
+        if isinstance(error.instance, str) and schema["type"] == "string":
+            return r"must be text, without a lone surrogate (\ud800 to \udfff)"
+        return f"must be {kind_name}, not {_json(error.instance)}"
     if kind == "enum":
         return f"{_json(error.instance)} is not one of {', '.join(map(str, schema['enum']))}"
     if kind in ("minimum", "maximum", "exclusiveMinimum"):
@@ -305,7 +471,11 @@ def _reason(error: jsonschema.ValidationError) -> str:
 
 
 def _json(value: Any) -> str:
-    text = json.dumps(value)
+    return _cut(json.dumps(value))
+
+
+def _cut(text: str) -> str:
+    """A value shown in a message: its start, if it is long (a request may be megabytes)."""
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -74,7 +74,7 @@ class Refusal(Exception):
 def blast_cgi(service: BlastService, request: ApiRequest) -> ApiResponse:
     """GET or POST /api/blast.cgi (and /api/blast): CMD=Put, Get or Delete."""
     try:
-        params = _parameters(request)
+        params = _parameters(request, service.settings.max_request_bytes)
         command = params.get("CMD", "").strip().lower()
         if command == "put":
             return _put(service, params)
@@ -83,14 +83,18 @@ def blast_cgi(service: BlastService, request: ApiRequest) -> ApiResponse:
         if command == "delete":
             return _delete(service, params)
         raise Refusal(400, "CMD is required: Put, Get or Delete" if not command else
-                      f"CMD: {params['CMD']!r} is not supported; use Put, Get or Delete")
+                      f"CMD: {_shown(params['CMD'])} is not supported; use Put, Get or Delete")
     except Refusal as refusal:
         return _error_page(refusal)
 
 
-def _parameters(request: ApiRequest) -> dict[str, str]:
-    """The query string and a form body together, names upper-cased (NCBI's are)."""
+def _parameters(request: ApiRequest, max_bytes: int) -> dict[str, str]:
+    """The query string and a form body together, names upper-cased (NCBI's are); the body's
+    size is checked before it is read (under the Functions host it arrives whole)."""
     params = {name.upper(): value for name, value in request.params.items()}
+    if len(request.body) > max_bytes:
+        raise Refusal(413, f"the request body is {len(request.body)} bytes; the limit is "
+                           f"{max_bytes}")
     if request.body.strip():
         content_type = request.header("content-type").split(";")[0].strip().lower()
         if content_type not in ("", "application/x-www-form-urlencoded"):
@@ -160,32 +164,24 @@ def _payload(params: dict[str, str]) -> tuple[dict[str, object], list[tuple[str,
         errors.append(("PROGRAM", "is required"))
     megablast = params.get("MEGABLAST", "").strip().lower()
     if megablast not in _ON | _OFF:
-        errors.append(("MEGABLAST", f"must be on or off, not {params['MEGABLAST']!r}"))
+        errors.append(("MEGABLAST", f"must be on or off, not {_shown(params['MEGABLAST'])}"))
     elif program == "blastn":
         payload["task"] = "megablast" if megablast in _ON else "blastn"
     elif megablast in _ON:
         errors.append(("MEGABLAST", "applies to PROGRAM=blastn only"))
-    for name, field, kind in (("EXPECT", "evalue", float), ("HITLIST_SIZE", "max_target_seqs", int),
-                              ("WORD_SIZE", "word_size", int)):
+    for name, field in (("EXPECT", "evalue"), ("HITLIST_SIZE", "max_target_seqs"),
+                        ("WORD_SIZE", "word_size")):
         if name in params:
-            payload[field] = _number(params[name], kind)
+            payload[field] = jobs.number_from_text(params[name])
     if "FILTER" in params:
         value = params["FILTER"].strip()
         if value.upper() in _FILTERS:
             payload["filter"] = _FILTERS[value.upper()]
         else:
-            errors.append(("FILTER", f"must be F (off), T or L (on), or mT or mL, not {value!r}"))
+            errors.append(("FILTER", f"must be F (off), T or L (on), or mT or mL, not {_shown(value)}"))
     if params.get("ENTREZ_QUERY", "").strip() not in ("", "(none)"):
         errors.append(("ENTREZ_QUERY", "Entrez filters are not supported here; leave it out"))
     return payload, errors
-
-
-def _number(text: str, kind: type[int] | type[float]) -> object:
-    """A number for the job schema to check, or the text itself for it to refuse by name."""
-    try:
-        return kind(text.strip())
-    except ValueError:
-        return text
 
 
 # Get
@@ -226,7 +222,7 @@ def _rid(params: Mapping[str, str]) -> str:
     rid = params.get("RID", "").strip()
     if not jobs.is_job_id(rid):
         raise Refusal(400, "RID is required" if not rid else
-                      f"RID: {rid!r} is not a RID of this service", search_status="UNKNOWN")
+                      f"RID: {_shown(rid)} is not a RID of this service", search_status="UNKNOWN")
     return rid
 
 
@@ -269,7 +265,7 @@ def _wants_search_info(value: str) -> bool:
     """FORMAT_OBJECT: SearchInfo asks for the status, Alignment (the default) for the result."""
     kind = value.strip().lower()
     if kind not in ("", "alignment", "searchinfo"):
-        raise Refusal(400, f"FORMAT_OBJECT: {value!r} is not supported; use SearchInfo or "
+        raise Refusal(400, f"FORMAT_OBJECT: {_shown(value)} is not supported; use SearchInfo or "
                            "Alignment")
     return kind == "searchinfo"
 
@@ -279,17 +275,23 @@ def _result_format(params: Mapping[str, str]) -> str:
     format_type = params.get("FORMAT_TYPE", "").strip().upper() or "TEXT"
     view = params.get("ALIGNMENT_VIEW", "").strip().upper() or "PAIRWISE"
     if view not in ("PAIRWISE", "TABULAR"):
-        raise Refusal(400, f"ALIGNMENT_VIEW: {params['ALIGNMENT_VIEW']!r} is not supported; "
+        raise Refusal(400, f"ALIGNMENT_VIEW: {_shown(params['ALIGNMENT_VIEW'])} is not supported; "
                            "use Pairwise or Tabular")
     if view == "TABULAR":
         if format_type not in ("TEXT", "TABULAR"):
             raise Refusal(400, "ALIGNMENT_VIEW: Tabular goes with FORMAT_TYPE=Text")
         return "tsv"
     if format_type not in _FORMAT_TYPES:
-        raise Refusal(400, f"FORMAT_TYPE: {params['FORMAT_TYPE']!r} is not supported; use XML, "
+        raise Refusal(400, f"FORMAT_TYPE: {_shown(params['FORMAT_TYPE'])} is not supported; use XML, "
                            "XML2, JSON2, Text, or Text with ALIGNMENT_VIEW=Tabular"
                            + (" (HTML reports are not made here)" if format_type == "HTML" else ""))
     return _FORMAT_TYPES[format_type]
+
+
+def _shown(value: str) -> str:
+    """A parameter's value in a message: its start, if it is long."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 # Answers

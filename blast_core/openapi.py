@@ -1,11 +1,14 @@
 """The OpenAPI 3.1 document of the job API, built from the definitions that validate requests
-(`jobs.JOB_REQUEST_SCHEMA`, the job id pattern, the output formats)."""
+(`jobs.request_schema`, the job id pattern, the output formats) and, each time it is served,
+the database catalog."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from blast_core import jobs, runner
+from blast_core.databases import DatabaseInfo
 
 MAX_RECENT = 1000
 
@@ -28,12 +31,13 @@ _JOB_ID = {"type": "string", "pattern": jobs.JOB_ID_PATTERN}
 _COUNT = {"type": "integer", "minimum": 0}
 _NULLABLE_COUNT = {"type": ["integer", "null"], "minimum": 0}
 _KEY_REFUSED = _problem("No valid function key (Azure) or API key (`serve --api-key`).")
+_UNAVAILABLE = _problem("A BLAST+ program (blastdbcmd, blast_formatter) failed: the databases "
+                        "may be unavailable right now; `Retry-After` says when to try again.")
 _EXPIRED = _problem("The job is older than the retention period (BLAST_RETENTION_DAYS, read "
                     "from the job id's time): it and its results are deleted; `expired_at` "
                     "says when it expired.")
 
 SCHEMAS: dict[str, Any] = {
-    "JobRequest": jobs.JOB_REQUEST_SCHEMA,
     "Job": {
         "type": "object",
         "required": ["id", "status", "database", "program", "task", "evalue", "max_target_seqs",
@@ -173,35 +177,56 @@ SCHEMAS: dict[str, Any] = {
     },
 }
 
+_RESULT_SCHEMAS = {"json": {"type": "object", "required": ["BlastOutput2"],
+                           "description": "BLAST JSON (-outfmt 15): one report per query.",
+                           "properties": {"BlastOutput2": {"type": "array"}}}}
 _JOB_ID_PARAMETER = {"name": "job_id", "in": "path", "required": True, "schema": _JOB_ID}
-_TEXT_OPTIONS = [
-    {"name": "database", "in": "query", "required": False,
-     "description": "With a text/plain FASTA body: the job's `database`; several names "
-                    "separated by spaces are searched together.",
-     "schema": {"type": "string", "minLength": 1}},
-    *({"name": name, "in": "query", "required": False,
-       "description": f"With a text/plain FASTA body: the job's `{name}`.",
-       "schema": {k: v for k, v in jobs.JOB_REQUEST_SCHEMA["properties"][name].items()
-                  if k != "description"}}
-      for name in ("program", "task", "evalue", "max_target_seqs", "word_size", "filter"))]
 
+
+def _text_options(database_names: list[str]) -> list[dict[str, Any]]:
+    """The query-string options of a text/plain submission; `database` names databases of
+    the catalog, one or several separated by white space (as str.split() reads them)."""
+    one = "(?:" + "|".join(name.replace(".", r"\.") for name in database_names) + ")"
+    names = ({"pattern": rf"^\s*{one}(?:\s+{one})*\s*$"} if database_names else {"not": {}})
+    return [
+        {"name": "database", "in": "query", "required": False,
+         "description": "With a text/plain FASTA body: the job's `database`; several names "
+                        "separated by spaces are searched together.",
+         "schema": {"type": "string", **names}},
+        *({"name": name, "in": "query", "required": False,
+           "description": f"With a text/plain FASTA body: the job's `{name}`.",
+           "schema": {k: v for k, v in jobs.JOB_REQUEST_SCHEMA["properties"][name].items()
+                      if k != "description"}}
+          for name in ("program", "task", "evalue", "max_target_seqs", "word_size", "filter"))]
+
+
+def _submit_operation(database_names: list[str]) -> dict[str, Any]:
+    return {
+        "operationId": "submit_job", "summary": "Submit a BLAST job",
+        "description": "A JSON job request, or a text/plain FASTA body with the job's other "
+                       "fields in the query string (beside a JSON body, the query string "
+                       "holds no option).",
+        "parameters": _text_options(database_names),
+        "requestBody": {"required": True, "content": {
+            "application/json": {"schema": _ref("JobRequest")},
+            "text/plain": {"schema": {"type": "string", "minLength": 1, "format": "fasta",
+                                      "description": "FASTA text"}}}},
+        "responses": {
+            "202": {**_json("Queued; `Location` names the job.", "Job"),
+                    "headers": {"Location": {"schema": {"type": "string"}}}},
+            "400": _problem("The request is invalid; `errors` says which field and why."),
+            "401": _KEY_REFUSED,
+            "413": _problem("The body is larger than the request size limit (twice "
+                            "BLAST_MAX_QUERY_BYTES)."),
+            "415": _problem("The body is neither JSON nor text."),
+            "503": _UNAVAILABLE,
+        },
+    }
+
+
+# The paths; POST /jobs is added per request, with the catalog's database names.
 PATHS: dict[str, Any] = {
     "/jobs": {
-        "post": {
-            "operationId": "submit_job", "summary": "Submit a BLAST job",
-            "parameters": _TEXT_OPTIONS,
-            "requestBody": {"required": True, "content": {
-                "application/json": {"schema": _ref("JobRequest")},
-                "text/plain": {"schema": {"type": "string", "description": "FASTA text"}}}},
-            "responses": {
-                "202": {**_json("Queued; `Location` names the job.", "Job"),
-                        "headers": {"Location": {"schema": {"type": "string"}}}},
-                "400": _problem("The request is invalid; `errors` says which field and why."),
-                "401": _KEY_REFUSED,
-                "413": _problem("The body is larger than the query size limit allows."),
-                "415": _problem("The body is neither JSON nor text."),
-            },
-        },
         "get": {
             "operationId": "list_jobs", "summary": "The most recent jobs, newest first",
             "parameters": [{"name": "limit", "in": "query", "required": False,
@@ -244,12 +269,15 @@ PATHS: dict[str, Any] = {
                  "schema": {"type": "string", "enum": list(runner.OUTPUT_FORMATS),
                             "default": "tsv"}},
                 {"name": "redirect", "in": "query", "required": False,
-                 "description": "`true`: answer 302 to a read-only, expiring Blob storage link.",
-                 "schema": {"type": "string", "enum": ["true", "false"]}},
+                 "description": "`true` (also `1` or `yes`, in any case): answer 302 to a "
+                                "read-only, expiring Blob storage link; any other value: the "
+                                "result itself.",
+                 "schema": {"type": "string"}},
             ],
             "responses": {
                 "200": {"description": "The result in the asked format.", "content": {
-                    fmt.content_type.split(";")[0]: {"schema": {"type": "string"}}
+                    fmt.content_type.split(";")[0]: {"schema": _RESULT_SCHEMAS.get(
+                        fmt.name, {"type": "string"})}
                     for fmt in runner.OUTPUT_FORMATS.values()}},
                 "302": {"description": "A link to the result in Blob storage.",
                         "headers": {"Location": {"schema": {"type": "string"}}}},
@@ -258,12 +286,14 @@ PATHS: dict[str, Any] = {
                 "404": _problem("No such job."),
                 "409": _problem("The job has not succeeded (yet); `job_status` is its status."),
                 "410": _EXPIRED,
+                "503": _UNAVAILABLE,
             },
         },
     },
     "/databases": {
         "get": {"operationId": "list_databases", "summary": "The searchable databases",
-                "responses": {"200": _json("Databases.", "DatabaseList"), "401": _KEY_REFUSED}},
+                "responses": {"200": _json("Databases.", "DatabaseList"), "401": _KEY_REFUSED,
+                              "503": _UNAVAILABLE}},
     },
     "/stats": {
         "get": {"operationId": "get_stats", "summary": "Queue health and recent jobs",
@@ -274,21 +304,23 @@ PATHS: dict[str, Any] = {
     "/health": {
         "get": {"operationId": "health", "summary": "Liveness", "security": [],
                 "responses": {"200": _json("Up.", "Health"),
-                              "503": _problem("The databases cannot be listed.")}},
+                              "503": _UNAVAILABLE}},
     },
 }
 
 
-def document(server_url: str) -> dict[str, Any]:
-    """The OpenAPI document, with `server_url` (…/api) as its server."""
+def document(server_url: str, databases: Sequence[DatabaseInfo]) -> dict[str, Any]:
+    """The OpenAPI document, with `server_url` (…/api) as its server and the `databases` of
+    the catalog as the names a job may search."""
+    names = [d.name for d in databases if jobs.is_database_name(d.name)]
     return {
         "openapi": "3.1.0",
         "info": {"title": "BLAST search service", "version": "1.0.0",
                  "description": "Submit BLAST jobs, follow them, fetch their results."},
         "servers": [{"url": server_url}],
-        "paths": PATHS,
+        "paths": {**PATHS, "/jobs": {"post": _submit_operation(names), **PATHS["/jobs"]}},
         "components": {
-            "schemas": SCHEMAS,
+            "schemas": {"JobRequest": jobs.request_schema(databases), **SCHEMAS},
             "securitySchemes": {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
                 "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"}},

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -124,9 +125,42 @@ def run_measured(args: list[str], timeout: float, cwd: str | None = None,
         stdout = out.read().decode(errors="replace")
         stderr = err.read().decode(errors="replace")
     if child.returncode != 0:
-        message = " ".join(stderr.split())[:2000] or f"exit code {child.returncode}"
+        message = failure_reason(stderr) or f"exit code {child.returncode}"
         raise ToolError(program, message, child.returncode)
     return ToolRun(stdout, usage.ru_utime + usage.ru_stime)
+
+
+MAX_REASON_CHARS = 2000
+_USAGE_START = re.compile(r"^USAGE\s*$")
+_USAGE_END = re.compile(r"^=+\s*$")
+_SOURCE_LOCATION = re.compile(r'^T\d+ "[^"]*", line \d+: ')  # a C++ exception's origin
+_EXCEPTION_CLASS = re.compile(r"\(C\w+::e\w+\)\s*")  # (CArgException::eConvert)
+_ERROR_LINE = re.compile(r"\berror\b", re.IGNORECASE)
+_BOILERPLATE = frozenset({"Please refer to the BLAST+ user manual."})
+
+
+def failure_reason(stderr: str) -> str:
+    """What a BLAST+ program says went wrong, for a user to read: its `Error:` lines (and
+    BLAST's own `... error:` lines), one after the other.
+
+    On a bad argument BLAST+ prints its whole usage text (about 3,000 characters, from `USAGE`
+    to a line of `=`) before the lines that say what is wrong, and each argument error twice,
+    once with its C++ exception class; both are dropped. Warnings are kept only when no line
+    speaks of an error, so that the error is never cut off behind them."""
+    lines, in_usage = [], False
+    for raw in stderr.splitlines():
+        line = raw.strip()
+        if _USAGE_START.match(line):
+            in_usage = True
+        elif in_usage:
+            in_usage = not _USAGE_END.match(line)
+        elif line and line not in _BOILERPLATE:
+            line = _EXCEPTION_CLASS.sub("", _SOURCE_LOCATION.sub("", line))
+            lines.append(" ".join(line.split()))
+    errors = [line for line in lines if _ERROR_LINE.search(line)] or lines
+    told = [line for line in errors if not line.endswith(":")] or errors  # "...Exception:"
+    reason = "; ".join(dict.fromkeys(told))
+    return reason if len(reason) <= MAX_REASON_CHARS else reason[:MAX_REASON_CHARS - 3] + "..."
 
 
 def _asked_to_stop(stop: StopCheck) -> bool:

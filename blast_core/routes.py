@@ -3,13 +3,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
 from blast_core import jobs, openapi, runner
 from blast_core.http import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
-from blast_core.jobs import FieldError, Job
+from blast_core.jobs import FieldError, InvalidRequest, Job
 from blast_core.ncbi import NCBI_ROUTES
 from blast_core.process import ToolError
 from blast_core.service import MAX_RESULT_WAIT, BlastService, ResultLink
@@ -39,13 +38,21 @@ def health(service: BlastService | None, request: ApiRequest) -> ApiResponse:
 
 
 def submit_job(service: BlastService, request: ApiRequest) -> ApiResponse:
-    job = service.submit(_submission(request))
+    job = service.submit(_submission(request, service.settings.max_request_bytes))
     url = job_url(request.base_url, job.id)
     return json_response(202, job_view(job, request.base_url, service), {"Location": url})
 
 
-def _submission(request: ApiRequest) -> object:
-    """The job request: a JSON object, or FASTA text with the options in the query string."""
+def _submission(request: ApiRequest, max_bytes: int) -> object:
+    """The job request: a JSON object, or FASTA text with the options in the query string.
+
+    The body's size is checked before anything reads it: `serve` refuses a long one by its
+    Content-Length, but under the Functions host the body arrives whole, whatever its size."""
+    if len(request.body) > max_bytes:
+        raise ApiError(413, f"the request body is {len(request.body)} bytes; the limit is "
+                            f"{max_bytes}",
+                       [FieldError("body", f"is {len(request.body)} bytes; the limit is "
+                                           f"{max_bytes}")])
     if not request.body.strip():
         raise ApiError(400, "the request body is empty", [FieldError("body", "is empty")])
     try:
@@ -53,33 +60,28 @@ def _submission(request: ApiRequest) -> object:
     except UnicodeDecodeError:
         raise ApiError(400, "the request body is not UTF-8 text",
                        [FieldError("body", "is not UTF-8 text")]) from None
+    options = {name: value for name, value in request.params.items() if name != "code"}
     content_type = request.header("content-type").split(";")[0].strip().lower()
     if content_type == "application/json" or (not content_type and text.lstrip()[:1] in "{["):
-        try:
-            return json.loads(text)
-        except ValueError as error:
-            raise ApiError(400, f"the request body is not valid JSON: {error}",
-                           [FieldError("body", f"is not valid JSON: {error}")]) from None
+        if options:  # ignoring them would run a search other than the one asked for
+            raise InvalidRequest([FieldError(name, "goes in the JSON body, not the query "
+                                                   "string") for name in sorted(options)])
+        return jobs.read_json(text)
     if content_type and not content_type.startswith("text/"):
         raise ApiError(415, f"unsupported content type {content_type!r}; send "
                             "application/json or text/plain FASTA",
                        [FieldError("body", "must be application/json or text/plain")])
-    payload: dict[str, object] = {k: _number_or_text(v) if k in jobs.NUMERIC_FIELDS else v
-                                  for k, v in request.params.items() if k != "code"}
+    if "query" in options:  # the body is the query; this one would be dropped unread
+        raise InvalidRequest([FieldError("query", "is the body of a text/plain submission, "
+                                                  "not a query-string option")])
+    payload: dict[str, object] = {
+        name: jobs.number_from_text(value) if name in jobs.NUMERIC_FIELDS else value
+        for name, value in options.items()}
     names = str(payload.get("database", "")).split()
-    if len(names) > 1:  # ?database=A%20B: several, as NCBI's DATABASE names them
-        payload["database"] = names
+    if names:  # ?database=A%20B: several, as NCBI's DATABASE names them
+        payload["database"] = names[0] if len(names) == 1 else names
     payload["query"] = text
     return payload
-
-
-def _number_or_text(value: str) -> object:
-    for kind in (int, float):
-        try:
-            return kind(value)
-        except ValueError:
-            pass
-    return value
 
 
 def get_job(service: BlastService, request: ApiRequest) -> ApiResponse:
@@ -93,11 +95,11 @@ def cancel_job(service: BlastService, request: ApiRequest) -> ApiResponse:
 
 
 def list_jobs(service: BlastService, request: ApiRequest) -> ApiResponse:
-    raw = request.params.get("limit", "20")
-    if not raw.isdigit() or not 1 <= int(raw) <= openapi.MAX_RECENT:
-        raise ApiError(400, "limit must be a whole number from 1 to 1000",
-                       [FieldError("limit", f"must be a whole number from 1 to {openapi.MAX_RECENT}")])
-    recent = service.recent(int(raw))
+    limit = jobs.number_from_text(request.params.get("limit", "20"))
+    if not jobs.is_whole_number(limit) or not 1 <= limit <= openapi.MAX_RECENT:
+        reason = f"must be a whole number from 1 to {openapi.MAX_RECENT}"
+        raise ApiError(400, f"limit {reason}", [FieldError("limit", reason)])
+    recent = service.recent(int(limit))
     return json_response(200, {"jobs": [job_view(j, request.base_url, service)
                                         for j in recent]})
 
@@ -129,7 +131,8 @@ def _wait(request: ApiRequest) -> float:
 
 
 def openapi_document(service: BlastService, request: ApiRequest) -> ApiResponse:
-    return json_response(200, openapi.document(f"{request.base_url}{PREFIX}"))
+    return json_response(200, openapi.document(f"{request.base_url}{PREFIX}",
+                                               service.databases()))
 
 
 def list_databases(service: BlastService, request: ApiRequest) -> ApiResponse:

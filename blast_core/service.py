@@ -151,7 +151,7 @@ class BlastService:
         self.transport = transport
         self.tools = runner.BlastTools.from_settings(settings)
         self.limits = fasta.QueryLimits(settings.max_query_bytes, settings.max_queries,
-                                        settings.max_sequence_letters)
+                                        settings.max_sequence_letters, settings.max_header_chars)
         self.on_queued: Callable[[], None] | None = None  # serve wakes its workers here
         self._queue_counts: tuple[float, dict[str, object]] | None = None
         self._queue_counts_lock = threading.Lock()

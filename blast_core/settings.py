@@ -90,6 +90,10 @@ SETTINGS: tuple[Setting, ...] = (
             "a read-only link into Blob storage, so that no worker holds it whole."),
     Setting("BLAST_MAX_QUERIES", "25000", "Most sequences in one job."),
     Setting("BLAST_MAX_SEQUENCE_LETTERS", "1000000", "Longest accepted query sequence."),
+    Setting("BLAST_MAX_HEADER_CHARS", "10000",
+            "Longest accepted FASTA header line of a query (the `>` line), in characters: room "
+            "for any one record's description (GenBank, RefSeq, UniProt), not for a header "
+            "used to carry data."),
     Setting("BLAST_PRICE_PER_CORE_SECOND", "0.00006",
             "Price of one core for one second, for the estimated cost in each job's run "
             "summary (CPU seconds of BLAST times this). The default assumes roughly $0.216 "
@@ -149,6 +153,7 @@ class Settings:
     max_queries: int
     max_sequence_letters: int
     max_inline_result_bytes: int
+    max_header_chars: int
     price_per_core_second: float
     limits: RunLimits
     api_key: str = field(repr=False)
@@ -223,6 +228,7 @@ class Settings:
             max_queries=number("BLAST_MAX_QUERIES"),
             max_sequence_letters=number("BLAST_MAX_SEQUENCE_LETTERS"),
             max_inline_result_bytes=number("BLAST_MAX_INLINE_RESULT_BYTES"),
+            max_header_chars=number("BLAST_MAX_HEADER_CHARS"),
             price_per_core_second=decimal("BLAST_PRICE_PER_CORE_SECOND"),
             limits=limits,
             api_key=env.get("BLAST_API_KEY", ""),
@@ -232,6 +238,12 @@ class Settings:
         if problems:
             raise SettingsError(problems)
         return settings
+
+    @property
+    def max_request_bytes(self) -> int:
+        """Largest request body: twice the largest query, room for JSON's escapes (each
+        newline of a FASTA query is two bytes there)."""
+        return 2 * self.max_query_bytes
 
     def connection(self, name: str) -> Connection:
         """The connection named `name`: a connection string, or service URIs for an identity."""

@@ -3,7 +3,7 @@
 
 Without it no tracer provider is configured, `tracer` stays OpenTelemetry's no-op proxy,
 nothing is exported and the spans cost next to nothing. A job's trace context crosses the
-queue as a W3C `traceparent` carrier inside the message (`jobs.encode_message`), so the
+queue as a W3C `traceparent` carrier inside the message (`messages.Message.trace`), so the
 worker's spans continue the trace that `submit` started, whichever transport carried it.
 
 Each log line reaches Application Insights once. Under the Functions host the host already

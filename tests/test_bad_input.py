@@ -1,6 +1,7 @@
 """Bad input through real HTTP (`serve`): a 4xx problem that names the field, and nothing
 stored or queued for it."""
 
+import html
 import json
 
 import pytest
@@ -10,7 +11,29 @@ from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 from conftest import SMALL_DB, service_env, start_server
 
+from blast_core import http
+from blast_core.routes import ROUTES
+from blast_core.service import BlastService
+from blast_core.settings import Settings
+
 QUERY = ">q\n" + "ACGT" * 30 + "\n"
+JSON = {"Content-Type": "application/json"}
+TEXT = {"Content-Type": "text/plain"}
+
+
+def raw_json(**fields: str) -> dict:
+    """A JSON body written out by hand, `fields` as literal JSON: what json.dumps would never
+    write (NaN, Infinity, 1e999, an integer of 5,000 digits)."""
+    members = [f'"query": {json.dumps(QUERY)}', f'"database": "{SMALL_DB}"',
+               *(f'"{name}": {literal}' for name, literal in fields.items())]
+    return {"data": ("{" + ", ".join(members) + "}").encode(), "headers": JSON}
+
+
+def text_body(query: str = QUERY, **options: str) -> dict:
+    """A FASTA body with the options in the query string."""
+    return {"data": query.encode(), "params": {"database": SMALL_DB, **options},
+            "headers": TEXT}
+
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +86,48 @@ CASES = [
     ("unsupported content type", {"data": b"\x00\x01", "headers": {
         "Content-Type": "application/octet-stream"}}, 415, "body"),
     ("not UTF-8", {"data": b"\xff\xfe>q", "headers": {"Content-Type": "text/plain"}}, 400, "body"),
+    # Numbers that are no finite number, in JSON: Python's json reads NaN and the infinities,
+    # and turns 1e999 into inf; an integer of over 4,300 digits is a ValueError in int().
+    ("NaN evalue", raw_json(evalue="NaN"), 400, "evalue"),
+    ("Infinity evalue", raw_json(evalue="Infinity"), 400, "evalue"),
+    ("-Infinity evalue", raw_json(evalue="-Infinity"), 400, "evalue"),
+    ("1e999 evalue", raw_json(evalue="1e999"), 400, "evalue"),
+    ("NaN max_target_seqs", raw_json(max_target_seqs="NaN"), 400, "max_target_seqs"),
+    ("Infinity word_size", raw_json(word_size="Infinity"), 400, "word_size"),
+    ("5000-digit max_target_seqs", raw_json(max_target_seqs="9" * 5000), 400,
+     "max_target_seqs"),
+    ("1e999 word_size", raw_json(word_size="1e999"), 400, "word_size"),
+    # A lone surrogate, which only JSON's escapes can make, and no encoding can write.
+    ("lone surrogate in the query", {"data": b'{"query": ">q\\ud800\\nACGT", "database": "'
+                                             + SMALL_DB.encode() + b'"}', "headers": JSON},
+     400, "query"),
+    # ... and in the query string of a FASTA body.
+    ("text body, evalue nan", text_body(evalue="nan"), 400, "evalue"),
+    ("text body, evalue inf", text_body(evalue="inf"), 400, "evalue"),
+    ("text body, evalue -Infinity", text_body(evalue="-Infinity"), 400, "evalue"),
+    ("text body, evalue 1e999", text_body(evalue="1e999"), 400, "evalue"),
+    ("text body, evalue 1_0", text_body(evalue="1_0"), 400, "evalue"),
+    ("text body, 5000-digit max_target_seqs", text_body(max_target_seqs="9" * 5000), 400,
+     "max_target_seqs"),
+    ("text body, word_size in Arabic-Indic digits", text_body(word_size="\u0661\u0662"), 400,
+     "word_size"),
+    ("text body, word_size nan", text_body(word_size="nan"), 400, "word_size"),
+    # Nesting is bounded before parsing: json.loads recurses once per level.
+    ("JSON nested 100,000 deep", {"data": b"[" * 100_000 + b"]" * 100_000, "headers": JSON},
+     400, "body"),
+    ("object nested 100,000 deep", {"data": b'{"a":' * 100_000 + b"1" + b"}" * 100_000,
+                                    "headers": JSON}, 400, "body"),
+    # Options in the query string beside a JSON body would be ignored: the search would not
+    # be the one asked for.
+    ("query-string option beside a JSON body", {"json": {"query": QUERY, "database": SMALL_DB},
+                                                "params": {"evalue": "1e-5"}}, 400, "evalue"),
+    ("query in the query string beside a FASTA body", {
+        "data": QUERY.encode(), "params": {"database": SMALL_DB, "query": "ACGT"},
+        "headers": TEXT}, 400, "query"),
+    ("1 MB FASTA header", {"json": {"query": ">" + "h" * 1_000_000 + "\nACGTACGT\n",
+                                    "database": SMALL_DB}}, 400, "query"),
+    ("1 MB FASTA header in a text body", text_body(">q " + "h" * 1_000_000 + "\nACGTACGT\n"),
+     400, "query"),
 ]
 
 
@@ -101,7 +166,57 @@ def test_bad_query_parameters(api):
     url, _ = api
     assert requests.get(f"{url}/jobs", params={"limit": "0"}).json()["errors"][0]["field"] == \
         "limit"
-    assert requests.get(f"{url}/jobs", params={"limit": "x"}).status_code == 400
+    # "\u00b2" (superscript two) passes str.isdigit() but not int(); so does a 5,000-digit
+    # number (Python's 4,300-digit limit).
+    for limit in ("x", "\u00b2", "9" * 5000, "nan", "inf", "1e999", "2.5", ""):
+        response = requests.get(f"{url}/jobs", params={"limit": limit})
+        assert response.status_code == 400, (limit, response.text)
+        assert response.json()["errors"] == [
+            {"field": "limit", "reason": "must be a whole number from 1 to 1000"}]
     response = requests.get(f"{url}/jobs/{'a' * 19}/results", params={"format": "pdf"})
     assert (response.status_code, response.json()["errors"][0]["field"]) == (400, "format")
     assert requests.delete(f"{url}/jobs").status_code == 405
+
+
+NCBI_NUMBERS = [
+    ("EXPECT", "nan", 'EXPECT: must be a number, not "nan"'),
+    ("EXPECT", "NaN", 'EXPECT: must be a number, not "NaN"'),
+    ("EXPECT", "inf", 'EXPECT: must be a number, not "inf"'),
+    ("EXPECT", "-Infinity", 'EXPECT: must be a number, not "-Infinity"'),
+    ("EXPECT", "1e999", 'EXPECT: must be a number, not "1e999"'),
+    ("HITLIST_SIZE", "9" * 5000, 'HITLIST_SIZE: must be a whole number, not "999'),
+    ("HITLIST_SIZE", "nan", 'HITLIST_SIZE: must be a whole number, not "nan"'),
+    ("WORD_SIZE", "\u0661\u0662", 'WORD_SIZE: must be a whole number, not "\\u0661\\u0662"'),
+    ("WORD_SIZE", "Infinity", 'WORD_SIZE: must be a whole number, not "Infinity"'),
+]
+
+
+@pytest.mark.parametrize("name, value, reason", NCBI_NUMBERS,
+                         ids=[f"{name}={value[:10]}" for name, value, _ in NCBI_NUMBERS])
+def test_ncbi_put_numbers_that_are_no_finite_number_are_refused(api, name, value, reason):
+    url, env = api
+    response = requests.post(f"{url}/blast.cgi", timeout=30, data={
+        "CMD": "Put", "PROGRAM": "blastn", "DATABASE": SMALL_DB, "QUERY": QUERY, name: value})
+    assert response.status_code == 400, response.text
+    assert reason in html.unescape(response.text), response.text
+    nothing_stored(env)
+
+
+def test_the_routes_bound_the_body_size_themselves(azurite, blast_available):
+    """Under the Functions host the body arrives whole, with no Content-Length check in front:
+    the submit route and the NCBI API refuse a long one before decoding or parsing it."""
+    env = service_env(azurite, BLAST_MAX_QUERY_BYTES="1000")
+    service = BlastService.from_settings(Settings.from_env(env))
+    service.ensure_storage()
+    routes = {route.name: route for route in ROUTES}
+    oversized = b'{"query": "' + b"A" * 2001 + b'"}'
+    submitted = http.handle(routes["submit_job"], http.ApiRequest(
+        "POST", "jobs", headers={"Content-Type": "application/json"}, body=oversized),
+        lambda: service)
+    assert submitted.status == 413
+    assert json.loads(submitted.body)["errors"] == [
+        {"field": "body", "reason": "is 2014 bytes; the limit is 2000"}]
+    put = http.handle(routes["ncbi_blast_cgi_post"], http.ApiRequest(
+        "POST", "blast.cgi", body=b"CMD=Put&QUERY=" + b"A" * 2001), lambda: service)
+    assert put.status == 413 and b"the request body is 2015 bytes; the limit is 2000" in put.body
+    nothing_stored(env)

@@ -75,6 +75,9 @@ def test_fasta_body_with_options_in_the_query_string(server):
                             params={"database": f"{SMALL_DB} 16SCore"},
                             headers={"Content-Type": "text/plain"})
     assert several.status_code == 202 and several.json()["databases"] == [SMALL_DB, "16SCore"]
+    padded = requests.post(f"{server.url}/jobs", data=query, params={"database": f" {SMALL_DB}\t"},
+                           headers={"Content-Type": "text/plain"})
+    assert padded.status_code == 202 and padded.json()["databases"] == [SMALL_DB]
 
 
 def test_recent_jobs_newest_first_and_databases(server):

@@ -3,6 +3,7 @@
 import math
 from dataclasses import replace
 
+import jsonschema
 import pytest
 
 from blast_core import fasta, jobs
@@ -10,7 +11,8 @@ from blast_core.databases import DatabaseInfo
 from blast_core.limits import RunLimits
 
 TIMES = jobs.BatchTimings(queued=1.0, staging=0.1, blast=2.0, transfer=0.5)
-LIMITS = fasta.QueryLimits(max_bytes=100_000, max_sequences=10, max_letters=10_000)
+LIMITS = fasta.QueryLimits(max_bytes=100_000, max_sequences=10, max_letters=10_000,
+                           max_header_chars=1000)
 DATABASES = {d.name: d for d in (
     DatabaseInfo("16SCore", "16Score", "nucleotide", 1787, 142950),
     DatabaseInfo("proteins", "test proteins", "protein", 3, 300),
@@ -55,7 +57,9 @@ def test_all_options_are_taken():
     ({"query": QUERY, "database": "16SCore\x00"}, "database", "no paths"),
     ({"query": QUERY, "database": "proteins"}, "database", "is a protein database"),
     ({"query": QUERY, "database": "16SCore", "program": "blastz"}, "program", "is not one of"),
-    ({"query": QUERY, "database": "16SCore", "task": "megablast -remote"}, "task", "is not one of"),
+    ({"query": QUERY, "database": "16SCore", "task": "megablast -remote"}, "task",
+     "'megablast -remote' is not a task of blastn; choose one of megablast, dc-megablast, "
+     "blastn, blastn-short"),
     ({"query": QUERY, "database": "16SCore", "evalue": "1 -out /tmp/x"}, "evalue",
      "must be a number"),
     ({"query": QUERY, "database": "16SCore", "evalue": True}, "evalue", "must be a number"),
@@ -73,6 +77,14 @@ def test_bad_requests_name_the_field_and_the_reason(payload, field, reason):
     errors = errors_of(payload)
     assert field in errors, errors
     assert reason in errors[field]
+
+
+def test_a_long_value_is_shown_by_its_start():
+    assert errors_of({"query": QUERY, "database": "16SCore", "program": "p" * 1_000_000}) == {
+        "program": f'"{"p" * 56}... is not one of blastn, blastp, blastx, tblastn, tblastx'}
+    assert errors_of({"query": QUERY, "database": "16SCore", "task": "t" * 1_000_000}) == {
+        "task": f"'{'t' * 56}... is not a task of blastn; choose one of megablast, "
+                "dc-megablast, blastn, blastn-short"}
 
 
 def test_every_bad_field_is_reported_at_once():
@@ -170,3 +182,134 @@ def test_the_limits_hold_together_and_name_the_setting_that_breaks_them():
         RunLimits.derive(600, {"AzureFunctionsJobHost__functionTimeout": "02:00:00"})
     shrunk = RunLimits.derive(20, {"AzureFunctionsJobHost__functionTimeout": "00:00:40"})
     assert (shrunk.function_timeout, shrunk.finish_reserve) == (40, 10)
+
+
+# Numbers: finite, whatever the entrance
+
+
+@pytest.mark.parametrize("literal, shown", [
+    ("NaN", "NaN"), ("Infinity", "Infinity"), ("-Infinity", "-Infinity"), ("1e400", "Infinity"),
+    ("-1e999", "-Infinity")])
+@pytest.mark.parametrize("field", jobs.NUMERIC_FIELDS)
+def test_json_numbers_that_are_not_finite_are_refused_by_field(field, literal, shown):
+    payload = jobs.read_json(f'{{"query": ">q\\nACGT", "database": "16SCore", "{field}": '
+                             f'{literal}}}')
+    assert errors_of(payload) == {field: f"must be a finite number, not {shown}"}
+
+
+def test_a_json_integer_of_thousands_of_digits_is_out_of_range_not_an_error():
+    # Python's int() refuses more than 4,300 digits with ValueError; json.loads uses it.
+    payload = jobs.read_json(f'{{"query": ">q\\nACGT", "database": "16SCore", '
+                             f'"max_target_seqs": {"9" * 5000}, "word_size": {"1" * 300}}}')
+    assert errors_of(payload) == {
+        "max_target_seqs": "must be a finite number, not Infinity",
+        "word_size": "must be from 4 to 1000 for task megablast, not 1.1111111111111112e+299"}
+
+
+@pytest.mark.parametrize("text, number", [
+    ("10", 10), (" 7 ", 7), ("+5", 5), ("-2", -2), ("1e-5", 1e-5), ("2.5", 2.5), (".5", 0.5),
+    ("1E3", 1000.0), ("1e-400", 0.0), ("9" * 25, 1e25),
+    ("nan", "nan"), ("NaN", "NaN"), ("inf", "inf"), ("-Infinity", "-Infinity"),
+    ("1e999", "1e999"), ("1_000", "1_000"), ("\u0661\u0662", "\u0661\u0662"), ("\u00b2", "\u00b2"),
+    ("0x10", "0x10"), ("", ""), ("1 2", "1 2"), ("9" * 5000, "9" * 5000)])
+def test_a_text_parameter_is_a_number_only_in_ascii_decimal_and_finite(text, number):
+    assert jobs.number_from_text(text) == number
+    assert type(jobs.number_from_text(text)) is type(number)
+
+
+def test_every_numeric_field_refuses_what_is_no_finite_number_in_text():
+    errors = errors_of({"query": QUERY, "database": "16SCore",
+                        **{field: jobs.number_from_text("nan") for field in jobs.NUMERIC_FIELDS}})
+    assert errors == {field: 'must be a number, not "nan"' if field == "evalue"
+                      else 'must be a whole number, not "nan"' for field in jobs.NUMERIC_FIELDS}
+
+
+@pytest.mark.parametrize("body, field", [
+    (r'{"query": ">\ud800\nACGT", "database": "16SCore"}', "query"),
+    (r'{"query": "ACGT\udfff", "database": "16SCore"}', "query"),
+    (r'{"query": "ACGT", "database": ["16SCore", "\udc00"]}', "database"),
+])
+def test_a_lone_surrogate_is_no_text(body, field):
+    # json.loads makes one of "\ud800"; encoding it (for its size, for storage) would raise.
+    assert field in errors_of(jobs.read_json(body))
+
+
+def test_a_surrogate_pair_is_a_character():
+    request = parse(jobs.read_json(r'{"query": ">q \ud83d\ude00\nACGTACGT", '
+                                   r'"database": "16SCore"}'))
+    assert request.query == ">q \U0001f600\nACGTACGT\n"
+
+
+# JSON nesting, bounded without recursion
+
+
+def test_json_nested_deeper_than_the_limit_is_refused_before_parsing():
+    with pytest.raises(jobs.InvalidRequest) as caught:
+        jobs.read_json("[" * 100_000 + "]" * 100_000)
+    assert [(e.field, e.reason) for e in caught.value.errors] == [
+        ("body", f"nests 100000 levels deep; the limit is {jobs.MAX_JSON_DEPTH}")]
+    assert jobs.read_json("[" * jobs.MAX_JSON_DEPTH + "]" * jobs.MAX_JSON_DEPTH)
+
+
+@pytest.mark.parametrize("text, depth", [
+    ("{}", 1), ('{"a": [1, {"b": []}]}', 4), ('{"q": "[[[[{{{{"}', 1), (r'["\"[[", "]"]', 1),
+    (r'["a\\", ["b"]]', 2), ('"[[[', 0), ('["open ' + "[" * 50, 1), ("]]][[", 0), ("1", 0)])
+def test_json_depth_skips_strings_and_their_escapes(text, depth):
+    assert jobs.json_depth(text) == depth
+
+
+def test_invalid_json_names_the_body():
+    with pytest.raises(jobs.InvalidRequest, match="body: is not valid JSON: Expecting"):
+        jobs.read_json('{"query": ')
+
+
+# The rules between fields are in the schema itself: what validates is what the document says.
+
+PROTEIN_QUERY = ">p\nMKVLAAGIVALLLAAGCSSEQ\n"
+
+
+@pytest.mark.parametrize("payload, errors", [
+    ({"program": "tblastx", "task": "megablast"},
+     {"task": "'megablast' is not a task of tblastx; choose one of tblastx"}),
+    ({"task": "blastp"},
+     {"task": "'blastp' is not a task of blastn; choose one of megablast, dc-megablast, blastn, "
+              "blastn-short"}),
+    ({"task": "dc-megablast", "word_size": 28},
+     {"word_size": "must be from 11 to 12 for task dc-megablast, not 28"}),
+    ({"word_size": 3}, {"word_size": "must be from 4 to 1000 for task megablast, not 3"}),
+    ({"program": "tblastx", "word_size": 6},
+     {"word_size": "must be from 2 to 5 for task tblastx, not 6"}),
+    ({"program": "blastx", "task": "blastx-fast", "word_size": 2000},
+     {"word_size": "must be from 2 to 7 for task blastx-fast, not 2000"}),
+    ({"program": "", "task": "megablast", "word_size": 2},
+     {"program": '"" is not one of blastn, blastp, blastx, tblastn, tblastx',
+      "word_size": "must be from 4 to 1000 for task megablast, not 2"}),
+])
+def test_tasks_and_word_sizes_follow_the_program_and_task(payload, errors):
+    assert errors_of({"query": QUERY, "database": "16SCore", **payload}) == errors
+
+
+def test_a_default_task_brings_its_word_sizes():
+    request = parse({"query": PROTEIN_QUERY, "database": "proteins", "program": "blastp",
+                     "word_size": 7})
+    assert (request.task, request.word_size) == ("blastp", 7)
+    assert errors_of({"query": PROTEIN_QUERY, "database": "proteins", "program": "blastp",
+                      "word_size": 8}) == {"word_size": "must be from 2 to 7 for task blastp, "
+                                                        "not 8"}
+
+
+def test_the_served_schema_names_the_databases_each_program_may_search():
+    schema = jobs.request_schema(list(DATABASES.values()))
+    validator = jsonschema.Draft202012Validator(schema)
+    assert jobs.JOB_REQUEST_SCHEMA == jobs.request_schema()
+    assert validator.is_valid({"query": QUERY, "database": ["16SCore"]})
+    assert validator.is_valid({"query": PROTEIN_QUERY, "database": "proteins",
+                               "program": "blastx"})
+    for wrong in ({"query": QUERY, "database": "nope"},
+                  {"query": QUERY, "database": "proteins"},
+                  {"query": QUERY, "database": ["16SCore", "proteins"]},
+                  {"query": PROTEIN_QUERY, "database": "16SCore", "program": "blastp"}):
+        assert not validator.is_valid(wrong), wrong
+    no_protein = jsonschema.Draft202012Validator(jobs.request_schema([DATABASES["16SCore"]]))
+    assert not no_protein.is_valid({"query": PROTEIN_QUERY, "database": "16SCore",
+                                    "program": "blastp"})

@@ -140,7 +140,7 @@ def test_the_cli_cancels_a_job(cancel_server):
 
 NUCLEOTIDE = {name: DatabaseInfo(name, name, "nucleotide", 10, 1000) for name in ("a", "b", "c")}
 PROTEIN = {"p": DatabaseInfo("p", "p", "protein", 10, 1000)}
-LIMITS = QueryLimits(10**6, 100, 10**6)
+LIMITS = QueryLimits(10**6, 100, 10**6, 1000)
 
 
 @pytest.mark.parametrize("database, reason", [

@@ -201,8 +201,8 @@ GET = {"CMD": "Get", "RID": "0" * 19}
     ({**PUT, "HITLIST_SIZE": "0"}, 400, "HITLIST_SIZE: must be at least 1"),
     ({**PUT, "HITLIST_SIZE": "5.5"}, 400, "HITLIST_SIZE: must be a whole number"),
     ({**PUT, "WORD_SIZE": "3"}, 400, "WORD_SIZE: must be from 4 to 1000 for task blastn"),
-    ({**PUT, "MEGABLAST": "on", "WORD_SIZE": "2000"}, 400, "WORD_SIZE: must be at least 2 and "
-                                                           "at most 1000"),
+    ({**PUT, "MEGABLAST": "on", "WORD_SIZE": "2000"}, 400, "WORD_SIZE: must be from 4 to 1000 "
+                                                           "for task megablast, not 2000"),
     ({**PUT, "FILTER": "X"}, 400, "FILTER: must be F (off), T or L (on)"),
     ({**PUT, "ENTREZ_QUERY": "human[organism]"}, 400, "ENTREZ_QUERY: Entrez filters"),
     ({**PUT, "MATRIX": "BLOSUM45", "GAPCOSTS": "11 1"}, 400, "not supported with CMD=Put: "
@@ -235,3 +235,13 @@ def test_a_body_that_is_not_a_form_is_refused(service):
     binary = call(service, "POST", b"CMD=Put&QUERY=\xff\xfe",
                   {"Content-Type": "application/x-www-form-urlencoded"})
     assert binary.status == 400 and "not UTF-8" in text(binary)
+
+
+@pytest.mark.parametrize("params", [
+    {"CMD": "x" * 100_000}, {**PUT, "MEGABLAST": "x" * 100_000}, {**PUT, "FILTER": "x" * 100_000},
+    {"CMD": "Get", "RID": "x" * 100_000}, {**GET, "FORMAT_TYPE": "x" * 100_000},
+    {**GET, "FORMAT_OBJECT": "x" * 100_000}, {**GET, "ALIGNMENT_VIEW": "x" * 100_000}])
+def test_a_long_value_is_shown_by_its_start(service, params):
+    response = call(service, **params)
+    assert response.status == 400
+    assert f"'{'x' * 56}..." in html.unescape(text(response)) and len(text(response)) < 1000

@@ -68,9 +68,80 @@ def test_hits_counted_in_the_archive_equal_the_tabular_pairs(tmp_path, blast_ava
 
 def test_blast_refusing_the_search_is_a_permanent_error(tmp_path, blast_available):
     (tmp_path / "q.fa").write_text(">q\nACGTACGTACGTACGTACGT\n")
-    with pytest.raises(runner.SearchRejected, match="BLAST rejected the search"):
+    with pytest.raises(runner.SearchRejected) as caught:
         runner.run_search(job(), TOOLS, str(tmp_path / "q.fa"), [str(tmp_path / "missing-db")],
                           str(tmp_path))
+    assert str(caught.value) == (
+        "BLAST rejected the search: BLAST Database error: No alias or index file found for "
+        f"nucleotide database [missing-db] in search path [{tmp_path}:{tmp_path}:]")
+
+
+def test_a_search_blast_refuses_fails_with_its_error_line_not_its_usage_text(tmp_path,
+                                                                             blast_available):
+    # Validation keeps this from happening; should a value slip through, BLAST+ prints its
+    # usage text (about 3,000 characters) before the line that says what is wrong.
+    (tmp_path / "q.fa").write_text(">q\nACGTACGTACGTACGTACGT\n")
+    with pytest.raises(runner.SearchRejected) as caught:
+        runner.run_search(job(task="blastn", word_size=3), TOOLS, str(tmp_path / "q.fa"),
+                          [str(RRNA_DATA / SMALL_DB)], str(tmp_path))
+    assert str(caught.value) == ('BLAST rejected the search: Error: Argument "word_size". '
+                                 "Illegal value, expected >=4: `3'")
+
+
+def blast_error(tmp_path, args: list[str]) -> str:
+    """What a real BLAST+ run that fails says, as a ToolError carries it; its raw stderr is
+    checked to be what the cleaning is for."""
+    env = {"BLASTDB": str(RRNA_DATA)}
+    raw = subprocess.run(args, cwd=tmp_path, env={**os.environ, **env}, capture_output=True,
+                         text=True, check=False)
+    assert raw.returncode != 0 and raw.stderr
+    with pytest.raises(ToolError) as caught:
+        run_tool(args, timeout=60, cwd=str(tmp_path), env=env)
+    return str(caught.value)
+
+
+def test_blast_errors_keep_the_error_lines_and_drop_the_usage_text(tmp_path, blast_available):
+    (tmp_path / "q.fa").write_text(">q\nACGTACGTACGTACGTACGT\n")
+    search = ["blastn", "-query", "q.fa", "-db", SMALL_DB, "-outfmt", "11", "-out", "r.asn"]
+    raw = subprocess.run([*search, "-evalue", "abc"], cwd=tmp_path, capture_output=True,
+                         text=True, env={**os.environ, "BLASTDB": str(RRNA_DATA)}).stderr
+    assert raw.startswith("USAGE") and len(raw) > 2000  # what users got before
+    assert blast_error(tmp_path, [*search, "-evalue", "abc"]) == (
+        "blastn: Error: Cannot convert string 'abc' to double (m_Pos = 0); "
+        "Error: Argument \"evalue\". Argument cannot be converted: `abc'")
+    assert blast_error(tmp_path, [*search, "-task", "dc-megablast", "-word_size", "20"]) == (
+        "blastn: BLAST query/options error: Invalid discontiguous template parameters: word "
+        "size must be either 11 or 12")
+    assert blast_error(tmp_path, ["tblastx", "-task", "tblastx", *search[1:]]) == \
+        'tblastx: Error: Unknown argument: "task"'
+    assert blast_error(tmp_path, [*search[:4], "nope"]) == (
+        "blastn: BLAST Database error: No alias or index file found for nucleotide database "
+        f"[nope] in search path [{tmp_path}:{RRNA_DATA}:]")
+
+
+def test_formatter_and_catalog_errors_are_their_error_lines(tmp_path, blast_available):
+    (tmp_path / "garbage.asn").write_text("not an archive\n")
+    assert blast_error(tmp_path, ["blast_formatter", "-archive", "garbage.asn", "-outfmt", "5"]) \
+        == "blast_formatter: BLAST query/options error: Invalid input format for BLAST Archive."
+    assert blast_error(tmp_path, ["blast_formatter", "-archive", "gone.asn", "-outfmt", "5"]) \
+        == ("blast_formatter: Command line argument error: Argument \"archive\". File is not "
+            "accessible: `gone.asn'")
+    assert blast_error(tmp_path, ["blastdbcmd", "-db", "nope", "-info"]) == (
+        "blastdbcmd: BLAST Database error: No alias or index file found for nucleotide database "
+        f"[nope] in search path [{tmp_path}:{RRNA_DATA}:]")
+
+
+def test_an_archive_whose_database_is_gone_names_the_failure_not_the_source_line(
+        tmp_path, blast_available):
+    (tmp_path / "q.fa").write_text(">q\nACGTACGTACGTACGTACGT\n")
+    result = runner.run_search(job(), TOOLS, str(tmp_path / "q.fa"), [str(RRNA_DATA / SMALL_DB)],
+                               str(tmp_path))
+    with pytest.raises(ToolError) as caught:
+        runner.format_archive(TOOLS, result.archive, runner.OUTPUT_FORMATS["xml"],
+                              str(tmp_path), str(tmp_path / "out.xml"))
+    # BLAST+ writes "Error: NCBI C++ Exception:" and then the C++ source line of the failure.
+    assert str(caught.value) == ("blast_formatter: Error: s_InitializeSubject() - Fail to "
+                                 "initialize local or remote DB")
 
 
 def test_the_time_limit_kills_blast_and_fails_the_job(tmp_path, blast_available):

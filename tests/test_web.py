@@ -241,6 +241,10 @@ def test_field_errors_from_the_page_checks_and_from_the_api(page, server):
     expect(page.locator("#error-query")).to_contain_text("not sequence letters: '1' '2' '3' '4'")
     expect(page.locator("#error-database")).to_have_text("choose at least one database")
     expect(page.locator("#field-evalue")).to_have_attribute("aria-invalid", "true")
+    page.fill("#field-query", ">q " + "h" * 10_000 + "\nACGT\n")  # BLAST_MAX_HEADER_CHARS
+    page.click("#submit-button")
+    expect(page.locator("#error-query")).to_have_text(
+        "sequence 1 (q): header has 10002 characters; the limit is 10000")
     assert posts == []
 
     # Only databases of the program's molecule are offered (all of these are nucleotide), and

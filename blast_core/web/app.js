@@ -356,7 +356,8 @@ function parseFasta(text) {
   for (const raw of text.split(/\r\n|\r|\n/)) {
     const line = raw.trim();
     if (line.startsWith(">")) {
-      current = { header: line.slice(1).replace(/[\x00-\x1f\x7f]/g, " ").trim(), residues: [] };
+      const header = line.slice(1).replace(/[\x00-\x1f\x7f-\x9f\u2028\u2029]/g, " ").trim();
+      current = { header, residues: [] };
       sequences.push(current);
     } else if (line && !line.startsWith(";")) {
       if (!current) {
@@ -366,7 +367,9 @@ function parseFasta(text) {
       current.residues.push(line.replace(/\s+/g, "").toUpperCase());
     }
   }
-  return sequences.map((s) => ({ id: s.header.split(/\s+/)[0], residues: s.residues.join("") }));
+  return sequences.map((s) => ({
+    header: s.header, id: s.header.split(/\s+/)[0], residues: s.residues.join(""),
+  }));
 }
 
 function showLetters(letters) {
@@ -388,7 +391,11 @@ function checkQuery(text, molecule) {
   const allowed = new Set(molecule === "nucleotide"
     ? alphabets.nucleotide + alphabets.protein : alphabets.protein);
   for (const [index, sequence] of sequences.entries()) {
-    const name = `sequence ${index + 1}${sequence.id ? ` (${sequence.id})` : ""}`;
+    const id = sequence.id.length > 40 ? `${sequence.id.slice(0, 37)}...` : sequence.id;
+    const name = `sequence ${index + 1}${id ? ` (${id})` : ""}`;
+    if (sequence.header.length > limits.max_header_chars) {
+      return `${name}: header has ${sequence.header.length} characters; the limit is ${limits.max_header_chars}`;
+    }
     if (!sequence.residues) return `${name} is empty`;
     if (sequence.residues.length > limits.max_letters) {
       return `${name} has ${sequence.residues.length} letters; the limit is ${limits.max_letters}`;
