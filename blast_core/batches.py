@@ -1,7 +1,8 @@
 """Fan-out and fan-in of large jobs: pure functions, no I/O.
 
-A job's queries are split into batches by letters, in the spirit of ElasticBLAST's batch-len
-(a sequence is never split), and each batch is searched on its own. Because a query's
+A job's queries are split into batches by letters (`tuning.batch_letters`: ElasticBLAST's
+batch-len, and the time a batch may take; a sequence is never split), and each batch is
+searched on its own. Because a query's
 e-values depend only on its own length and the database's size, splitting the QUERIES leaves
 every hit unchanged. The per-batch results of one format are merged back in query order, with
 BLAST's own query numbering (Query_1, Query_2, ...) continued across batches, so that the
@@ -14,15 +15,6 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 
 from blast_core.fasta import Sequence
-
-# Letters per batch when BLAST_BATCH_LETTERS is 0: ElasticBLAST's batch-len for the protein
-# programs; for blastn, a tenth of its 5,000,000, so that a big 16S set spreads over instances.
-DEFAULT_BATCH_LETTERS = {"blastn": 500_000, "blastp": 10_000, "blastx": 20_000,
-                         "tblastn": 10_000, "tblastx": 20_000}
-
-
-def batch_letters(program: str, setting: int) -> int:
-    return setting or DEFAULT_BATCH_LETTERS.get(program, DEFAULT_BATCH_LETTERS["blastn"])
 
 
 def split(sequences: list[Sequence], max_letters: int) -> list[list[Sequence]]:

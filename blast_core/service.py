@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from blast_core import batches, fasta, jobs, messages, runner, telemetry
+from blast_core import batches, fasta, jobs, messages, runner, telemetry, tuning
 from blast_core.databases import DatabaseCatalog, DatabaseInfo
 from blast_core.jobs import Job
 from blast_core.messages import Message
@@ -183,8 +183,12 @@ class BlastService:
 
     def _submit(self, payload: object) -> Job:
         request = jobs.parse_request(payload, self.limits, self.catalog.find)
-        parts = batches.split(fasta.parse(request.query),
-                              batches.batch_letters(request.program, self.settings.batch_letters))
+        sequences = fasta.parse(request.query)
+        database_letters = self._letters(jobs.database_names(request.database)) or 0
+        self._refuse_what_cannot_finish(request, sequences, database_letters)
+        parts = batches.split(sequences, tuning.batch_letters(
+            request.program, request.task, database_letters, self.settings.threads,
+            self.settings.batch_letters))
         job = Job.submitted(jobs.new_job_id(), request, batches=len(parts),
                             traceparent=telemetry.inject().get("traceparent", ""))
         telemetry.annotate(job_id=job.id, program=job.program, database=job.database,
@@ -207,6 +211,24 @@ class BlastService:
         if self.on_queued:
             self.on_queued()
         return job
+
+    def _refuse_what_cannot_finish(self, request: jobs.JobRequest,
+                                   sequences: list[fasta.Sequence], database_letters: int) -> None:
+        """A sequence that no search here could get through within BLAST_TIME_LIMIT is
+        refused now, by name, rather than stopped at the limit after the wait (tuning.py)."""
+        limit = self.settings.limits.blast_time_limit
+        for index, sequence in enumerate(sequences, start=1):
+            least = tuning.least_search_seconds(request.program, request.task,
+                                                len(sequence.residues), database_letters,
+                                                self.settings.threads)
+            if least is not None and least > limit:
+                name = f"sequence {index}" + (f" ({sequence.id[:40]})" if sequence.id else "")
+                raise jobs.InvalidRequest([jobs.FieldError("query", (
+                    f"{name}: {len(sequence.residues):,} letters against {database_letters:,} "
+                    f"database letters with task {request.task} take at least "
+                    f"{least / 60:.0f} minutes, longer than the {limit / 60:.0f} minutes one "
+                    "search may run here (BLAST_TIME_LIMIT): use task megablast, or split the "
+                    "sequence"))])
 
     def _queue(self, job: Job, numbers: Iterable[int], resend: bool = False) -> None:
         """Send a message per batch: under its first id when submitting (duplicate detection
@@ -277,8 +299,11 @@ class BlastService:
     def database_letters(self, job: Job) -> int | None:
         """Letters in the databases a job searches, from the catalog; None when the catalog
         cannot say (a database was removed, or cannot be listed)."""
+        return self._letters(job.databases)
+
+    def _letters(self, names: list[str]) -> int | None:
         try:
-            found = [self.catalog.find(name) for name in job.databases]
+            found = [self.catalog.find(name) for name in names]
         except ToolError:
             return None
         return None if None in found else sum(info.letters for info in found)

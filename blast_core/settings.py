@@ -72,7 +72,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BLAST_BATCH_LETTERS", "0",
             "Query letters per batch of a big job (each batch is one queue message); "
             "0: the program's default (blastn 500,000; blastp and tblastn 10,000; "
-            "blastx and tblastx 20,000)."),
+            "blastx and tblastx 20,000), and for blastn no more than its task is expected to "
+            "search against the job's databases in 10 minutes (`tuning.py`)."),
     Setting("BLAST_RESULT_LINK_HOURS", "24",
             "Lifetime of read-only result links (SAS); never past the job's expiry."),
     Setting("BLAST_RETENTION_DAYS", "60",

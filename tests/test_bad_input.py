@@ -3,6 +3,7 @@ stored or queued for it."""
 
 import html
 import json
+import random
 
 import pytest
 import requests
@@ -150,6 +151,28 @@ def test_oversized_bodies_are_refused_before_reading(api):
                              headers={"Content-Type": "text/plain"}, timeout=60)
     assert response.status_code == 413
     nothing_stored(env)
+
+
+def test_a_search_no_instance_could_finish_in_time_is_refused_at_submit(api):
+    """One sequence of a million letters against SSURef_93 (300 Mbases) with task blastn
+    needs over an hour even at twice the fastest rate measured (tuning.py): refused now,
+    with what to do, rather than stopped at BLAST_TIME_LIMIT after the wait."""
+    url, env = api
+    letters = "".join(random.Random(5).choice("ACGT") for _ in range(1_000_000))
+    response = requests.post(f"{url}/jobs", timeout=60, json={
+        "query": ">long read\n" + letters, "database": "SSURef_93.fasta", "task": "blastn"})
+    assert response.status_code == 400, response.text
+    [error] = response.json()["errors"]
+    assert error["field"] == "query"
+    assert error["reason"].startswith("sequence 1 (long): 1,000,000 letters against "
+                                      "299,658,204 database letters with task blastn take at "
+                                      "least 73 minutes, longer than the 45 minutes")
+    assert error["reason"].endswith("use task megablast, or split the sequence")
+    nothing_stored(env)
+    fast = requests.post(f"{url}/jobs", timeout=60, json={
+        "query": ">long read\n" + letters, "database": "SSURef_93.fasta"})
+    assert fast.status_code == 202, "megablast gets through it in time"
+    assert fast.json()["batches"] == 1
 
 
 @pytest.mark.parametrize("path, status", [

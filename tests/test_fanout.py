@@ -13,7 +13,7 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 from conftest import RRNA_DATA, SMALL_DB, direct_blastn, result_text, sample_queries, service_env
 
-from blast_core import batches, fasta, jobs, messages
+from blast_core import batches, fasta, jobs, messages, tuning
 from blast_core.results import query_blob
 from blast_core.service import BlastService
 from blast_core.settings import Settings
@@ -29,9 +29,12 @@ def test_batches_hold_whole_sequences_up_to_the_letter_limit():
     assert [[len(s.residues) for s in batch] for batch in split] == [[40, 50, 10], [100], [5, 5]]
     assert batches.split(sequences(300), max_letters=100) == [sequences(300)]
     assert len(batches.split(sequences(*[10] * 50), max_letters=10_000)) == 1
-    assert batches.batch_letters("blastn", 0) == 500_000
-    assert batches.batch_letters("blastp", 0) == 10_000
-    assert batches.batch_letters("blastn", 1234) == 1234
+    assert tuning.batch_letters("blastn", "megablast", 8_000_000, 1, 0) == 500_000
+    assert tuning.batch_letters("blastp", "blastp", 300_000_000, 1, 0) == 10_000
+    assert tuning.batch_letters("blastn", "megablast", 300_000_000, 1, 1234) == 1234
+    # Against 300 Mbases a batch holds what half the slowest rate gets through in 10 minutes.
+    assert tuning.batch_letters("blastn", "megablast", 300_000_000, 1, 0) == 220_000
+    assert tuning.batch_letters("blastn", "blastn", 300_000_000, 2, 0) == 64_000
 
 
 def test_merging_one_part_returns_it_unchanged():
