@@ -11,6 +11,7 @@ from blast_core import jobs, runner
 from blast_core.databases import DatabaseInfo
 
 MAX_RECENT = 1000
+MAX_RESULT_WAIT = 60  # seconds: well inside the 230 s an HTTP function may take
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -31,8 +32,9 @@ _JOB_ID = {"type": "string", "pattern": jobs.JOB_ID_PATTERN}
 _COUNT = {"type": "integer", "minimum": 0}
 _NULLABLE_COUNT = {"type": ["integer", "null"], "minimum": 0}
 _KEY_REFUSED = _problem("No valid function key (Azure) or API key (`serve --api-key`).")
-_UNAVAILABLE = _problem("A BLAST+ program (blastdbcmd, blast_formatter) failed: the databases "
-                        "may be unavailable right now; `Retry-After` says when to try again.")
+_UNAVAILABLE = _problem("A BLAST+ program (blastdbcmd, blast_formatter) failed, so the "
+                        "databases may be unavailable right now; or the app's settings are "
+                        "wrong (GET /health names them). `Retry-After` says when to try again.")
 _EXPIRED = _problem("The job is older than the retention period (BLAST_RETENTION_DAYS, read "
                     "from the job id's time): it and its results are deleted; `expired_at` "
                     "says when it expired.")
@@ -77,6 +79,12 @@ SCHEMAS: dict[str, Any] = {
                                "end (null until then).",
                 "properties": {"total": {"type": ["number", "null"]},
                                **{name: {"type": "number"} for name in jobs.TIMED_PHASES}}},
+            "formats": {"type": "object",
+                        "additionalProperties": {"type": "string",
+                                                 "enum": ["queued", "ready", "failed"]},
+                        "description": "The result formats asked for so far and where each "
+                                       "stands: a worker makes a format when it is first asked "
+                                       "for."},
             "results": {"type": "object", "additionalProperties": {"type": "string"},
                         "description": "A URL per result format, once the job has succeeded."},
             "summary": _ref("RunSummary"),
@@ -116,9 +124,22 @@ SCHEMAS: dict[str, Any] = {
                        "them of one molecule type, searched together.",
         "properties": {"databases": {"type": "array", "items": _ref("Database")},
                        "max_per_search": {"type": "integer", "minimum": 1}}},
-    "Health": {"type": "object", "required": ["status"],
-               "properties": {"status": {"type": "string"}, "queue": {"type": "string"},
-                              "databases": {"type": "integer"}}},
+    "Health": {"type": "object", "required": ["status", "problems"],
+               "description": "Always 200 while the app runs: `degraded` with the `problems` "
+                              "found (wrong settings, databases that cannot be listed).",
+               "properties": {"status": {"type": "string", "enum": ["ok", "degraded"]},
+                              "problems": {"type": "array", "items": {"type": "string"}},
+                              "queue": {"type": "string"},
+                              "databases": {"type": ["integer", "null"]}}},
+    "ResultPending": {
+        "type": "object", "required": ["status", "job_id", "format", "retry_after"],
+        "description": "A worker is making the result in this format (the first request for "
+                       "a format asks for it); ask again after `Retry-After` seconds.",
+        "properties": {"status": {"type": "string", "enum": ["making"]},
+                       "job_id": _JOB_ID, "format": {"type": "string"},
+                       "retry_after": {"type": "integer"},
+                       "last_error": {**_NULLABLE_STRING,
+                                      "description": "Why the last attempt to make it failed."}}},
     "Stats": {
         "type": "object",
         "required": ["generated_at", "queue", "jobs", "end_to_end", "throughput"],
@@ -268,6 +289,12 @@ PATHS: dict[str, Any] = {
                 {"name": "format", "in": "query", "required": False,
                  "schema": {"type": "string", "enum": list(runner.OUTPUT_FORMATS),
                             "default": "tsv"}},
+                {"name": "wait", "in": "query", "required": False,
+                 "description": "Seconds to wait for a worker making the result before "
+                                "answering 202 (for a client that cannot ask again, such as a "
+                                "download link).",
+                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_RESULT_WAIT,
+                            "default": 0}},
                 {"name": "redirect", "in": "query", "required": False,
                  "description": "`true` (also `1` or `yes`, in any case): answer 302 to a "
                                 "read-only, expiring Blob storage link; any other value: the "
@@ -279,9 +306,14 @@ PATHS: dict[str, Any] = {
                     fmt.content_type.split(";")[0]: {"schema": _RESULT_SCHEMAS.get(
                         fmt.name, {"type": "string"})}
                     for fmt in runner.OUTPUT_FORMATS.values()}},
-                "302": {"description": "A link to the result in Blob storage.",
+                "202": {**_json("A worker is making it; ask again after `Retry-After`.",
+                                "ResultPending"),
+                        "headers": {"Retry-After": {"schema": {"type": "string"}}}},
+                "302": {"description": "A read-only link to the result in Blob storage: asked "
+                                       "for with `redirect`, or the result is larger than "
+                                       "BLAST_MAX_INLINE_RESULT_BYTES.",
                         "headers": {"Location": {"schema": {"type": "string"}}}},
-                "400": _problem("Not a job id, or an unknown format."),
+                "400": _problem("Not a job id, an unknown format, or a bad `wait`."),
                 "401": _KEY_REFUSED,
                 "404": _problem("No such job."),
                 "409": _problem("The job has not succeeded (yet); `job_status` is its status."),
@@ -303,8 +335,7 @@ PATHS: dict[str, Any] = {
     },
     "/health": {
         "get": {"operationId": "health", "summary": "Liveness", "security": [],
-                "responses": {"200": _json("Up.", "Health"),
-                              "503": _UNAVAILABLE}},
+                "responses": {"200": _json("Up, or degraded and saying why.", "Health")}},
     },
 }
 
@@ -313,12 +344,13 @@ def document(server_url: str, databases: Sequence[DatabaseInfo]) -> dict[str, An
     """The OpenAPI document, with `server_url` (…/api) as its server and the `databases` of
     the catalog as the names a job may search."""
     names = [d.name for d in databases if jobs.is_database_name(d.name)]
+    paths = {**PATHS, "/jobs": {"post": _submit_operation(names), **PATHS["/jobs"]}}
     return {
         "openapi": "3.1.0",
         "info": {"title": "BLAST search service", "version": "1.0.0",
                  "description": "Submit BLAST jobs, follow them, fetch their results."},
         "servers": [{"url": server_url}],
-        "paths": {**PATHS, "/jobs": {"post": _submit_operation(names), **PATHS["/jobs"]}},
+        "paths": _unavailable_when_misconfigured(paths),
         "components": {
             "schemas": {"JobRequest": jobs.request_schema(databases), **SCHEMAS},
             "securitySchemes": {
@@ -327,3 +359,11 @@ def document(server_url: str, databases: Sequence[DatabaseInfo]) -> dict[str, An
         },
         "security": [{"functionKey": []}, {"functionKeyQuery": []}],
     }
+
+
+def _unavailable_when_misconfigured(paths: dict[str, Any]) -> dict[str, Any]:
+    """Every operation but health answers 503 while the app's settings are wrong."""
+    return {path: {method: operation if operation["operationId"] == "health" else
+                   {**operation, "responses": {"503": _UNAVAILABLE, **operation["responses"]}}
+                   for method, operation in item.items()}
+            for path, item in paths.items()}

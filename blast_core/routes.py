@@ -11,7 +11,7 @@ from blast_core.http import PREFIX, ApiError, ApiRequest, ApiResponse, Route, js
 from blast_core.jobs import FieldError, InvalidRequest, Job
 from blast_core.ncbi import NCBI_ROUTES
 from blast_core.process import ToolError
-from blast_core.service import MAX_RESULT_WAIT, BlastService, ResultLink
+from blast_core.service import BlastService, ResultLink
 from blast_core.settings import Settings, SettingsError
 from blast_core.web import WEB_ROUTES
 
@@ -122,12 +122,11 @@ def get_result(service: BlastService, request: ApiRequest) -> ApiResponse:
 
 
 def _wait(request: ApiRequest) -> float:
-    raw = request.params.get("wait", "0")
-    if not raw.isdecimal() or int(raw) > MAX_RESULT_WAIT:
-        raise ApiError(400, f"wait must be a whole number of seconds from 0 to {MAX_RESULT_WAIT:g}",
-                       [FieldError("wait", f"must be a whole number from 0 to "
-                                           f"{MAX_RESULT_WAIT:g}")])
-    return float(raw)
+    wait = jobs.number_from_text(request.params.get("wait", "0"))
+    if not jobs.is_whole_number(wait) or not 0 <= wait <= openapi.MAX_RESULT_WAIT:
+        reason = f"must be a whole number of seconds from 0 to {openapi.MAX_RESULT_WAIT:g}"
+        raise ApiError(400, f"wait {reason}", [FieldError("wait", reason)])
+    return float(wait)
 
 
 def openapi_document(service: BlastService, request: ApiRequest) -> ApiResponse:

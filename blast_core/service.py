@@ -60,7 +60,6 @@ SWEEP_DEAD_LETTERS = 1000  # dead letters a sweep reads, oldest first
 SWEEP_STALE_JOBS = 1000  # open jobs a sweep ends at most
 FORMAT_REQUEST_SECONDS = 600  # a result format asked for this long ago and not made: ask again
 RESULT_RETRY_AFTER = 1  # seconds a client waits before asking again for a result being made
-MAX_RESULT_WAIT = 60.0  # longest a request waits for a worker to make a format (HTTP: 230 s)
 RESULT_POLL_SECONDS = 0.5
 
 
@@ -315,7 +314,7 @@ class BlastService:
         make it: formats are never made inside a request. Meanwhile ResultPending, after
         waiting up to `wait` seconds for the worker (for clients that cannot ask again, such
         as a browser's download link)."""
-        deadline = time.monotonic() + min(wait, MAX_RESULT_WAIT)
+        deadline = time.monotonic() + wait
         job = self._succeeded(job_id)
         while True:
             made = self._made(job, format_name)
