@@ -45,7 +45,8 @@ def merge(format_name: str, parts: list[Iterable[str]], queries_before: list[int
     for index, (part, offset) in enumerate(zip(parts, queries_before, strict=True)):
         lines = iter(part)
         if index:
-            yield separator
+            if separator:
+                yield separator
             lines = _from_first(lines, start)
         body = _until_last(lines, end, tail if index == 0 else [])
         yield from (_renumber(line, offset, format_name) for line in body)

@@ -8,6 +8,7 @@ import logging
 import subprocess
 import threading
 import time
+import tracemalloc
 import xml.etree.ElementTree as ElementTree
 
 import pytest
@@ -72,6 +73,52 @@ def json_hits(report: str) -> list[list[tuple]]:
                 h["evalue"]) for h in hit["hsps"]])
              for hit in search["report"]["results"]["search"]["hits"]]
             for search in json.loads(report)["BlastOutput2"]]
+
+
+# The layout of each format around its reports, as BLAST+ 2.12 writes it: what comes before
+# the first report, one report, what goes between two reports, and what follows the last.
+LAYOUTS = {
+    "json": (["{\n", '"BlastOutput2": [\n'],
+             ["{\n", '    "report": {"query": "Query_1"}\n', "  }\n"], [",\n"],
+             ["]\n", "}\n"]),
+    "xml": (['<?xml version="1.0"?>\n', "<BlastOutput>\n", "<BlastOutput_iterations>\n"],
+            ["<Iteration>\n", "  <Iteration_iter-num>1</Iteration_iter-num>\n",
+             "  <Iteration_query-ID>Query_1</Iteration_query-ID>\n", "</Iteration>\n"], [],
+            ["</BlastOutput_iterations>\n", "</BlastOutput>\n"]),
+    "xml2": (['<?xml version="1.0"?>\n', "<BlastXML2>\n"],
+             ["<BlastOutput2>\n", "  <query-id>Query_1</query-id>\n", "</BlastOutput2>\n"],
+             ["\n"], ["</BlastXML2>\n"]),
+    "text": (["BLASTN 2.12.0+\n", "Database: x\n"], ["Query= q\n", "  hit  1e-50\n"], [],
+             ["  Database: x\n", "  Number of letters in database: 8\n", "Matrix: blastn\n"]),
+}
+
+
+@pytest.mark.parametrize("format_name", list(LAYOUTS))
+def test_merging_streams_whatever_the_size_of_the_parts(format_name):
+    """Two parts of 200,000 reports each (tens of MB) are merged while the merge holds a
+    few kB: nothing of a part but its closing lines is kept. The merged whole reads as one
+    part of 400,000 reports would."""
+    head, report, between, tail = LAYOUTS[format_name]
+
+    def part(reports: int):  # a generator: a part never exists whole, here or in the merge
+        yield from head
+        for number in range(reports):
+            yield from (between if number else [])
+            yield from report
+        yield from tail
+
+    tracemalloc.start()
+    try:
+        merged = batches.merge(format_name, [part(200_000), part(200_000)], [0, 200_000])
+        lines = sum(1 for _ in merged)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert lines == sum(1 for _ in part(400_000))
+    assert peak < 200_000, f"the merge held {peak} bytes"
+    small = list(batches.merge(format_name, [part(2), part(2)], [0, 2]))
+    assert small[:len(head)] == head and small[-len(tail):] == tail
+    assert len(small) == sum(1 for _ in part(4))
 
 
 def test_a_fanned_out_job_equals_one_blastn_run_over_the_whole_file(azurite, blast_available,
