@@ -1,40 +1,99 @@
-"""Fault tests on the Storage Queue transport against a real Azurite: workers killed with -9 at
-random moments, a storage outage mid-run, and load from many concurrent clients. Every job
-must end, succeed exactly once and give the same hits as a clean run.
+"""Fault scenarios, each run through both ways the app runs (tests/faults.py): `serve` on the
+Storage Queue, and the deployed app under the emulated Functions host on the emulated Service
+Bus. Real blastn and a real Azurite; workers killed with -9 at random moments, a storage
+outage, load from many clients, messages that are not ours, a cancel while BLAST runs, and a
+dead letter requeued. Every job must end, once, with the hits of a clean run.
 
-Each test writes its figures to test-artifacts/reliability-<name>.json (docs/reliability.md)."""
+Each test writes its figures to test-artifacts/reliability-<transport>-<name>.json, the
+table of docs/reliability.md: jobs, faults, lost, done twice, stranded."""
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import re
-import signal
-import subprocess
-import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import requests
 from azure.data.tables import TableClient
-from conftest import ROOT, SMALL_DB, direct_blastn, result_text, sample_queries, service_env, start_server
+from conftest import (
+    ROOT,
+    SMALL_DB,
+    direct_blastn,
+    processes_running,
+    sample_queries,
+    service_env,
+    wait_until,
+)
+from deployed import QUEUE_RULES, deployment, scaled
+from faults import (
+    HostPath,
+    ServePath,
+    blast_processes_for,
+    outcome,
+    record_figures,
+    statuses_once_settled,
+    successes_logged,
+)
 
-from blast_core import jobs
+from blast_core import messages
 from blast_core.local_storage import LocalAzurite
-from blast_core.service import BlastService
-from blast_core.settings import Settings
+from blast_core.results import query_blob
 
 pytestmark = pytest.mark.slow
-ARTIFACTS = ROOT / "test-artifacts"
+PATHS = ["storage", "servicebus"]
+LONG_DB = "SSURef_93.fasta"
 
 
-def record_figures(name: str, figures: dict) -> None:
-    ARTIFACTS.mkdir(exist_ok=True)
-    (ARTIFACTS / f"reliability-{name}.json").write_text(json.dumps(figures, indent=1))
-    print(f"\n{name}: {json.dumps(figures)}")
+@contextmanager
+def running(path: str, azurite: LocalAzurite, tmp_path: Path, workers: int = 1,
+            paused: bool = False, **env: str) -> Iterator[ServePath | HostPath]:
+    """The app on `path` with `workers` searches at a time, taking messages unless `paused`
+    (until `resume()`). Locks and visibility last 3 s (deployed: 5 minutes and 60 s), so a
+    killed worker's message soon comes back."""
+    if path == "storage":
+        settings = service_env(azurite, BLAST_VISIBILITY_TIMEOUT="3", **env)
+        served = ServePath(settings, tmp_path, workers, paused)
+        try:
+            yield served
+        finally:
+            served.close()
+    else:
+        rules = scaled(QUEUE_RULES, max_delivery_count=int(env.pop("BLAST_MAX_DELIVERIES", 5)))
+        with deployment(azurite, tmp_path, rules=rules, env=env, receive=not paused,
+                        max_concurrent_calls=workers) as deployed:
+            yield HostPath(deployed)
+
+
+def submit_all(app, count: int, seed: int) -> dict[str, str]:
+    """Job id -> query of `count` one-sequence jobs against the 16S database."""
+    queries = {}
+    for number in range(count):
+        query = sample_queries(SMALL_DB, 1, seed=seed + number)
+        answer = app.http("POST", "jobs", json={"query": query, "database": SMALL_DB,
+                                                "max_target_seqs": 10})
+        assert answer.status_code == 202, answer.text
+        queries[answer.json()["id"]] = query
+    return queries
+
+
+def status_of(app):
+    """A job's status; "unanswered" while the app cannot answer (its worker is being killed:
+    a request that was running in it gets a 500, in Azure too), and the poll goes on."""
+    def status(job_id: str) -> str:
+        answer = app.http("GET", f"jobs/{job_id}")
+        return answer.json()["status"] if answer.status_code == 200 else "unanswered"
+
+    return status
+
+
+def results_match_direct_blastn(app, queries: dict[str, str], tmp_path: Path) -> None:
+    for job_id, query in queries.items():
+        tsv = app.http("GET", f"jobs/{job_id}/results", params={"format": "tsv", "wait": "30"})
+        assert tsv.text == direct_blastn(query, SMALL_DB, tmp_path, "-max_target_seqs", "10")
 
 
 @pytest.fixture
@@ -45,165 +104,141 @@ def own_azurite(tmp_path):
     server.stop()
 
 
-def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with open(log, "ab") as out:
-        return subprocess.Popen([sys.executable, "-m", "blast_core", "worker"], cwd=ROOT,
-                                env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
+@pytest.mark.parametrize("path", PATHS)
+def test_workers_killed_at_random_moments_lose_and_duplicate_nothing(path, own_azurite,
+                                                                      blast_available, tmp_path):
+    with running(path, own_azurite, tmp_path, BLAST_MAX_DELIVERIES="20") as app:
+        queries = submit_all(app, 24, seed=1000)
+        rng = random.Random(2026)
+        for _ in range(6):
+            time.sleep(rng.uniform(0.3, 2.5))
+            app.kill_worker()
+        statuses = statuses_once_settled(status_of(app), list(queries), timeout=240)
+        figures = outcome(statuses, successes_logged(app.log))
+        record_figures(app.transport, "kill-9", {**figures, "faults": "6 kill -9 of a worker"})
+        assert figures == {"jobs": 24, "lost": 0, "done_twice": 0, "stranded": 0}
+        results_match_direct_blastn(app, queries, tmp_path)
+        assert blast_processes_for(list(queries)) == []
 
 
-def blast_processes_for(job_ids: list[str]) -> list[str]:
-    """Command lines of live BLAST+ processes working for any of these jobs."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
-        except OSError:
-            continue
-        if ("blast" in cmdline and any(job_id in cmdline for job_id in job_ids)):
-            found.append(cmdline.replace("\0", " "))
-    return found
-
-
-def wait_until_all_end(service: BlastService, job_ids: list[str], timeout: float) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        states = {job_id: service.get(job_id) for job_id in job_ids}
-        if all(job.status in jobs.FINAL_STATUSES for job in states.values()):
-            return states
-        time.sleep(0.5)
-    open_jobs = {j: s.status for j, s in states.items() if s.status not in jobs.FINAL_STATUSES}
-    raise AssertionError(f"{len(open_jobs)} jobs did not end: {open_jobs}")
-
-
-def successes_logged(log: Path) -> dict[str, int]:
-    counts: dict[str, int] = {}
-    for job_id in re.findall(r"job ([0-9a-f]{19}) succeeded", log.read_text()):
-        counts[job_id] = counts.get(job_id, 0) + 1
-    return counts
-
-
-def submit_batch(service: BlastService, count: int) -> tuple[list[str], dict[str, str]]:
-    queries = {}
-    ids = []
-    for seed in range(count):
-        query = sample_queries(SMALL_DB, 1, seed=1000 + seed)
-        job_id = service.submit({"query": query, "database": SMALL_DB, "max_target_seqs": 10}).id
-        ids.append(job_id)
-        queries[job_id] = query
-    return ids, queries
-
-
-def assert_results_match_direct_blastn(service: BlastService, queries: dict[str, str],
-                                       tmp_path: Path) -> None:
-    for job_id, query in queries.items():
-        assert result_text(service, job_id, "tsv") == direct_blastn(
-            query, SMALL_DB, tmp_path, "-max_target_seqs", "10"), job_id
-
-
-def faulty_setup(azurite: LocalAzurite) -> tuple[dict[str, str], BlastService]:
-    """Short visibility, so a killed worker's message soon comes back; room for many retries."""
-    env = service_env(azurite, BLAST_VISIBILITY_TIMEOUT="3", BLAST_MAX_DELIVERIES="20")
-    service = BlastService.from_settings(Settings.from_env(env))
-    service.ensure_storage()
-    return env, service
-
-
-def check_each_succeeded_once(service: BlastService, states: dict, log: Path,
-                              queries: dict[str, str], tmp_path: Path) -> dict[str, int]:
-    assert {job.status for job in states.values()} == {"succeeded"}
-    successes = successes_logged(log)
-    assert all(successes.get(job_id) == 1 for job_id in queries), successes
-    assert_results_match_direct_blastn(service, queries, tmp_path)
-    return successes
-
-
-def test_workers_killed_at_random_moments_lose_and_duplicate_nothing(own_azurite, tmp_path):
-    env, service = faulty_setup(own_azurite)
-    job_ids, queries = submit_batch(service, 24)
-    log = tmp_path / "workers.log"
-    rng = random.Random(2026)
-    kills = 0
-    worker = start_worker(env, log)
-    for _ in range(6):
-        time.sleep(rng.uniform(0.3, 2.5))
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-        kills += 1
-        worker = start_worker(env, log)
-    try:
-        states = wait_until_all_end(service, job_ids, timeout=240)
-    finally:
-        worker.terminate()
-        worker.wait(timeout=30)
-    successes = check_each_succeeded_once(service, states, log, queries, tmp_path)
-    assert blast_processes_for(job_ids) == []
-    record_figures("kill-9", {
-        "jobs": len(job_ids), "kills": kills, "succeeded": len(states),
-        "lost": 0, "duplicate_successes": sum(n - 1 for n in successes.values()),
-        "rerun_attempts": sum(job.attempts - 1 for job in states.values())})
-
-
-def test_a_storage_outage_mid_run_loses_nothing(own_azurite, tmp_path):
-    env, service = faulty_setup(own_azurite)
-    job_ids, queries = submit_batch(service, 16)
-    log = tmp_path / "workers.log"
-    workers = [start_worker(env, log) for _ in range(2)]
-    try:
+@pytest.mark.parametrize("path", PATHS)
+def test_a_storage_outage_mid_run_loses_nothing(path, own_azurite, blast_available, tmp_path):
+    with running(path, own_azurite, tmp_path, workers=2, BLAST_MAX_DELIVERIES="20") as app:
+        queries = submit_all(app, 16, seed=2000)
         time.sleep(1.5)
         own_azurite.stop()
-        outage = 4.0
-        time.sleep(outage)
+        time.sleep(4.0)
         own_azurite.start()
-        states = wait_until_all_end(service, job_ids, timeout=240)
-    finally:
-        for worker in workers:
-            worker.terminate()
-            worker.wait(timeout=30)
-    successes = check_each_succeeded_once(service, states, log, queries, tmp_path)
-    record_figures("storage-outage", {
-        "jobs": len(job_ids), "workers": len(workers), "outage_seconds": outage,
-        "succeeded": len(states), "lost": 0,
-        "duplicate_successes": sum(n - 1 for n in successes.values()),
-        "rerun_attempts": sum(job.attempts - 1 for job in states.values())})
+        statuses = statuses_once_settled(status_of(app), list(queries), timeout=240)
+        figures = outcome(statuses, successes_logged(app.log))
+        record_figures(app.transport, "storage-outage",
+                       {**figures, "faults": "Azurite stopped for 4 s"})
+        assert figures == {"jobs": 16, "lost": 0, "done_twice": 0, "stranded": 0}
+        results_match_direct_blastn(app, queries, tmp_path)
 
 
 @pytest.mark.timeout(1800)
-def test_many_concurrent_clients_are_all_answered_and_every_job_ends(azurite, blast_available,
-                                                                    tmp_path):
-    env = service_env(azurite)
-    server = start_server(env, tmp_path / "serve.log", workers=2)
+@pytest.mark.parametrize("path", PATHS)
+def test_many_concurrent_clients_are_all_answered_and_every_job_ends(path, azurite,
+                                                                    blast_available, tmp_path):
     query = ">vector probe\n" + "GATCTTTTCTACGGGGTCTGACGCTCAGTGGAACGAAAACTCACGTTAAGGGATTTTGGTCATG\n"
     total, clients = 1000, 32
-    session = requests.Session()
-    session.mount("http://", requests.adapters.HTTPAdapter(pool_maxsize=clients))
+    with running(path, azurite, tmp_path, workers=2) as app:
+        started = time.monotonic()
 
-    def submit(number: int) -> tuple[int, str]:
-        response = session.post(f"{server.url}/jobs", timeout=60, json={
-            "query": query, "database": "UniVec_Core", "max_target_seqs": 5 + number % 5})
-        return response.status_code, response.json().get("id", "")
+        def submit(number: int) -> tuple[int, str]:
+            answer = app.http("POST", "jobs", json={"query": query, "database": "UniVec_Core",
+                                                    "max_target_seqs": 5 + number % 5})
+            return answer.status_code, answer.json().get("id", "")
 
-    started = time.monotonic()
-    try:
         with ThreadPoolExecutor(clients) as pool:
             answers = list(pool.map(submit, range(total)))
         submit_seconds = time.monotonic() - started
-        statuses = [status for status, _ in answers]
-        assert not [s for s in statuses if s >= 500], sorted(set(statuses))
-        accepted = [job_id for status, job_id in answers if status == 202]
-        service = BlastService.from_settings(Settings.from_env(env))
-        states = wait_until_all_end(service, accepted, timeout=900)
-        all_seconds = time.monotonic() - started
-    finally:
-        server.stop()
-    assert len(accepted) == total - sum(1 for s in statuses if 400 <= s < 500)
-    assert {job.status for job in states.values()} == {"succeeded"}
-    log = server.log.read_text()
-    records = json.dumps([dict(entity) for entity in TableClient.from_connection_string(
-        azurite.connection_string, env["BLAST_JOBS_TABLE"]).list_entities()])
-    for secret in (azurite.key, azurite.connection_string, "sig="):
-        assert secret not in log and secret not in records
-    record_figures("load", {
-        "jobs": total, "concurrent_clients": clients, "accepted": len(accepted),
-        "refused_4xx": total - len(accepted), "server_errors": 0,
-        "succeeded": len(states), "lost": 0, "submit_seconds": round(submit_seconds, 1),
-        "seconds_until_all_ended": round(all_seconds, 1)})
+        codes = [code for code, _ in answers]
+        accepted = [job_id for code, job_id in answers if code == 202]
+        statuses = statuses_once_settled(status_of(app), accepted, timeout=900)
+        figures = outcome(statuses, successes_logged(app.log))
+        record_figures(app.transport, "load", {
+            **figures, "faults": f"{clients} concurrent clients", "accepted": len(accepted),
+            "server_errors": sum(1 for code in codes if code >= 500),
+            "submit_seconds": round(submit_seconds, 1),
+            "seconds_until_all_ended": round(time.monotonic() - started, 1)})
+        assert not [code for code in codes if code >= 500], sorted(set(codes))
+        assert figures == {"jobs": total, "lost": 0, "done_twice": 0, "stranded": 0}
+        logs = "".join(log.read_text() for log in tmp_path.glob("*.log"))
+        records = json.dumps([dict(e) for e in TableClient.from_connection_string(
+            azurite.connection_string, app.operator.settings.jobs_table).list_entities()])
+        for secret in (azurite.key, azurite.connection_string, "sig="):
+            assert secret not in logs and secret not in records
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_messages_that_are_not_ours_end_in_the_dead_letters_and_others_run(
+        path, azurite, blast_available, tmp_path):
+    with running(path, azurite, tmp_path) as app:
+        strays = ["this is not a job", "[1, 2]", '{"job_id": "../../etc"}',
+                  messages.batch_message("0" * 19, 0).encode(),  # names no job
+                  '{"job_id": "' + "1" * 19 + '", "format": "pdf"}']
+        for body in strays:
+            app.send_raw(body)
+        queries = submit_all(app, 8, seed=3000)
+        statuses = statuses_once_settled(status_of(app), list(queries), timeout=120)
+        wait_until(lambda: app.dead_letter_count() == len(strays), 60,
+                   "every stray message in the dead letters")
+        figures = outcome(statuses, successes_logged(app.log))
+        record_figures(app.transport, "malformed", {
+            **figures, "faults": f"{len(strays)} messages that are not ours",
+            "dead_lettered": app.dead_letter_count()})
+        assert figures == {"jobs": 8, "lost": 0, "done_twice": 0, "stranded": 0}
+        results_match_direct_blastn(app, queries, tmp_path)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_cancel_stops_a_running_search_and_its_pending_batches(path, azurite, blast_available,
+                                                              tmp_path):
+    with running(path, azurite, tmp_path, BLAST_CANCEL_CHECK_SECONDS="0.5",
+                 BLAST_BATCH_LETTERS="7000") as app:
+        answer = app.http("POST", "jobs", json={"query": sample_queries(LONG_DB, 20, seed=1),
+                                                "database": LONG_DB, "task": "blastn"})
+        job = answer.json()
+        assert job["batches"] > 1
+        wait_until(lambda: processes_running(job["id"]), 120, "BLAST of the job to start")
+        assert app.http("DELETE", f"jobs/{job['id']}").status_code == 200
+        cancelled_at = time.monotonic()
+        wait_until(lambda: not processes_running(job["id"]), 20, "BLAST to be stopped")
+        stopped_after = time.monotonic() - cancelled_at
+        time.sleep(2)  # the other batches' messages arrive and are settled without BLAST
+        record = app.operator.get(job["id"])
+        statuses = {job["id"]: record.status}
+        figures = outcome(statuses, successes_logged(app.log), expected="cancelled")
+        record_figures(app.transport, "cancel", {
+            **figures, "faults": f"cancel of a {job['batches']}-batch job while BLAST runs",
+            "blast_stopped_after_seconds": round(stopped_after, 1),
+            "batches_run": record.attempts})
+        assert figures == {"jobs": 1, "lost": 0, "done_twice": 0, "stranded": 0}
+        assert record.attempts == 1 and record.cpu_seconds_blast > 0
+        assert list(app.operator.results._container.list_blobs(
+            name_starts_with=f"{job['id']}/")) == []
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_a_job_that_gave_up_runs_again_when_requeued(path, azurite, blast_available, tmp_path):
+    with running(path, azurite, tmp_path, paused=True, BLAST_MAX_DELIVERIES="3") as app:
+        operator = app.operator
+        queries = submit_all(app, 1, seed=4000)
+        [job_id] = queries
+        # Until requeued, every attempt fails: the query's blob is gone.
+        stored = operator.results.get_text(job_id, query_blob(0))
+        operator.results.delete(job_id, query_blob(0))
+        app.resume()
+        gave_up = statuses_once_settled(status_of(app), [job_id], timeout=120)
+        assert gave_up == {job_id: "failed"}
+        wait_until(lambda: operator.dead_letters(), 60, "the dead letter")
+        operator.results.put_text(job_id, query_blob(0), stored, "text/x-fasta")
+        assert operator.requeue_dead_letters() == ([job_id], 0)
+        statuses = statuses_once_settled(status_of(app), [job_id], timeout=120)
+        figures = outcome(statuses, successes_logged(app.log))
+        record_figures(app.transport, "requeue", {
+            **figures, "faults": "every attempt failed, then the dead letter was requeued"})
+        assert figures == {"jobs": 1, "lost": 0, "done_twice": 0, "stranded": 0}
+        results_match_direct_blastn(app, queries, tmp_path)
