@@ -1,0 +1,146 @@
+"""Results of a big job: what a request costs, what making a format costs in the worker, and
+how much memory it takes, against blast_formatter itself on the same archives.
+
+    .venv/bin/python bench/results.py [--queries 400] [--batch-letters 100000]
+
+One job of N sampled 16S queries against Combined16SrRNA_2-12-2008 (100 hits each, with
+alignments: about half a megabyte of JSON per query), fanned out into batches, through `serve`
+with one worker on Azurite. Then, per format:
+  request    seconds until the first GET answers (202: a worker makes the format);
+  making     seconds from that answer until the format is ready (the worker downloads each
+             batch's archive, runs blast_formatter, merges the parts, uploads the result);
+  raw        blast_formatter over the same archives, run directly: the part of `making` that
+             is BLAST+'s own;
+  size       bytes of the merged result, and how the next GET answers (200, or 302 to Blob
+             storage above BLAST_MAX_INLINE_RESULT_BYTES);
+  worker RSS the worker process's peak resident memory (VmHWM) once every format is made.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from blast_core import runner  # noqa: E402
+from blast_core.local_storage import LocalAzurite, free_port  # noqa: E402
+from blast_core.process import stop_processes  # noqa: E402
+from blast_core.results import ResultStore, archive_blob  # noqa: E402
+from blast_core.samples import database_sequences, sample_fasta  # noqa: E402
+from blast_core.settings import STORAGE_CONNECTION, Settings  # noqa: E402
+
+DATA = Path("/usr/share/ncbi/data")
+DATABASE = "Combined16SrRNA_2-12-2008"
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{entry}/stat") as stat:
+                if int(stat.read().rsplit(")", 1)[1].split()[1]) == pid:
+                    found.append(int(entry))
+        except (OSError, ValueError, IndexError):
+            pass
+    return found
+
+
+def peak_rss_mb(pid: int) -> float:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--queries", type=int, default=400)
+    parser.add_argument("--batch-letters", type=int, default=100_000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-results-") as temp:
+        workdir = Path(temp)
+        azurite = LocalAzurite(ROOT, workdir / "azurite").start()
+        env = {**os.environ, STORAGE_CONNECTION: azurite.connection_string,
+               "BLAST_QUEUE_TRANSPORT": "storage", "BLAST_DB_DIR": str(DATA),
+               "BLAST_QUEUE_NAME": f"bench-{uuid.uuid4().hex[:8]}",
+               "BLAST_BATCH_LETTERS": str(args.batch_letters)}
+        port = free_port()
+        with open(workdir / "serve.log", "ab") as log:
+            serve = subprocess.Popen([sys.executable, "-m", "blast_core", "serve", "--port",
+                                      str(port), "--workers", "1"], cwd=ROOT, env=env,
+                                     stdout=log, stderr=log)
+        url = f"http://127.0.0.1:{port}/api"
+        try:
+            for _ in range(600):
+                try:
+                    if requests.get(f"{url}/health", timeout=2).ok:
+                        break
+                except requests.ConnectionError:
+                    time.sleep(0.1)
+            query = sample_fasta(database_sequences(str(DATA / DATABASE)), args.queries,
+                                 seed=11, label="bench")
+            job = requests.post(f"{url}/jobs", timeout=120, json={
+                "query": query, "database": DATABASE, "max_target_seqs": 100}).json()
+            print(f"job {job['id']}: {job['queries']} queries in {job['batches']} batches")
+            while job["status"] not in ("succeeded", "failed", "cancelled"):
+                time.sleep(1)
+                job = requests.get(f"{url}/jobs/{job['id']}", timeout=30).json()
+            print(f"searched: {job['status']} in {job['timings']['total']} s")
+            [worker] = children(serve.pid)
+            settings = Settings.from_env(env)
+            store = ResultStore.connect(settings.connection(STORAGE_CONNECTION),
+                                        settings.results_container)
+            archives = []
+            for number in range(job["batches"]):
+                path = workdir / archive_blob(number)
+                store.download(job["id"], archive_blob(number), str(path))
+                archives.append(path)
+            print(f"{'format':<6} {'request s':>9} {'making s':>9} {'raw s':>7} "
+                  f"{'ratio':>6} {'MB':>8}  next GET")
+            for name, fmt in runner.OUTPUT_FORMATS.items():
+                asked = time.monotonic()
+                first = requests.get(f"{url}/jobs/{job['id']}/results", timeout=230,
+                                     params={"format": name}, allow_redirects=False)
+                answered = time.monotonic()
+                while True:
+                    again = requests.get(f"{url}/jobs/{job['id']}/results", timeout=230,
+                                         params={"format": name}, allow_redirects=False,
+                                         stream=True)
+                    if again.status_code != 202:
+                        break
+                    time.sleep(0.2)
+                made = time.monotonic()
+                again.close()
+                started = time.monotonic()
+                for path in archives:
+                    runner.format_archive(runner.BlastTools("", 1, 3600), str(path), fmt,
+                                          str(DATA), str(workdir / f"raw.{fmt.extension}"))
+                raw = time.monotonic() - started
+                state = requests.get(f"{url}/jobs/{job['id']}", timeout=30).json()
+                size = store._container.get_blob_client(
+                    f"{job['id']}/result.{fmt.extension}").get_blob_properties().size
+                print(f"{name:<6} {answered - asked:>9.3f} {made - answered:>9.1f} {raw:>7.1f} "
+                      f"{raw / (made - answered):>6.2f} {size / 1e6:>8.1f}  "
+                      f"{first.status_code} then {again.status_code} "
+                      f"({state['formats'][name]})")
+            print(f"worker peak RSS: {peak_rss_mb(worker):.0f} MB; serve peak RSS: "
+                  f"{peak_rss_mb(serve.pid):.0f} MB")
+        finally:
+            stop_processes([serve])
+            azurite.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
