@@ -20,7 +20,7 @@ import jsonschema
 
 from blast_core import fasta
 from blast_core.databases import DatabaseInfo
-from blast_core.limits import MESSAGE_TTL, RunLimits
+from blast_core.limits import MESSAGE_TTL, RunLimits, duration
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "queued", "running", "succeeded", "failed", "cancelled")
@@ -699,7 +699,7 @@ def stranded_reason(job: Job, unchanged_seconds: float, limits: RunLimits) -> st
     unfinished = [n for n in range(job.batches) if job.batch_unfinished(n)]
     if not unfinished:
         return None
-    quiet = _duration(unchanged_seconds)
+    quiet = duration(unchanged_seconds)
     where = f"batch {unfinished[0] + 1} of {job.batches}" if job.batches > 1 else "its search"
     if all(job.batch_states[n] == BATCH_RUNNING for n in unfinished) \
             and unchanged_seconds > limits.running_stale_after:
@@ -708,10 +708,6 @@ def stranded_reason(job: Job, unchanged_seconds: float, limits: RunLimits) -> st
                 "and no new delivery followed")
     if unchanged_seconds > limits.queued_stale_after:
         return (f"stranded: no queue message can still deliver {where} (nothing has happened "
-                f"for {quiet}, and a message expires after {_duration(MESSAGE_TTL)})")
+                f"for {quiet}, and a message expires after {duration(MESSAGE_TTL)})")
     return None
 
-
-def _duration(seconds: float) -> str:
-    minutes = round(seconds / 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"

@@ -50,6 +50,14 @@ def timespan(seconds: float) -> str:
     return f"{whole // 3600:02d}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
 
+def duration(seconds: float) -> str:
+    """A duration for people: seconds below two minutes, then minutes, then hours."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} minutes" if minutes < 120 else f"{minutes // 60} h {minutes % 60} min"
+
+
 def parse_timespan(text: str) -> float:
     """A host.json timespan (`hh:mm:ss` or `d.hh:mm:ss`, fractions of a second allowed)."""
     found = _TIMESPAN.fullmatch(text.strip())

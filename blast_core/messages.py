@@ -53,9 +53,6 @@ class Message:
         """The copy to send when attempt number `attempt` failed and another may follow."""
         return replace(self, attempts=attempt)
 
-    def describe(self) -> str:
-        return f"batch {self.batch}" if self.format is None else f"{self.format} result"
-
     def encode(self) -> str:
         data: dict[str, Any] = {"job_id": self.job_id}
         if self.format is None:

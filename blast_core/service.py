@@ -23,6 +23,7 @@ from datetime import UTC, datetime, timedelta
 from blast_core import batches, fasta, jobs, messages, runner, telemetry, tuning
 from blast_core.databases import DatabaseCatalog, DatabaseInfo
 from blast_core.jobs import Job
+from blast_core.limits import duration
 from blast_core.messages import Message
 from blast_core.process import ToolError
 from blast_core.records import JobRecords, RecordConflict
@@ -225,9 +226,8 @@ class BlastService:
                 raise jobs.InvalidRequest([jobs.FieldError("query", (
                     f"{name}: {len(sequence.residues):,} letters against {database_letters:,} "
                     f"database letters with task {request.task} take at least "
-                    f"{least / 60:.0f} minutes, longer than the {limit / 60:.0f} minutes one "
-                    "search may run here (BLAST_TIME_LIMIT): use task megablast, or split the "
-                    "sequence"))])
+                    f"{duration(least)}, longer than the {duration(limit)} one search may run "
+                    "here (BLAST_TIME_LIMIT): use task megablast, or split the sequence"))])
 
     def _queue(self, job: Job, numbers: Iterable[int], resend: bool = False) -> None:
         """Send a message per batch: under its first id when submitting (duplicate detection
@@ -361,7 +361,8 @@ class BlastService:
 
     def _ask_for_format(self, job: Job, format_name: str) -> ResultPending:
         """Queue the making of a format unless it is already queued (and recently), and
-        record that it is; returns the ResultPending to raise."""
+        record that it is; returns the ResultPending to raise. Also when the record says
+        ready but the blob is gone: it is made again."""
         made = job.format_state(format_name)
         if made.state == jobs.FORMAT_QUEUED and made.at and (datetime.now(UTC) - jobs.parse_time(
                 made.at)).total_seconds() < FORMAT_REQUEST_SECONDS:
@@ -370,8 +371,7 @@ class BlastService:
                                            if job.traceparent else {}),
                    resend=made.state is not None)
         self._safe_update(job.id, lambda current: current.format_queued(format_name)
-                          if current.format_state(format_name).state != jobs.FORMAT_READY
-                          else None)
+                          if current.format_state(format_name) == made else None)
         job_log(job.id).info("job %s: %s result asked for", job.id, format_name)
         if self.on_queued:
             self.on_queued()
@@ -483,7 +483,10 @@ class BlastService:
         if found is None:
             raise UnknownJob(f"no record for job {job_id}")
         job = found[0]
-        if job.status != jobs.SUCCEEDED or job.format_state(format_name).state == jobs.FORMAT_READY:
+        fmt = runner.OUTPUT_FORMATS[format_name]
+        if job.status != jobs.SUCCEEDED or (
+                job.format_state(format_name).state == jobs.FORMAT_READY
+                and self.results.exists(job.id, result_blob(fmt.extension))):
             jlog.info("job %s: %s result not to be made (job %s); delivery ignored", job_id,
                       format_name, job.status)
             return

@@ -67,8 +67,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Deliveries of one message before its job is marked failed and the message "
             "dead-lettered; keep equal to the queue's max delivery / dequeue count."),
     Setting("BLAST_VISIBILITY_TIMEOUT", "60",
-            "Storage Queue worker of `serve`: seconds a received message stays hidden; "
-            "renewed every third of it while BLAST runs."),
+            "Workers of `serve` and `worker`: seconds a received Storage Queue message stays "
+            "hidden, renewed every third of it while BLAST runs (a Service Bus lock is renewed "
+            "as often)."),
     Setting("BLAST_BATCH_LETTERS", "0",
             "Query letters per batch of a big job (each batch is one queue message); "
             "0: the program's default (blastn 500,000; blastp and tblastn 10,000; "
