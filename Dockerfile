@@ -7,7 +7,7 @@
 # same Python (linuxFxVersion Python|3.12 in infra/modules/functionapp.bicep).
 #
 # BLAST+ is bookworm's ncbi-blast+ package of the one release the service runs everywhere
-# (blast_core/blastplus.py: the share path uploads NCBI's build of it, the tests run it), pinned
+# (blast_core/blast/version.py: the share path uploads NCBI's build of it, the tests run it), pinned
 # below; tests/test_infra.py checks that these agree. If the base image moves to another Debian
 # release the build stops at the check below instead of changing BLAST+ silently.
 #

@@ -4,7 +4,8 @@ it is used, so a bad one cannot keep the functions from loading (`/api/health` n
 
 import azure.functions as func
 
-from blast_core import functions, routes
+from blast_core.api import routes
+from blast_core.hosts import azure_functions
 from blast_core.settings import SERVICEBUS_CONNECTION, STORAGE_CONNECTION, binding_transport
 
 app = func.FunctionApp(http_auth_level=func.AuthLevel.FUNCTION)
@@ -13,17 +14,17 @@ for route in routes.ROUTES:
     app.function_name(route.name)(app.route(
         route=route.template, methods=[route.method],
         auth_level=func.AuthLevel.ANONYMOUS if route.anonymous else func.AuthLevel.FUNCTION,
-    )(functions.http_function(route)))
+    )(azure_functions.http_function(route)))
 
 
-@app.timer_trigger(arg_name="timer", schedule=functions.CLEANUP_SCHEDULE, run_on_startup=False)
+@app.timer_trigger(arg_name="timer", schedule=azure_functions.CLEANUP_SCHEDULE, run_on_startup=False)
 def cleanup_expired_jobs(timer: func.TimerRequest) -> None:
-    functions.clean_up_expired()
+    azure_functions.clean_up_expired()
 
 
-@app.timer_trigger(arg_name="timer", schedule=functions.SWEEP_SCHEDULE, run_on_startup=False)
+@app.timer_trigger(arg_name="timer", schedule=azure_functions.SWEEP_SCHEDULE, run_on_startup=False)
 def sweep_stranded_jobs(timer: func.TimerRequest) -> None:
-    functions.sweep_stranded()
+    azure_functions.sweep_stranded()
 
 
 if binding_transport() == "servicebus":
@@ -31,11 +32,11 @@ if binding_transport() == "servicebus":
     @app.service_bus_queue_trigger(arg_name="msg", queue_name="%BLAST_QUEUE_NAME%",
                                    connection=SERVICEBUS_CONNECTION)
     def blast_worker(msg: func.ServiceBusMessage) -> None:
-        functions.process_delivery(msg.get_body(), msg.delivery_count)
+        azure_functions.process_delivery(msg.get_body(), msg.delivery_count)
 
 else:
 
     @app.queue_trigger(arg_name="msg", queue_name="%BLAST_QUEUE_NAME%",
                        connection=STORAGE_CONNECTION)
     def blast_worker(msg: func.QueueMessage) -> None:
-        functions.process_delivery(msg.get_body(), msg.dequeue_count)
+        azure_functions.process_delivery(msg.get_body(), msg.dequeue_count)

@@ -34,9 +34,9 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from blast_core import fasta  # noqa: E402
-from blast_core.local_storage import LocalAzurite, free_port  # noqa: E402
-from blast_core.samples import database_sequences, sample_fasta  # noqa: E402
+from blast_core.blast.samples import database_sequences, sample_fasta  # noqa: E402
+from blast_core.domain import fasta  # noqa: E402
+from blast_core.storage.azurite import LocalAzurite, free_port  # noqa: E402
 
 DATA = Path("/usr/share/ncbi/data")
 RRNA = "Combined16SrRNA_2-12-2008"

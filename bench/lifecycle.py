@@ -30,13 +30,13 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from blast_core import jobs  # noqa: E402
-from blast_core.jobs import Job, JobRequest  # noqa: E402
-from blast_core.local_storage import LocalAzurite, free_port  # noqa: E402
-from blast_core.process import stop_processes  # noqa: E402
-from blast_core.samples import database_sequences, sample_fasta  # noqa: E402
-from blast_core.service import BlastService  # noqa: E402
+from blast_core.blast.process import stop_processes  # noqa: E402
+from blast_core.blast.samples import database_sequences, sample_fasta  # noqa: E402
+from blast_core.domain import jobs  # noqa: E402
+from blast_core.domain.jobs import Job, JobRequest  # noqa: E402
+from blast_core.service.core import BlastService  # noqa: E402
 from blast_core.settings import Settings  # noqa: E402
+from blast_core.storage.azurite import LocalAzurite, free_port  # noqa: E402
 
 DATA = Path("/usr/share/ncbi/data")
 LONG_DB = "SSURef_93.fasta"

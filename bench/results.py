@@ -32,12 +32,12 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from blast_core import runner  # noqa: E402
-from blast_core.local_storage import LocalAzurite, free_port  # noqa: E402
-from blast_core.process import stop_processes  # noqa: E402
-from blast_core.results import ResultStore, archive_blob  # noqa: E402
-from blast_core.samples import database_sequences, sample_fasta  # noqa: E402
+from blast_core.blast import search  # noqa: E402
+from blast_core.blast.process import stop_processes  # noqa: E402
+from blast_core.blast.samples import database_sequences, sample_fasta  # noqa: E402
 from blast_core.settings import STORAGE_CONNECTION, Settings  # noqa: E402
+from blast_core.storage.azurite import LocalAzurite, free_port  # noqa: E402
+from blast_core.storage.blobs import ResultStore, archive_blob  # noqa: E402
 
 DATA = Path("/usr/share/ncbi/data")
 DATABASE = "Combined16SrRNA_2-12-2008"
@@ -108,7 +108,7 @@ def main() -> int:
                 archives.append(path)
             print(f"{'format':<6} {'request s':>9} {'making s':>9} {'raw s':>7} "
                   f"{'ratio':>6} {'MB':>8}  next GET")
-            for name, fmt in runner.OUTPUT_FORMATS.items():
+            for name, fmt in search.OUTPUT_FORMATS.items():
                 asked = time.monotonic()
                 first = requests.get(f"{url}/jobs/{job['id']}/results", timeout=230,
                                      params={"format": name}, allow_redirects=False)
@@ -124,7 +124,7 @@ def main() -> int:
                 again.close()
                 started = time.monotonic()
                 for path in archives:
-                    runner.format_archive(runner.BlastTools("", 1, 3600), str(path), fmt,
+                    search.format_archive(search.BlastTools("", 1, 3600), str(path), fmt,
                                           str(DATA), str(workdir / f"raw.{fmt.extension}"))
                 raw = time.monotonic() - started
                 state = requests.get(f"{url}/jobs/{job['id']}", timeout=30).json()

@@ -6,7 +6,7 @@ or a warm page cache.
 
 Each case starts as a new worker process would (a new `DatabaseCatalog`) and times the steps of
 `BlastService._run` that the database affects: `DatabaseCatalog.local_path` (staging or pre-reading
-when configured) and `runner.run_search` (one megablast into an ASN.1 archive). Every job of every
+when configured) and `search.run_search` (one megablast into an ASN.1 archive). Every job of every
 case searches the same 1.2 kb 16S query, so that jobs differ only in where the database is read
 from; "first" is job 1, "later" jobs 2..N. The cases run in turn, R rounds of them, and each
 figure is a median over the rounds (BLAST's own time varies by a tenth or more on a shared VM).
@@ -34,9 +34,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from blast_core import fasta, jobs, runner, staging
-from blast_core.databases import DatabaseCatalog
-from blast_core.samples import database_sequences, sample_fasta
+from blast_core.blast import search, staging
+from blast_core.blast.databases import DatabaseCatalog
+from blast_core.blast.samples import database_sequences, sample_fasta
+from blast_core.domain import fasta, jobs
 
 QUERY_SOURCE = "Combined16SrRNA_2-12-2008"  # 16S sequences: close hits in the SSU databases
 
@@ -53,7 +54,7 @@ class Case:
 @dataclass(frozen=True)
 class JobTiming:
     locate_seconds: float  # DatabaseCatalog.local_path: staging or pre-reading, if any
-    blast_seconds: float   # runner.run_search
+    blast_seconds: float   # search.run_search
     blast_cpu_seconds: float  # blastn's user + system time; the rest of blast_seconds is waiting
 
     @property
@@ -113,7 +114,7 @@ def measure(case: Case, db_dir: str, database: str, cache_dir: str, queries: lis
         staging.read_once(db_dir, database)
     catalog = DatabaseCatalog(db_dir, blastdbcmd, cache_dir=cache_dir if case.staged else "",
                               preload=case.preload)
-    tools = runner.BlastTools(bin_dir="", threads=1, time_limit=3600)
+    tools = search.BlastTools(bin_dir="", threads=1, time_limit=3600)
     limits = fasta.QueryLimits(10_000_000, 25_000, 1_000_000)
     timings = []
     for query in queries:
@@ -127,7 +128,7 @@ def measure(case: Case, db_dir: str, database: str, cache_dir: str, queries: lis
             path = catalog.local_path(database)
             located = time.monotonic()
             cpu_before = _children_cpu()
-            runner.run_search(job, tools, query_path, [path], workdir)
+            search.run_search(job, tools, query_path, [path], workdir)
             timings.append(JobTiming(located - started, time.monotonic() - located,
                                      _children_cpu() - cpu_before))
     return timings

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from blast_core.limits import RunLimits
+from blast_core.domain.limits import RunLimits
 
 
 @dataclass(frozen=True)

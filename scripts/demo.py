@@ -20,8 +20,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from blast_core.local_storage import free_port  # noqa: E402
-from blast_core.samples import database_sequences, sample_fasta  # noqa: E402
+from blast_core.blast.samples import database_sequences, sample_fasta  # noqa: E402
+from blast_core.storage.azurite import free_port  # noqa: E402
 
 DB_DIR = "/usr/share/ncbi/data"
 DATABASE = "Combined16SrRNA_2-12-2008"

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from blast_core.local_storage import LocalAzurite, free_port
-from blast_core.process import stop_processes
-from blast_core.samples import database_sequences, sample_fasta
+from blast_core.blast.process import stop_processes
+from blast_core.blast.samples import database_sequences, sample_fasta
+from blast_core.storage.azurite import LocalAzurite, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 RRNA_DATA = Path("/usr/share/ncbi/data")
@@ -64,7 +64,7 @@ def settings_env(azurite: LocalAzurite, blast_available: None) -> dict[str, str]
 
 @pytest.fixture
 def service(settings_env: dict[str, str]):
-    from blast_core.service import BlastService
+    from blast_core.service.core import BlastService
     from blast_core.settings import Settings
 
     built = BlastService.from_settings(Settings.from_env(settings_env))
@@ -133,8 +133,8 @@ def fetch_result(url: str, timeout: float = 120.0, **options) -> requests.Respon
 def result_text(service, job_id: str, format_name: str = "tsv") -> str:
     """A result through a service in this process: the first ask queues the making of the
     format, which is done here as a worker would do it, then the result is read."""
-    from blast_core import messages
-    from blast_core.service import ResultPending
+    from blast_core.domain import messages
+    from blast_core.service.core import ResultPending
 
     try:
         return b"".join(service.result(job_id, format_name).chunks).decode()
@@ -156,7 +156,7 @@ def sample_queries(database: str, count: int, seed: int = 7) -> str:
 def direct_blastn(query_fasta: str, database: str, tmp_path: Path, *options: str) -> str:
     """The tabular result of running blastn directly, for comparison with the service;
     `database`: one name, or several separated by spaces (searched together)."""
-    from blast_core.runner import TABULAR_COLUMNS
+    from blast_core.blast.search import TABULAR_COLUMNS
 
     query = tmp_path / f"direct-{uuid.uuid4().hex[:6]}.fasta"
     query.write_text(query_fasta)

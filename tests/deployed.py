@@ -14,9 +14,9 @@ from conftest import ROOT, service_env
 from emulation.functions_host import FunctionsHost, HostLimits
 from emulation.servicebus import CONNECTION_STRING, Namespace, NamespaceServer, QueueRules, install
 
-from blast_core.local_storage import LocalAzurite
-from blast_core.service import BlastService
+from blast_core.service.core import BlastService
 from blast_core.settings import Settings
+from blast_core.storage.azurite import LocalAzurite
 
 QUEUE = "blast-jobs"
 # The deployed queue (infra/modules/servicebus.bicep) with its five-minute lock as seconds, so

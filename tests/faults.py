@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import ROOT
 
-from blast_core import jobs
+from blast_core.domain import jobs
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -81,7 +81,7 @@ class ServePath:
     def __init__(self, env: dict[str, str], tmp_path: Path, workers: int, paused: bool = False):
         from conftest import start_server
 
-        from blast_core.service import BlastService
+        from blast_core.service.core import BlastService
         from blast_core.settings import Settings
 
         self.env = env
@@ -125,7 +125,7 @@ class ServePath:
         return self.operator.transport.counts().dead_letters
 
     def close(self) -> None:
-        from blast_core.process import stop_processes
+        from blast_core.blast.process import stop_processes
 
         stop_processes(self.workers)
         self.server.stop()

@@ -12,9 +12,10 @@ from azure.storage.blob import ContainerClient
 from azure.storage.queue import QueueClient
 from conftest import SMALL_DB, service_env, start_server
 
-from blast_core import http, tuning
-from blast_core.routes import ROUTES
-from blast_core.service import BlastService
+from blast_core.api import dispatch
+from blast_core.api.routes import ROUTES
+from blast_core.domain import tuning
+from blast_core.service.core import BlastService
 from blast_core.settings import Settings
 
 QUERY = ">q\n" + "ACGT" * 30 + "\n"
@@ -231,13 +232,13 @@ def test_the_routes_bound_the_body_size_themselves(azurite, blast_available):
     service.ensure_storage()
     routes = {route.name: route for route in ROUTES}
     oversized = b'{"query": "' + b"A" * 2001 + b'"}'
-    submitted = http.handle(routes["submit_job"], http.ApiRequest(
+    submitted = dispatch.handle(routes["submit_job"], dispatch.ApiRequest(
         "POST", "jobs", headers={"Content-Type": "application/json"}, body=oversized),
         lambda: service)
     assert submitted.status == 413
     assert json.loads(submitted.body)["errors"] == [
         {"field": "body", "reason": "is 2014 bytes; the limit is 2000"}]
-    put = http.handle(routes["ncbi_blast_cgi_post"], http.ApiRequest(
+    put = dispatch.handle(routes["ncbi_blast_cgi_post"], dispatch.ApiRequest(
         "POST", "blast.cgi", body=b"CMD=Put&QUERY=" + b"A" * 2001), lambda: service)
     assert put.status == 413 and b"the request body is 2015 bytes; the limit is 2000" in put.body
     nothing_stored(env)

@@ -14,7 +14,7 @@ import pytest
 from conftest import ROOT, SMALL_DB, direct_blastn, sample_queries, service_env, start_server
 
 from blast_core import cli
-from blast_core.local_storage import free_port
+from blast_core.storage.azurite import free_port
 
 API_KEY = "cli-key"
 JOB_ID = re.compile(r"^[0-9a-f]{19}$")

@@ -14,11 +14,11 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 from conftest import RRNA_DATA, SMALL_DB, direct_blastn, result_text, sample_queries, service_env
 
-from blast_core import batches, fasta, jobs, messages, tuning
-from blast_core.results import query_blob
-from blast_core.service import BlastService
+from blast_core.domain import batches, fasta, jobs, messages, tuning
+from blast_core.hosts.worker import run_worker
+from blast_core.service.core import BlastService
 from blast_core.settings import Settings
-from blast_core.worker import run_worker
+from blast_core.storage.blobs import query_blob
 
 
 def sequences(*lengths: int) -> list[fasta.Sequence]:

@@ -2,7 +2,7 @@
 
 import pytest
 
-from blast_core import fasta
+from blast_core.domain import fasta
 
 LIMITS = fasta.QueryLimits(max_bytes=10_000, max_sequences=3, max_letters=100,
                            max_header_chars=50)

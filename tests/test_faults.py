@@ -39,9 +39,9 @@ from faults import (
     successes_logged,
 )
 
-from blast_core import messages
-from blast_core.local_storage import LocalAzurite
-from blast_core.results import query_blob
+from blast_core.domain import messages
+from blast_core.storage.azurite import LocalAzurite
+from blast_core.storage.blobs import query_blob
 
 pytestmark = pytest.mark.slow
 PATHS = ["storage", "servicebus"]

@@ -14,9 +14,10 @@ from azure.functions.servicebus import ServiceBusMessage
 from azure.functions.timer import TimerRequest
 from conftest import ROOT, SMALL_DB, direct_blastn, sample_queries
 
-from blast_core import jobs, messages, routes
-from blast_core.jobs import Job, JobRequest
-from blast_core.service import BlastService, default_service, reset_default_service
+from blast_core.api import routes
+from blast_core.domain import jobs, messages
+from blast_core.domain.jobs import Job, JobRequest
+from blast_core.service.core import BlastService, default_service, reset_default_service
 from blast_core.settings import SettingsError
 
 # Building a client does not connect; the Service Bus function is only handed a message here.

@@ -12,8 +12,9 @@ import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
-from blast_core import blastplus, limits
-from blast_core.limits import RunLimits
+from blast_core.blast import version
+from blast_core.domain import limits
+from blast_core.domain.limits import RunLimits
 from blast_core.settings import SERVICEBUS_CONNECTION, SETTINGS, STORAGE_CONNECTION, Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,7 +220,7 @@ def test_parameters_file_names_real_parameters_with_the_code_defaults() -> None:
 
 
 def test_host_json_and_the_queue_hold_the_limits_the_code_derives_from() -> None:
-    """blast_core/limits.py is the one place the time limits come from: host.json, the
+    """blast_core/domain/limits.py is the one place the time limits come from: host.json, the
     queue's lock and time to live, and the most BLAST_TIME_LIMIT a deployment may set must
     be the numbers it derives from."""
     host = host_json()
@@ -339,13 +340,13 @@ def test_both_deployment_paths_run_the_same_python_on_a_supported_debian() -> No
 
 
 def test_one_blast_release_for_every_deployment_path() -> None:
-    """The image installs Debian's package of blastplus.VERSION, infra/README has operators
+    """The image installs Debian's package of version.VERSION, infra/README has operators
     upload NCBI's build of it to the share, and names no other release."""
-    release = blastplus.VERSION
-    assert dockerfile_arg("NCBI_BLAST_DEBIAN_VERSION") == blastplus.DEBIAN_PACKAGE_VERSION
-    assert blastplus.DEBIAN_PACKAGE_VERSION.startswith(f"{release}+")
+    release = version.VERSION
+    assert dockerfile_arg("NCBI_BLAST_DEBIAN_VERSION") == version.DEBIAN_PACKAGE_VERSION
+    assert version.DEBIAN_PACKAGE_VERSION.startswith(f"{release}+")
     readme = (INFRA / "README.md").read_text()
-    assert blastplus.NCBI_LINUX_TARBALL in readme, "infra/README does not upload NCBI's build"
+    assert version.NCBI_LINUX_TARBALL in readme, "infra/README does not upload NCBI's build"
     named = (re.findall(r"ncbi-blast-(\d+\.\d+\.\d+)\+", readme)
              + re.findall(r"blast\+/(\d+\.\d+\.\d+)/", readme)
              + re.findall(r"BLAST\+ (\d+\.\d+\.\d+)", readme)
@@ -355,11 +356,11 @@ def test_one_blast_release_for_every_deployment_path() -> None:
 
 def test_the_tests_run_the_blast_release_that_is_deployed() -> None:
     """Every search test compares with this machine's blastn: it must be the deployed release
-    (Debian bookworm's ncbi-blast+ is blastplus.DEBIAN_PACKAGE_VERSION)."""
-    found = blastplus.installed_version()
-    assert found == blastplus.VERSION, (
-        f"blastn here is {found or 'missing'}, the deployment runs BLAST+ {blastplus.VERSION}")
-    assert blastplus.installed_version("/nonexistent/blastn") is None
+    (Debian bookworm's ncbi-blast+ is version.DEBIAN_PACKAGE_VERSION)."""
+    found = version.installed_version()
+    assert found == version.VERSION, (
+        f"blastn here is {found or 'missing'}, the deployment runs BLAST+ {version.VERSION}")
+    assert version.installed_version("/nonexistent/blastn") is None
 
 
 def core_tools_ignores(funcignore: str) -> Callable[[str], bool]:
@@ -434,7 +435,7 @@ def test_the_code_package_leaves_out_caches_local_data_and_development_files(tmp
     left_out = [
         "__pycache__/function_app.cpython-312.pyc", "function_app.pyc",
         "blast_core/__pycache__/settings.cpython-312.pyc",
-        "blast_core/web/__pycache__/x.cpython-311.pyc", "blast_core/settings.pyc",
+        "blast_core/api/web/__pycache__/x.cpython-311.pyc", "blast_core/settings.pyc",
         ".azurite/__azurite_db_blob__.json", ".azurite/__blobstorage__/0a1b",
         "__azurite_db_blob__.json", "__azurite_db_queue_extent__.json", "__azurite_db_table__.json",
         "__blobstorage__/0a1b2c", "__queuestorage__/0a1b2c",

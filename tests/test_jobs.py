@@ -6,9 +6,9 @@ from dataclasses import replace
 import jsonschema
 import pytest
 
-from blast_core import fasta, jobs
-from blast_core.databases import DatabaseInfo
-from blast_core.limits import RunLimits
+from blast_core.blast.databases import DatabaseInfo
+from blast_core.domain import fasta, jobs
+from blast_core.domain.limits import RunLimits
 
 TIMES = jobs.BatchTimings(queued=1.0, staging=0.1, blast=2.0, transfer=0.5)
 LIMITS = fasta.QueryLimits(max_bytes=100_000, max_sequences=10, max_letters=10_000,

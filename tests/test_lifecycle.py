@@ -23,14 +23,14 @@ from conftest import (
     wait_until,
 )
 
-from blast_core import jobs, messages
-from blast_core.databases import DatabaseInfo
-from blast_core.fasta import QueryLimits
-from blast_core.jobs import Job, JobRequest
-from blast_core.process import StopCheck, ToolStopped, run_measured
-from blast_core.results import query_blob
-from blast_core.service import BlastService, JobExpired
+from blast_core.blast.databases import DatabaseInfo
+from blast_core.blast.process import StopCheck, ToolStopped, run_measured
+from blast_core.domain import jobs, messages
+from blast_core.domain.fasta import QueryLimits
+from blast_core.domain.jobs import Job, JobRequest
+from blast_core.service.core import BlastService, JobExpired
 from blast_core.settings import Settings
+from blast_core.storage.blobs import query_blob
 
 LONG_DB = "SSURef_93.fasta"  # 300 Mbases: 20 queries with task blastn take minutes
 

@@ -31,7 +31,7 @@ from conftest import (
     wait_until,
 )
 
-from blast_core.local_storage import LocalAzurite, free_port, new_account_key
+from blast_core.storage.azurite import LocalAzurite, free_port, new_account_key
 
 LONG_DB = "SSURef_93.fasta"  # 300 Mbases: a few queries with task blastn take minutes
 

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from blast_core import jobs, messages
-from blast_core.messages import Message
+from blast_core.domain import jobs, messages
+from blast_core.domain.messages import Message
 
 
 def test_messages_carry_a_valid_job_id_and_batch_or_format():

@@ -18,10 +18,10 @@ from Bio import Blast
 from Bio.Blast import NCBIWWW, NCBIXML
 from conftest import SMALL_DB, direct_blastn, sample_queries, service_env, start_server
 
-from blast_core import http as api
-from blast_core import jobs
-from blast_core.http import ApiRequest, ApiResponse
-from blast_core.ncbi import NCBI_ROUTES
+from blast_core.api import dispatch as api
+from blast_core.api.dispatch import ApiRequest, ApiResponse
+from blast_core.api.ncbi import NCBI_ROUTES
+from blast_core.domain import jobs
 
 API_KEY = "url-api-key"
 KEY = {"x-functions-key": API_KEY}

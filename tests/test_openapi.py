@@ -19,9 +19,9 @@ from schemathesis.engine import events
 from schemathesis.engine.run import PhaseName
 from schemathesis.openapi.checks import UseAfterFree
 
-from blast_core import jobs
-from blast_core.databases import DatabaseInfo
-from blast_core.routes import ROUTES
+from blast_core.api.routes import ROUTES
+from blast_core.blast.databases import DatabaseInfo
+from blast_core.domain import jobs
 
 API_KEY = "schemathesis-key"
 KEY = {"x-functions-key": API_KEY}

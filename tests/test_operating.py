@@ -14,13 +14,13 @@ import pytest
 import requests
 from conftest import ROOT, SMALL_DB, sample_queries, service_env, start_server, wait_for_job
 
-from blast_core import jobs, messages
+from blast_core.blast.process import ToolTimeout, run_measured, run_tool
 from blast_core.cli import JsonFormatter
-from blast_core.jobs import Job
-from blast_core.process import ToolTimeout, run_measured, run_tool
-from blast_core.service import BlastService, job_log
+from blast_core.domain import jobs, messages
+from blast_core.domain.jobs import Job
+from blast_core.service.core import BlastService, job_log
 from blast_core.settings import Settings, SettingsError
-from blast_core.transports import Outgoing, QueueCounts, ServiceBusTransport
+from blast_core.storage.queues import Outgoing, QueueCounts, ServiceBusTransport
 
 PRICE = "0.001"
 BUSY = "s = 0\nfor i in range(4 * 10**6): s += i\nprint(s)"
@@ -205,7 +205,7 @@ def _valid(document: dict, schema_name: str) -> None:
     in the slow tests)."""
     import jsonschema
 
-    from blast_core import openapi
+    from blast_core.api import openapi
 
     jsonschema.validate(document, {"$ref": f"#/components/schemas/{schema_name}",
                                    "components": {"schemas": openapi.SCHEMAS}})

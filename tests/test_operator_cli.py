@@ -9,8 +9,8 @@ import time
 
 from conftest import ROOT, SMALL_DB, sample_queries, service_env
 
-from blast_core import jobs, messages
-from blast_core.service import BlastService
+from blast_core.domain import jobs, messages
+from blast_core.service.core import BlastService
 from blast_core.settings import Settings
 
 

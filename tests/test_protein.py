@@ -12,8 +12,8 @@ import pytest
 import requests
 from conftest import fetch_result, service_env, start_server, wait_for_job
 
-from blast_core import runner
-from blast_core.jobs import Job
+from blast_core.blast import search
+from blast_core.domain.jobs import Job
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 CODONS = {"A": "GCT", "C": "TGC", "D": "GAC", "E": "GAA", "F": "TTC", "G": "GGT", "H": "CAC",
@@ -64,7 +64,7 @@ def direct(program: str, query: str, database: str, db_dir: str, tmp_path: Path,
     (tmp_path / f"{program}.fa").write_text(query)
     return subprocess.run([program, "-query", str(tmp_path / f"{program}.fa"),
                            "-db", f"{db_dir}/{database}",
-                           "-outfmt", f"6 {runner.TABULAR_COLUMNS}", *options],
+                           "-outfmt", f"6 {search.TABULAR_COLUMNS}", *options],
                           capture_output=True, text=True, check=True).stdout
 
 
@@ -150,10 +150,10 @@ def job(**fields: object) -> Job:
 
 
 def test_tblastx_gets_no_task_and_the_filter_is_dust_or_seg_by_program():
-    tools = runner.BlastTools("", 1, 60)
-    tblastx = runner.search_arguments(job(program="tblastx", task="tblastx", filter="no",
+    tools = search.BlastTools("", 1, 60)
+    tblastx = search.search_arguments(job(program="tblastx", task="tblastx", filter="no",
                                           word_size=3), tools, "q.fa", "db", "r.asn")
     assert tblastx[:3] == ["tblastx", "-query", "q.fa"] and "-task" not in tblastx
     assert tblastx[-4:] == ["-word_size", "3", "-seg", "no"]
-    blastn = runner.search_arguments(job(filter="yes"), tools, "q.fa", "db", "r.asn")
+    blastn = search.search_arguments(job(filter="yes"), tools, "q.fa", "db", "r.asn")
     assert blastn[:3] == ["blastn", "-task", "megablast"] and blastn[-2:] == ["-dust", "yes"]

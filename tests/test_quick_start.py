@@ -18,7 +18,7 @@ import pytest
 import requests
 from conftest import ROOT, wait_until
 
-from blast_core.local_storage import port_is_free
+from blast_core.storage.azurite import port_is_free
 
 README = ROOT / "README.md"
 SERVE = re.compile(r"-m blast_core serve\b")

@@ -10,11 +10,11 @@ import time
 import pytest
 from conftest import RRNA_DATA, SMALL_DB, direct_blastn, processes_running, sample_queries
 
-from blast_core import runner
-from blast_core.jobs import Job
-from blast_core.process import ToolError, run_tool
+from blast_core.blast import search
+from blast_core.blast.process import ToolError, run_tool
+from blast_core.domain.jobs import Job
 
-TOOLS = runner.BlastTools(bin_dir="", threads=1, time_limit=120)
+TOOLS = search.BlastTools(bin_dir="", threads=1, time_limit=120)
 
 
 def job(**options) -> Job:
@@ -26,13 +26,13 @@ def job(**options) -> Job:
 
 
 def test_the_command_line_is_an_argument_list_of_validated_values():
-    args = runner.search_arguments(job(evalue=1e-5, max_target_seqs=7),
-                                   runner.BlastTools("/opt/blast/bin", 2, 60),
+    args = search.search_arguments(job(evalue=1e-5, max_target_seqs=7),
+                                   search.BlastTools("/opt/blast/bin", 2, 60),
                                    "/w/q.fa", "/db/x", "/w/r.asn")
     assert args == ["/opt/blast/bin/blastn", "-task", "megablast", "-query", "/w/q.fa",
                     "-db", "/db/x", "-evalue", "1e-05", "-max_target_seqs", "7",
                     "-num_threads", "2", "-outfmt", "11", "-out", "/w/r.asn"]
-    threaded = runner.search_arguments(job(), runner.BlastTools("", 2, 60), "q", "d", "o",
+    threaded = search.search_arguments(job(), search.BlastTools("", 2, 60), "q", "d", "o",
                                        queries=2)
     assert threaded[-2:] == ["-mt_mode", "1"]
 
@@ -41,11 +41,11 @@ def test_one_search_gives_every_format_and_tabular_is_identical_to_direct_blastn
         tmp_path, blast_available):
     query = sample_queries(SMALL_DB, 2, seed=3)
     (tmp_path / "q.fa").write_text(query)
-    result = runner.run_search(job(task="blastn", evalue=1e-30, max_target_seqs=10), TOOLS,
+    result = search.run_search(job(task="blastn", evalue=1e-30, max_target_seqs=10), TOOLS,
                                str(tmp_path / "q.fa"), [str(RRNA_DATA / SMALL_DB)], str(tmp_path))
     formatted = {}
-    for name, fmt in runner.OUTPUT_FORMATS.items():
-        runner.format_archive(TOOLS, result.archive, fmt, str(RRNA_DATA), str(tmp_path / name))
+    for name, fmt in search.OUTPUT_FORMATS.items():
+        search.format_archive(TOOLS, result.archive, fmt, str(RRNA_DATA), str(tmp_path / name))
         formatted[name] = (tmp_path / name).read_text()
     assert formatted["tsv"] == direct_blastn(query, SMALL_DB, tmp_path, "-task", "blastn",
                                              "-evalue", "1e-30", "-max_target_seqs", "10")
@@ -59,17 +59,17 @@ def test_hits_counted_in_the_archive_equal_the_tabular_pairs(tmp_path, blast_ava
                                                              database, task):
     (tmp_path / "q.fa").write_text(sample_queries(database, 3, seed=5)
                                    + ">none\nACGTTGCAACGTTGCAACGTTGCA\n")
-    result = runner.run_search(job(task=task, database=database, max_target_seqs=50), TOOLS,
+    result = search.run_search(job(task=task, database=database, max_target_seqs=50), TOOLS,
                                str(tmp_path / "q.fa"), [str(RRNA_DATA / database)], str(tmp_path))
-    runner.format_archive(TOOLS, result.archive, runner.OUTPUT_FORMATS["tsv"], str(RRNA_DATA),
+    search.format_archive(TOOLS, result.archive, search.OUTPUT_FORMATS["tsv"], str(RRNA_DATA),
                           str(tmp_path / "out.tsv"))
     assert result.hits == distinct_pairs((tmp_path / "out.tsv").read_text()) > 0
 
 
 def test_blast_refusing_the_search_is_a_permanent_error(tmp_path, blast_available):
     (tmp_path / "q.fa").write_text(">q\nACGTACGTACGTACGTACGT\n")
-    with pytest.raises(runner.SearchRejected) as caught:
-        runner.run_search(job(), TOOLS, str(tmp_path / "q.fa"), [str(tmp_path / "missing-db")],
+    with pytest.raises(search.SearchRejected) as caught:
+        search.run_search(job(), TOOLS, str(tmp_path / "q.fa"), [str(tmp_path / "missing-db")],
                           str(tmp_path))
     assert str(caught.value) == (
         "BLAST rejected the search: BLAST Database error: No alias or index file found for "
@@ -81,8 +81,8 @@ def test_a_search_blast_refuses_fails_with_its_error_line_not_its_usage_text(tmp
     # Validation keeps this from happening; should a value slip through, BLAST+ prints its
     # usage text (about 3,000 characters) before the line that says what is wrong.
     (tmp_path / "q.fa").write_text(">q\nACGTACGTACGTACGTACGT\n")
-    with pytest.raises(runner.SearchRejected) as caught:
-        runner.run_search(job(task="blastn", word_size=3), TOOLS, str(tmp_path / "q.fa"),
+    with pytest.raises(search.SearchRejected) as caught:
+        search.run_search(job(task="blastn", word_size=3), TOOLS, str(tmp_path / "q.fa"),
                           [str(RRNA_DATA / SMALL_DB)], str(tmp_path))
     assert str(caught.value) == ('BLAST rejected the search: Error: Argument "word_size". '
                                  "Illegal value, expected >=4: `3'")
@@ -134,10 +134,10 @@ def test_formatter_and_catalog_errors_are_their_error_lines(tmp_path, blast_avai
 def test_an_archive_whose_database_is_gone_names_the_failure_not_the_source_line(
         tmp_path, blast_available):
     (tmp_path / "q.fa").write_text(">q\nACGTACGTACGTACGTACGT\n")
-    result = runner.run_search(job(), TOOLS, str(tmp_path / "q.fa"), [str(RRNA_DATA / SMALL_DB)],
+    result = search.run_search(job(), TOOLS, str(tmp_path / "q.fa"), [str(RRNA_DATA / SMALL_DB)],
                                str(tmp_path))
     with pytest.raises(ToolError) as caught:
-        runner.format_archive(TOOLS, result.archive, runner.OUTPUT_FORMATS["xml"],
+        search.format_archive(TOOLS, result.archive, search.OUTPUT_FORMATS["xml"],
                               str(tmp_path), str(tmp_path / "out.xml"))
     # BLAST+ writes "Error: NCBI C++ Exception:" and then the C++ source line of the failure.
     assert str(caught.value) == ("blast_formatter: Error: s_InitializeSubject() - Fail to "
@@ -146,10 +146,10 @@ def test_an_archive_whose_database_is_gone_names_the_failure_not_the_source_line
 
 def test_the_time_limit_kills_blast_and_fails_the_job(tmp_path, blast_available):
     (tmp_path / "q.fa").write_text(sample_queries("SSURef_93.fasta", 20, seed=1))
-    slow = runner.BlastTools(bin_dir="", threads=1, time_limit=0.5)
+    slow = search.BlastTools(bin_dir="", threads=1, time_limit=0.5)
     started = time.monotonic()
-    with pytest.raises(runner.SearchRejected, match=r"was stopped after 0\.5 s, the longest"):
-        runner.run_search(job(task="blastn", database="SSURef_93.fasta"), slow,
+    with pytest.raises(search.SearchRejected, match=r"was stopped after 0\.5 s, the longest"):
+        search.run_search(job(task="blastn", database="SSURef_93.fasta"), slow,
                           str(tmp_path / "q.fa"), [str(RRNA_DATA / "SSURef_93.fasta")], str(tmp_path))
     assert time.monotonic() - started < 10
     assert not blastn_running(str(tmp_path / "q.fa"))
@@ -158,7 +158,7 @@ def test_the_time_limit_kills_blast_and_fails_the_job(tmp_path, blast_available)
 def test_a_missing_program_is_not_a_permanent_error(tmp_path):
     (tmp_path / "q.fa").write_text(">q\nACGT\n")
     with pytest.raises(ToolError, match="program not found"):
-        runner.run_search(job(), runner.BlastTools("/nonexistent", 1, 10), str(tmp_path / "q.fa"),
+        search.run_search(job(), search.BlastTools("/nonexistent", 1, 10), str(tmp_path / "q.fa"),
                           ["/db"], str(tmp_path))
 
 
@@ -174,7 +174,7 @@ def test_blast_dies_with_its_worker_even_on_kill_9(tmp_path, blast_available):
     query = tmp_path / "orphan-check.fa"
     query.write_text(sample_queries("SSURef_93.fasta", 20, seed=2))
     script = textwrap.dedent(f"""
-        from blast_core.process import run_tool
+        from blast_core.blast.process import run_tool
         run_tool(["blastn", "-task", "blastn", "-query", {str(query)!r},
                   "-db", {str(RRNA_DATA / "SSURef_93.fasta")!r}], timeout=600)
     """)

@@ -12,10 +12,10 @@ import requests
 from azure.servicebus import ServiceBusMessage
 from conftest import SMALL_DB, sample_queries, service_env, start_server, wait_for_job
 
-from blast_core import jobs, messages
-from blast_core.limits import MESSAGE_TTL
+from blast_core.domain import jobs, messages
+from blast_core.domain.limits import MESSAGE_TTL
 from blast_core.settings import Settings
-from blast_core.transports import Outgoing, ServiceBusDelivery, ServiceBusTransport
+from blast_core.storage.queues import Outgoing, ServiceBusDelivery, ServiceBusTransport
 
 
 class RecordingSender:

@@ -70,9 +70,9 @@ def test_the_readme_settings_table_is_the_settings():
 
 
 def test_identity_based_storage_clients_need_no_secret():
-    from blast_core.records import JobRecords
-    from blast_core.results import ResultStore
-    from blast_core.transports import StorageQueueTransport
+    from blast_core.storage.blobs import ResultStore
+    from blast_core.storage.queues import StorageQueueTransport
+    from blast_core.storage.records import JobRecords
 
     settings = Settings.from_env({
         "BLAST_STORAGE__blobServiceUri": "https://acct.blob.core.windows.net",

@@ -16,10 +16,11 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, RRNA_DATA, SMALL_DB, direct_blastn, result_text, sample_queries, service_env
 
-from blast_core import jobs, messages, staging
-from blast_core.databases import DatabaseCatalog
-from blast_core.runner import TABULAR_COLUMNS
-from blast_core.service import BlastService
+from blast_core.blast import staging
+from blast_core.blast.databases import DatabaseCatalog
+from blast_core.blast.search import TABULAR_COLUMNS
+from blast_core.domain import jobs, messages
+from blast_core.service.core import BlastService
 from blast_core.settings import Settings, SettingsError
 
 BIG_DB = "SSURef_93.fasta"  # 204,065 sequences, 111 MB of files: copying it takes a while
@@ -28,7 +29,7 @@ BIG_DB = "SSURef_93.fasta"  # 204,065 sequences, 111 MB of files: copying it tak
 # for the file `go` so that every racer starts at the same moment.
 RACER = """
 import logging, os, sys, time
-from blast_core import staging
+from blast_core.blast import staging
 logging.basicConfig(level=logging.INFO, format="%(name)s %(message)s")
 source, name, cache, ready, go = sys.argv[1:]
 open(ready, "w").close()
@@ -58,7 +59,7 @@ def db_info(prefix: str) -> str:
 
 
 def staged_lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.startswith("blast_core.staging staged ")]
+    return [line for line in text.splitlines() if line.startswith("blast_core.blast.staging staged ")]
 
 
 def logged(caplog: pytest.LogCaptureFixture, start: str) -> list[str]:
@@ -116,7 +117,7 @@ def test_a_multi_volume_database_is_staged_with_its_alias(tmp_path, blast_availa
 def test_an_alias_naming_other_databases_is_searched_on_the_share(tmp_path, caplog, blast_available):
     share = share_of(tmp_path, "16SCore", "UniVec_Core")
     (share / "both.nal").write_text("TITLE both\nDBLIST 16SCore UniVec_Core\n")
-    caplog.set_level(logging.INFO, "blast_core.staging")
+    caplog.set_level(logging.INFO, "blast_core.blast.staging")
 
     prefix = staging.stage(str(share), "both", str(tmp_path / "cache"))
 
@@ -155,7 +156,7 @@ def test_a_changed_database_is_staged_again_and_old_readers_keep_reading(tmp_pat
                                                                         blast_available):
     share = share_of(tmp_path, SMALL_DB)
     cache = tmp_path / "cache"
-    caplog.set_level(logging.INFO, "blast_core.staging")
+    caplog.set_level(logging.INFO, "blast_core.blast.staging")
     prefix = staging.stage(str(share), SMALL_DB, str(cache))
     assert staging.stage(str(share), SMALL_DB, str(cache)) == prefix
     assert len(logged(caplog, "staged")) == 1
@@ -236,7 +237,7 @@ def test_blastn_on_the_copy_finds_the_same_hits(tmp_path, blast_available):
 
 
 def test_the_catalog_stages_or_pre_reads_once_per_process(tmp_path, caplog, blast_available):
-    caplog.set_level(logging.INFO, "blast_core.staging")
+    caplog.set_level(logging.INFO, "blast_core.blast.staging")
     staged = DatabaseCatalog(str(RRNA_DATA), "blastdbcmd", cache_dir=str(tmp_path / "cache"),
                              preload=True)
     shared = DatabaseCatalog(str(RRNA_DATA), "blastdbcmd", preload=True)
@@ -256,7 +257,7 @@ def test_a_database_that_does_not_fit_is_searched_on_the_share(tmp_path, caplog,
     cache.mkdir()
     subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(cache)], check=True)
     try:
-        caplog.set_level(logging.INFO, "blast_core.staging")
+        caplog.set_level(logging.INFO, "blast_core.blast.staging")
         assert staging.stage(str(RRNA_DATA), SMALL_DB, str(cache)) == str(RRNA_DATA / SMALL_DB)
         assert "do not fit" in caplog.text
         assert sorted(os.listdir(cache / SMALL_DB)) == ["lock"]
@@ -269,7 +270,7 @@ def test_the_service_searches_the_staged_copy(azurite, blast_available, tmp_path
     service = BlastService.from_settings(Settings.from_env(service_env(
         azurite, BLAST_DB_CACHE_DIR=str(cache), BLAST_DB_PRELOAD="1")))
     service.ensure_storage()
-    caplog.set_level(logging.INFO, "blast_core.staging")
+    caplog.set_level(logging.INFO, "blast_core.blast.staging")
     try:
         for seed in (31, 32):
             query = sample_queries(SMALL_DB, 2, seed=seed)

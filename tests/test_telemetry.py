@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from blast_core import jobs, messages
-from blast_core.service import BlastService, ResultPending
+from blast_core.domain import jobs, messages
+from blast_core.service.core import BlastService, ResultPending
 from blast_core.settings import Settings
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -112,7 +112,9 @@ def test_without_a_connection_string_nothing_is_configured_or_carried():
     unset: no provider, spans that record nothing, messages without a trace."""
     script = """
 import json
-from blast_core import jobs, messages, telemetry
+from blast_core import telemetry
+from blast_core.domain import jobs
+from blast_core.domain import messages
 from blast_core.settings import Settings
 assert telemetry.configure(Settings.from_env({})) is False
 with telemetry.span("submit", job_id="x") as span:
@@ -171,7 +173,7 @@ if sys.argv[1] == "host":
     logging.getLogger().addHandler(HostForwarding())
 
 assert telemetry.configure(Settings.from_env()) is True
-logging.getLogger("blast_core.worker").info("one line")
+logging.getLogger("blast_core.hosts.worker").info("one line")
 with telemetry.span("submit", job_id="x"):
     pass
 getattr(get_logger_provider(), "force_flush", lambda: None)()  # none set: a proxy

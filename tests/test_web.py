@@ -31,9 +31,10 @@ from conftest import (
     wait_until,
 )
 
-from blast_core import functions, jobs
-from blast_core.routes import ROUTES
-from blast_core.service import reset_default_service
+from blast_core.api.routes import ROUTES
+from blast_core.domain import jobs
+from blast_core.hosts import azure_functions
+from blast_core.service.core import reset_default_service
 
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="Playwright for Python is not installed (requirements-dev.txt)")
@@ -465,7 +466,7 @@ def test_the_function_app_serves_the_page_and_its_files_without_a_key(monkeypatc
     def get(name: str, path: str, **route_params: str) -> func.HttpResponse:
         request = func.HttpRequest("GET", f"https://blast.example.net/api/{path}", body=b"",
                                    route_params=route_params)
-        return functions.http_function(routes[name])(request)
+        return azure_functions.http_function(routes[name])(request)
 
     try:
         page = get("web", "ui")

@@ -7,12 +7,12 @@ import time
 import pytest
 from conftest import SMALL_DB, result_text, sample_queries, service_env
 
-from blast_core import jobs, messages
-from blast_core.results import archive_blob, query_blob
-from blast_core.service import BlastService, UnknownJob
+from blast_core.domain import jobs, messages
+from blast_core.hosts.worker import handle, retry_delay, run_worker
+from blast_core.service.core import BlastService, UnknownJob
 from blast_core.settings import Settings
-from blast_core.transports import Outgoing
-from blast_core.worker import handle, retry_delay, run_worker
+from blast_core.storage.blobs import archive_blob, query_blob
+from blast_core.storage.queues import Outgoing
 
 
 def submit(service: BlastService, seed: int = 1) -> str:

@@ -1,4 +1,4 @@
-"""Azure Service Bus, emulated at the SDK calls `blast_core.transports.ServiceBusTransport` makes.
+"""Azure Service Bus, emulated at the SDK calls `blast_core.storage.queues.ServiceBusTransport` makes.
 
 Service Bus cannot run here (its emulator needs Docker), so this module keeps the broker's
 documented rules in one object, `Namespace`, and offers it through stand-ins for the SDK

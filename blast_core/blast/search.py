@@ -12,8 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from blast_core.jobs import Job
-from blast_core.process import (
+from blast_core.blast.process import (
     StopCheck,
     ToolError,
     ToolStopped,
@@ -21,6 +20,7 @@ from blast_core.process import (
     run_measured,
     run_tool,
 )
+from blast_core.domain.jobs import Job
 from blast_core.settings import Settings
 
 TABULAR_COLUMNS = ("qseqid sseqid pident length mismatch gapopen qstart qend sstart send "

@@ -1,6 +1,6 @@
 """`serve`: the HTTP API on a local port (a WSGI app on waitress) plus worker processes.
 
-The routes are those of `blast_core.routes`, the same the function app registers."""
+The routes are those of `blast_core.api.routes`, the same the function app registers."""
 
 from __future__ import annotations
 
@@ -17,12 +17,12 @@ from http import HTTPStatus
 from typing import Any
 from urllib.parse import parse_qsl
 
-from blast_core import http
-from blast_core.process import die_with_parent, stop_processes
-from blast_core.routes import ROUTES
-from blast_core.service import BlastService
+from blast_core.api import dispatch
+from blast_core.api.routes import ROUTES
+from blast_core.blast.process import die_with_parent, stop_processes
+from blast_core.service.core import BlastService
 
-log = logging.getLogger("blast_core.server")
+log = logging.getLogger("blast_core.hosts.serve")
 
 StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 
@@ -39,12 +39,12 @@ def wsgi_app(service_factory: Callable[[], BlastService], api_key: str,
 
 
 def _respond(environ: dict[str, Any], service_factory: Callable[[], BlastService],
-             api_key: str, max_body: int) -> http.ApiResponse:
+             api_key: str, max_body: int) -> dispatch.ApiResponse:
     path = environ.get("PATH_INFO", "")
-    if not path.startswith(http.PREFIX + "/"):
-        return http.problem(404, f"no such endpoint: {path}; the API is under {http.PREFIX}/")
-    found = http.match(ROUTES, environ["REQUEST_METHOD"], path[len(http.PREFIX) + 1:])
-    if isinstance(found, http.ApiResponse):
+    if not path.startswith(dispatch.PREFIX + "/"):
+        return dispatch.problem(404, f"no such endpoint: {path}; the API is under {dispatch.PREFIX}/")
+    found = dispatch.match(ROUTES, environ["REQUEST_METHOD"], path[len(dispatch.PREFIX) + 1:])
+    if isinstance(found, dispatch.ApiResponse):
         return found
     route, route_params = found
     params = dict(parse_qsl(environ.get("QUERY_STRING", ""), keep_blank_values=True))
@@ -55,17 +55,17 @@ def _respond(environ: dict[str, Any], service_factory: Callable[[], BlastService
     if api_key and not route.anonymous:
         given = headers.get("x-functions-key") or params.get("code", "")
         if not hmac.compare_digest(given.encode(), api_key.encode()):
-            return http.problem(401, "a valid API key is required (x-functions-key header or "
+            return dispatch.problem(401, "a valid API key is required (x-functions-key header or "
                                      "code parameter)")
     length = int(environ.get("CONTENT_LENGTH") or 0)
     if length > max_body:
-        return http.problem(413, f"the request body is {length} bytes; the limit is {max_body}")
+        return dispatch.problem(413, f"the request body is {length} bytes; the limit is {max_body}")
     body = environ["wsgi.input"].read(length) if length else b""
     host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
-    request = http.ApiRequest(method=route.method, path=path, params=params, headers=headers,
+    request = dispatch.ApiRequest(method=route.method, path=path, params=params, headers=headers,
                               body=body, route_params=route_params,
                               base_url=f"{environ['wsgi.url_scheme']}://{host}")
-    return http.handle(route, request, service_factory)
+    return dispatch.handle(route, request, service_factory)
 
 
 def start_workers(count: int) -> tuple[list[subprocess.Popen[bytes]], Callable[[], None]]:
@@ -199,7 +199,7 @@ def serve(service: BlastService, host: str, port: int, workers: int, stop: StopS
     clean_up_periodically(service, stop_cleaning)
     http_server.start(on_end=lambda: stop.note(0))
     log.info("serving http://%s:%d%s/ with %d worker(s), databases in %s", host, port,
-             http.PREFIX, workers, settings.db_dir)
+             dispatch.PREFIX, workers, settings.db_dir)
     try:
         signum = stop.wait()
     finally:

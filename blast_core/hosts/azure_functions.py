@@ -7,21 +7,22 @@ from urllib.parse import urlsplit
 
 import azure.functions as func
 
-from blast_core import http, worker
-from blast_core.service import default_service
-from blast_core.transports import Outgoing, Transport
+from blast_core.api import dispatch
+from blast_core.hosts import worker
+from blast_core.service.core import default_service
+from blast_core.storage.queues import Outgoing, Transport
 
 
-def api_request(req: func.HttpRequest) -> http.ApiRequest:
+def api_request(req: func.HttpRequest) -> dispatch.ApiRequest:
     url = urlsplit(req.url)
-    path = url.path.split(http.PREFIX + "/", 1)[-1]
-    return http.ApiRequest(
+    path = url.path.split(dispatch.PREFIX + "/", 1)[-1]
+    return dispatch.ApiRequest(
         method=req.method.upper(), path=path, params=dict(req.params),
         headers=dict(req.headers), body=req.get_body() or b"",
         route_params=dict(req.route_params), base_url=f"{url.scheme}://{url.netloc}")
 
 
-def http_response(response: http.ApiResponse) -> func.HttpResponse:
+def http_response(response: dispatch.ApiResponse) -> func.HttpResponse:
     """The Python worker sends a whole body: results larger than
     BLAST_MAX_INLINE_RESULT_BYTES are redirected to Blob storage before they get here."""
     body = response.body if isinstance(response.body, bytes) else b"".join(response.body)
@@ -30,11 +31,11 @@ def http_response(response: http.ApiResponse) -> func.HttpResponse:
                              mimetype=content_type.split(";")[0] or None)
 
 
-def http_function(route: http.Route) -> Callable[[func.HttpRequest], func.HttpResponse]:
+def http_function(route: dispatch.Route) -> Callable[[func.HttpRequest], func.HttpResponse]:
     """A Functions handler for one route of the API."""
 
     def handler(req: func.HttpRequest) -> func.HttpResponse:
-        return http_response(http.handle(route, api_request(req), default_service))
+        return http_response(dispatch.handle(route, api_request(req), default_service))
 
     handler.__name__ = route.name
     return handler

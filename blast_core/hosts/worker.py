@@ -14,12 +14,12 @@ import select
 import threading
 from collections.abc import Callable
 
-from blast_core import messages
-from blast_core.limits import MAX_RETRY_DELAY
-from blast_core.service import BlastService, UnknownJob, describe, job_fields
-from blast_core.transports import Delivery, Outgoing
+from blast_core.domain import messages
+from blast_core.domain.limits import MAX_RETRY_DELAY
+from blast_core.service.core import BlastService, UnknownJob, describe, job_fields
+from blast_core.storage.queues import Delivery, Outgoing
 
-log = logging.getLogger("blast_core.worker")
+log = logging.getLogger("blast_core.hosts.worker")
 
 IDLE_WAIT = (0.02, 0.25)
 

@@ -20,16 +20,18 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from blast_core import batches, fasta, jobs, messages, runner, telemetry, tuning
-from blast_core.databases import DatabaseCatalog, DatabaseInfo
-from blast_core.jobs import Job
-from blast_core.limits import duration
-from blast_core.messages import Message
-from blast_core.process import ToolError
-from blast_core.records import JobRecords, RecordConflict
-from blast_core.results import ResultStore, archive_blob, query_blob, result_blob
+from blast_core import telemetry
+from blast_core.blast import search
+from blast_core.blast.databases import DatabaseCatalog, DatabaseInfo
+from blast_core.blast.process import ToolError
+from blast_core.domain import batches, fasta, jobs, messages, tuning
+from blast_core.domain.jobs import Job
+from blast_core.domain.limits import duration
+from blast_core.domain.messages import Message
 from blast_core.settings import STORAGE_CONNECTION, Settings
-from blast_core.transports import Outgoing, Transport, connect
+from blast_core.storage.blobs import ResultStore, archive_blob, query_blob, result_blob
+from blast_core.storage.queues import Outgoing, Transport, connect
+from blast_core.storage.records import JobRecords, RecordConflict
 
 log = logging.getLogger("blast_core")
 
@@ -149,7 +151,7 @@ class BlastService:
         self.records = records
         self.results = results
         self.transport = transport
-        self.tools = runner.BlastTools.from_settings(settings)
+        self.tools = search.BlastTools.from_settings(settings)
         self.limits = fasta.QueryLimits(settings.max_query_bytes, settings.max_queries,
                                         settings.max_sequence_letters, settings.max_header_chars)
         self.on_queued: Callable[[], None] | None = None  # serve wakes its workers here
@@ -160,7 +162,7 @@ class BlastService:
     def from_settings(cls, settings: Settings) -> BlastService:
         storage = settings.connection(STORAGE_CONNECTION)
         catalog = DatabaseCatalog(settings.db_dir,
-                                  runner.BlastTools.from_settings(settings).path("blastdbcmd"),
+                                  search.BlastTools.from_settings(settings).path("blastdbcmd"),
                                   cache_dir=settings.db_cache_dir, preload=settings.db_preload)
         return cls(settings, catalog, JobRecords.connect(storage, settings.jobs_table),
                    ResultStore.connect(storage, settings.results_container), connect(settings))
@@ -327,7 +329,7 @@ class BlastService:
             job = self._succeeded(job_id)
 
     def _made(self, job: Job, format_name: str) -> ResultBody | ResultLink | None:
-        fmt = runner.OUTPUT_FORMATS[format_name]
+        fmt = search.OUTPUT_FORMATS[format_name]
         made = job.format_state(format_name)
         if made.state != jobs.FORMAT_READY:
             return None
@@ -341,13 +343,13 @@ class BlastService:
         """A read-only link to a result, which expires after BLAST_RESULT_LINK_HOURS or when
         the job does, whichever comes first: a link never outlives its result."""
         job = self._succeeded(job_id)
-        fmt = runner.OUTPUT_FORMATS[format_name]
+        fmt = search.OUTPUT_FORMATS[format_name]
         if job.format_state(format_name).state != jobs.FORMAT_READY or \
                 not self.results.exists(job.id, result_blob(fmt.extension)):
             raise self._ask_for_format(job, format_name)
         return self._link(job, fmt)
 
-    def _link(self, job: Job, fmt: runner.OutputFormat) -> str:
+    def _link(self, job: Job, fmt: search.OutputFormat) -> str:
         expiry = datetime.now(UTC) + timedelta(hours=self.settings.result_link_hours)
         job_expiry = jobs.expires_at(job.id, self.settings.retention_days)
         return self.results.read_link(job.id, result_blob(fmt.extension),
@@ -381,7 +383,7 @@ class BlastService:
         """Format every batch's archive, merge them in query order, streaming, and store the
         result; the time it took goes on the job's record. Idempotent: two workers making the
         same format write the same blob."""
-        fmt = runner.OUTPUT_FORMATS[format_name]
+        fmt = search.OUTPUT_FORMATS[format_name]
         started = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"format-{job.id}-") as workdir:
             parts, queries_before, seen = [], [], 0
@@ -389,7 +391,7 @@ class BlastService:
                 archive = os.path.join(workdir, archive_blob(number))
                 self.results.download(job.id, archive_blob(number), archive)
                 formatted = os.path.join(workdir, f"batch-{number}.{fmt.extension}")
-                runner.format_archive(self.tools, archive, fmt, self.settings.db_dir, formatted)
+                search.format_archive(self.tools, archive, fmt, self.settings.db_dir, formatted)
                 os.unlink(archive)
                 parts.append(formatted)
                 queries_before.append(seen)
@@ -446,7 +448,7 @@ class BlastService:
         known = (started, etag)
         try:
             queries, hits, timings = self._run(started, number, invocation_started)
-        except runner.SearchRejected as error:
+        except search.SearchRejected as error:
             rejected = str(error)
             self._end_batch(known, number, lambda job: job.batch_failed(number, rejected), jlog)
             return
@@ -474,7 +476,7 @@ class BlastService:
                         lambda job: job.batch_finished(number, queries, hits, timings), jlog)
 
     def _process_format(self, job_id: str, format_name: str, attempt: int) -> None:
-        if format_name not in runner.OUTPUT_FORMATS:
+        if format_name not in search.OUTPUT_FORMATS:
             raise messages.MalformedMessage(f"no result format {format_name!r}")
         jlog = job_log(job_id, None, attempt)
         if self._expired(job_id):
@@ -483,7 +485,7 @@ class BlastService:
         if found is None:
             raise UnknownJob(f"no record for job {job_id}")
         job = found[0]
-        fmt = runner.OUTPUT_FORMATS[format_name]
+        fmt = search.OUTPUT_FORMATS[format_name]
         if job.status != jobs.SUCCEEDED or (
                 job.format_state(format_name).state == jobs.FORMAT_READY
                 and self.results.exists(job.id, result_blob(fmt.extension))):
@@ -526,13 +528,13 @@ class BlastService:
                                  "leaving too little of this invocation for BLAST")
             with open(query_path) as query:
                 queries = fasta.count_sequences(query)
-            cancelled = runner.StopCheck(lambda: self._cancelled(job.id),
+            cancelled = search.StopCheck(lambda: self._cancelled(job.id),
                                          self.settings.cancel_check_seconds)
             with telemetry.span("blast", queries=queries, **traced):
                 try:
-                    result = runner.run_search(job, self.tools, query_path, databases, workdir,
+                    result = search.run_search(job, self.tools, query_path, databases, workdir,
                                                queries, cancelled, search_seconds)
-                except runner.SearchCancelled as stopped:
+                except search.SearchCancelled as stopped:
                     raise BatchStopped(jobs.BatchTimings(
                         queued, staging, stopped.blast_seconds, transfer,
                         stopped.cpu_seconds)) from None
@@ -540,7 +542,7 @@ class BlastService:
             clock = time.monotonic()
             with telemetry.span("upload", **traced):
                 self.results.put_file(job.id, archive_blob(number), result.archive,
-                                      runner.ARCHIVE.content_type)
+                                      search.ARCHIVE.content_type)
             transfer += time.monotonic() - clock
         return queries, result.hits, jobs.BatchTimings(queued, staging, result.blast_seconds,
                                                        transfer, result.cpu_seconds)

@@ -33,7 +33,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 
-log = logging.getLogger("blast_core.staging")
+log = logging.getLogger("blast_core.blast.staging")
 
 LOCK = "lock"
 MARKER = "staged.json"

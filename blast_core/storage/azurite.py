@@ -25,9 +25,9 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from blast_core.process import stop_processes
+from blast_core.blast.process import stop_processes
 
-log = logging.getLogger("blast_core.local_storage")
+log = logging.getLogger("blast_core.storage.azurite")
 
 ACCOUNT = "devstoreaccount1"
 SERVICES = ("blob", "queue", "table")

@@ -16,7 +16,7 @@ from typing import Protocol
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient, QueueMessage
 
-from blast_core.limits import MESSAGE_TTL
+from blast_core.domain.limits import MESSAGE_TTL
 from blast_core.settings import SERVICEBUS_CONNECTION, STORAGE_CONNECTION, Settings
 
 

@@ -18,9 +18,9 @@ from typing import Any, NamedTuple
 
 import jsonschema
 
-from blast_core import fasta
-from blast_core.databases import DatabaseInfo
-from blast_core.limits import MESSAGE_TTL, RunLimits, duration
+from blast_core.blast.databases import DatabaseInfo
+from blast_core.domain import fasta
+from blast_core.domain.limits import MESSAGE_TTL, RunLimits, duration
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "queued", "running", "succeeded", "failed", "cancelled")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from blast_core.limits import PLATFORM_UPDATE_GRACE
+from blast_core.domain.limits import PLATFORM_UPDATE_GRACE
 
 # Letters per batch when BLAST_BATCH_LETTERS is 0: ElasticBLAST's batch-len for the protein
 # programs; for blastn, a tenth of its 5,000,000, so that a big 16S set spreads over instances.

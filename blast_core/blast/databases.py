@@ -7,8 +7,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from blast_core import staging
-from blast_core.process import run_tool
+from blast_core.blast import staging
+from blast_core.blast.process import run_tool
 
 LIST_FORMAT = "%f\t%p\t%n\t%l\t%t"
 _MOLECULES = {"Nucleotide": "nucleotide", "Protein": "protein"}

@@ -17,10 +17,10 @@ import re
 from collections.abc import Iterator, Mapping
 from urllib.parse import parse_qsl
 
-from blast_core import jobs
-from blast_core.http import ApiRequest, ApiResponse, Route
-from blast_core.jobs import InvalidRequest, Job
-from blast_core.service import (
+from blast_core.api.dispatch import ApiRequest, ApiResponse, Route
+from blast_core.domain import jobs
+from blast_core.domain.jobs import InvalidRequest, Job
+from blast_core.service.core import (
     BlastService,
     JobExpired,
     JobFinished,

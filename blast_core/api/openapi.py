@@ -7,8 +7,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from blast_core import jobs, runner
-from blast_core.databases import DatabaseInfo
+from blast_core.blast import search
+from blast_core.blast.databases import DatabaseInfo
+from blast_core.domain import jobs
 
 MAX_RECENT = 1000
 MAX_RESULT_WAIT = 60  # seconds: well inside the 230 s an HTTP function may take
@@ -287,7 +288,7 @@ PATHS: dict[str, Any] = {
             "parameters": [
                 _JOB_ID_PARAMETER,
                 {"name": "format", "in": "query", "required": False,
-                 "schema": {"type": "string", "enum": list(runner.OUTPUT_FORMATS),
+                 "schema": {"type": "string", "enum": list(search.OUTPUT_FORMATS),
                             "default": "tsv"}},
                 {"name": "wait", "in": "query", "required": False,
                  "description": "Seconds to wait for a worker making the result before "
@@ -305,7 +306,7 @@ PATHS: dict[str, Any] = {
                 "200": {"description": "The result in the asked format.", "content": {
                     fmt.content_type.split(";")[0]: {"schema": _RESULT_SCHEMAS.get(
                         fmt.name, {"type": "string"})}
-                    for fmt in runner.OUTPUT_FORMATS.values()}},
+                    for fmt in search.OUTPUT_FORMATS.values()}},
                 "202": {**_json("A worker is making it; ask again after `Retry-After`.",
                                 "ResultPending"),
                         "headers": {"Retry-After": {"schema": {"type": "string"}}}},

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 
-from blast_core.fasta import Sequence
+from blast_core.domain.fasta import Sequence
 
 
 def split(sequences: list[Sequence], max_letters: int) -> list[list[Sequence]]:

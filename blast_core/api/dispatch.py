@@ -13,9 +13,9 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from blast_core.jobs import CANCELLED, FAILED, FieldError, InvalidRequest, format_time
-from blast_core.process import ToolError
-from blast_core.service import (
+from blast_core.blast.process import ToolError
+from blast_core.domain.jobs import CANCELLED, FAILED, FieldError, InvalidRequest, format_time
+from blast_core.service.core import (
     RESULT_RETRY_AFTER,
     BlastService,
     JobExpired,
@@ -26,7 +26,7 @@ from blast_core.service import (
 )
 from blast_core.settings import SettingsError
 
-log = logging.getLogger("blast_core.http")
+log = logging.getLogger("blast_core.api.dispatch")
 
 PREFIX = "/api"
 PROBLEM_JSON = "application/problem+json"

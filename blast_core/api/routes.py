@@ -6,14 +6,16 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import quote
 
-from blast_core import jobs, openapi, runner
-from blast_core.http import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
-from blast_core.jobs import FieldError, InvalidRequest, Job
-from blast_core.ncbi import NCBI_ROUTES
-from blast_core.process import ToolError
-from blast_core.service import BlastService, ResultLink
+from blast_core.api import openapi
+from blast_core.api.dispatch import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
+from blast_core.api.ncbi import NCBI_ROUTES
+from blast_core.api.web import WEB_ROUTES
+from blast_core.blast import search
+from blast_core.blast.process import ToolError
+from blast_core.domain import jobs
+from blast_core.domain.jobs import FieldError, InvalidRequest, Job
+from blast_core.service.core import BlastService, ResultLink
 from blast_core.settings import Settings, SettingsError
-from blast_core.web import WEB_ROUTES
 
 
 def health(service: BlastService | None, request: ApiRequest) -> ApiResponse:
@@ -106,8 +108,8 @@ def list_jobs(service: BlastService, request: ApiRequest) -> ApiResponse:
 
 def get_result(service: BlastService, request: ApiRequest) -> ApiResponse:
     format_name = request.params.get("format", "tsv")
-    if format_name not in runner.OUTPUT_FORMATS:
-        choices = ", ".join(runner.OUTPUT_FORMATS)
+    if format_name not in search.OUTPUT_FORMATS:
+        choices = ", ".join(search.OUTPUT_FORMATS)
         raise ApiError(400, f"format must be one of {choices}",
                        [FieldError("format", f"must be one of {choices}")])
     job_id = _job_id(request)
@@ -158,7 +160,7 @@ def job_url(base_url: str, job_id: str) -> str:
 def job_view(job: Job, base_url: str, service: BlastService | None = None) -> dict[str, Any]:
     view = service.view(job) if service else job.view()
     view["results"] = ({name: f"{job_url(base_url, job.id)}/results?format={quote(name)}"
-                        for name in runner.OUTPUT_FORMATS}
+                        for name in search.OUTPUT_FORMATS}
                        if job.status == jobs.SUCCEEDED else {})
     return view
 

@@ -15,7 +15,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
 
-from blast_core.jobs import Job
+from blast_core.domain.jobs import Job
 from blast_core.settings import Connection
 
 PARTITION = "job"

@@ -24,18 +24,18 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-from blast_core.client import DEFAULT_URL, ApiProblem, BlastClient, Unreachable
-from blast_core.process import ToolError
-from blast_core.samples import database_sequences, sample_fasta
+from blast_core.blast.process import ToolError
+from blast_core.blast.samples import database_sequences, sample_fasta
+from blast_core.cli.client import DEFAULT_URL, ApiProblem, BlastClient, Unreachable
 from blast_core.settings import STORAGE_CONNECTION, Settings, SettingsError
 
 if TYPE_CHECKING:
-    from blast_core.service import BlastService
+    from blast_core.service.core import BlastService
 
 # The queue of serve, worker and the operator commands, unless the settings name another. No
 # storage default: serve without one starts its own Azurite, the others say what to set.
 LOCAL_QUEUE_TRANSPORT = "storage"
-PROJECT_ROOT = Path(__file__).resolve().parent.parent  # where node_modules/ holds Azurite
+PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where node_modules/ holds Azurite
 # The sample set: SAMPLE_COUNT sequences of a real database from Debian's ncbi-rrna-data,
 # picked and mutated (3 %) with a fixed seed, so that sample N is the same query everywhere.
 SAMPLE_DATABASE = "Combined16SrRNA_2-12-2008"
@@ -169,7 +169,7 @@ def run_service(args: argparse.Namespace) -> int:
         os.environ["BLAST_API_KEY"] = args.api_key
     if args.command == "serve":
         return serve_command(args)
-    from blast_core.storage_check import StorageUnusable
+    from blast_core.storage.check import StorageUnusable
 
     if args.command == "worker":
         stop_on_signals()  # before anything else, so a stop at start-up is one too
@@ -210,8 +210,8 @@ def storage_configured(settings: Settings) -> bool:
 
 def start_service(settings: Settings, own_azurite_log: Path | None = None) -> BlastService:
     """The service on `settings`, once its storage has answered (StorageUnusable if not)."""
-    from blast_core.service import BlastService
-    from blast_core.storage_check import check_storage
+    from blast_core.service.core import BlastService
+    from blast_core.storage.check import check_storage
 
     check_storage(settings, own_azurite_log)
     return BlastService.from_settings(settings)
@@ -220,9 +220,9 @@ def start_service(settings: Settings, own_azurite_log: Path | None = None) -> Bl
 def serve_command(args: argparse.Namespace) -> int:
     """`serve`: with no storage configured, on an Azurite of its own that stops with it."""
     from blast_core import telemetry
-    from blast_core.local_storage import LocalStorageError, start_own_azurite
-    from blast_core.server import CannotServe, StopSignals, serve
-    from blast_core.storage_check import StorageUnusable
+    from blast_core.hosts.serve import CannotServe, StopSignals, serve
+    from blast_core.storage.azurite import LocalStorageError, start_own_azurite
+    from blast_core.storage.check import StorageUnusable
 
     stop = StopSignals()  # from here on, SIGINT and SIGTERM ask serve to stop, and it does
     own_azurite = None
@@ -230,7 +230,7 @@ def serve_command(args: argparse.Namespace) -> int:
         settings = Settings.from_env()
         if not storage_configured(settings):
             own_azurite = start_own_azurite(PROJECT_ROOT, Path(settings.azurite_dir))
-            logging.getLogger("blast_core.server").info(
+            logging.getLogger("blast_core.hosts.serve").info(
                 "no storage configured: serve's own Azurite keeps the jobs in %s",
                 own_azurite.workdir)
             os.environ[STORAGE_CONNECTION] = own_azurite.connection_string  # workers inherit it
@@ -280,8 +280,8 @@ def dead_letters(service, requeue: bool, as_json: bool) -> int:
 def upload_database(args: argparse.Namespace) -> int:
     import tempfile
 
-    from blast_core.database_builder import DatabaseBuildError, build_database
-    from blast_core.database_builder import upload_database as upload
+    from blast_core.blast.builder import DatabaseBuildError, build_database
+    from blast_core.blast.builder import upload_database as upload
 
     connection = args.connection or os.environ.get(STORAGE_CONNECTION, "")
     if not connection:
@@ -313,10 +313,10 @@ def stop_on_signals() -> None:
 
 
 def run_worker(service: BlastService, wake_fd: int | None = None) -> None:
-    from blast_core.worker import run_worker as work
+    from blast_core.hosts.worker import run_worker as work
 
     service.ensure_storage()
-    logging.getLogger("blast_core.worker").info("worker %d listening on %s queue %s",
+    logging.getLogger("blast_core.hosts.worker").info("worker %d listening on %s queue %s",
                                                 os.getpid(), service.settings.queue_transport,
                                                 service.settings.queue_name)
     work(service, threading.Event(), wake_fd)

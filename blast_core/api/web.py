@@ -1,7 +1,7 @@
 """The web page: a single page served through the route table (so by the function app and by
 `serve` alike), and the limits its form checks, read from the definitions the API validates with.
 
-The page's files are plain HTML, CSS and JavaScript in `blast_core/web/`; nothing is built or
+The page's files are plain HTML, CSS and JavaScript in `blast_core/api/web/`; nothing is built or
 fetched at run time. The page routes need no key; the page sends the key on its API calls.
 """
 
@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from blast_core import fasta, jobs, runner
-from blast_core.http import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
-from blast_core.service import BlastService
+from blast_core.api.dispatch import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
+from blast_core.blast import search
+from blast_core.domain import fasta, jobs
+from blast_core.service.core import BlastService
 
 WEB_DIR = Path(__file__).with_name("web")
 ASSETS: dict[str, str] = {
@@ -71,7 +72,7 @@ def config(service: BlastService, request: ApiRequest) -> ApiResponse:
                   "max_header_chars": settings.max_header_chars},
         "alphabets": {"nucleotide": "".join(sorted(fasta.NUCLEOTIDE_LETTERS)),
                       "protein": "".join(sorted(fasta.PROTEIN_LETTERS))},
-        "formats": {name: fmt.extension for name, fmt in runner.OUTPUT_FORMATS.items()},
+        "formats": {name: fmt.extension for name, fmt in search.OUTPUT_FORMATS.items()},
     })
 
 

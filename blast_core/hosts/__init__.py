@@ -1,0 +1,1 @@
+"""What runs the service: the Azure Functions host's adapters, `serve`, and the queue worker."""
