@@ -33,8 +33,9 @@ sys.path.insert(0, str(ROOT))
 from blast_core.blast.process import stop_processes  # noqa: E402
 from blast_core.blast.samples import database_sequences, sample_fasta  # noqa: E402
 from blast_core.domain import jobs  # noqa: E402
-from blast_core.domain.jobs import Job, JobRequest  # noqa: E402
-from blast_core.service.core import BlastService  # noqa: E402
+from blast_core.domain.job_request import JobRequest  # noqa: E402
+from blast_core.domain.jobs import Job  # noqa: E402
+from blast_core.service import bootstrap  # noqa: E402
 from blast_core.settings import Settings  # noqa: E402
 from blast_core.storage.azurite import LocalAzurite, free_port  # noqa: E402
 
@@ -117,7 +118,7 @@ def multi_case(url: str, queries: int, workdir: Path) -> tuple[float, float]:
 
 def cleanup_case(azurite: LocalAzurite, count: int) -> tuple[int, float]:
     unique = uuid.uuid4().hex[:8]
-    service = BlastService.from_settings(Settings.from_env({
+    service = bootstrap.build(Settings.from_env({
         "BLAST_STORAGE": azurite.connection_string, "BLAST_QUEUE_TRANSPORT": "storage",
         "BLAST_DB_DIR": str(DATA), "BLAST_RETENTION_DAYS": "1",
         "BLAST_RESULTS_CONTAINER": f"bench-{unique}", "BLAST_JOBS_TABLE": f"bench{unique}",

@@ -37,7 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from blast_core.blast import search, staging
 from blast_core.blast.databases import DatabaseCatalog
 from blast_core.blast.samples import database_sequences, sample_fasta
-from blast_core.domain import fasta, jobs
+from blast_core.domain import fasta, job_request, jobs
 
 QUERY_SOURCE = "Combined16SrRNA_2-12-2008"  # 16S sequences: close hits in the SSU databases
 
@@ -118,7 +118,7 @@ def measure(case: Case, db_dir: str, database: str, cache_dir: str, queries: lis
     limits = fasta.QueryLimits(10_000_000, 25_000, 1_000_000)
     timings = []
     for query in queries:
-        request = jobs.parse_request({"query": query, "database": database}, limits,
+        request = job_request.parse_request({"query": query, "database": database}, limits,
                                      catalog.find)
         job = jobs.Job.submitted(jobs.new_job_id(), request)
         with tempfile.TemporaryDirectory(prefix="bench-staging-") as workdir:

@@ -18,6 +18,7 @@ import requests
 
 from blast_core.blast.process import stop_processes
 from blast_core.blast.samples import database_sequences, sample_fasta
+from blast_core.service import bootstrap
 from blast_core.storage.azurite import LocalAzurite, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,10 +65,9 @@ def settings_env(azurite: LocalAzurite, blast_available: None) -> dict[str, str]
 
 @pytest.fixture
 def service(settings_env: dict[str, str]):
-    from blast_core.service.core import BlastService
     from blast_core.settings import Settings
 
-    built = BlastService.from_settings(Settings.from_env(settings_env))
+    built = bootstrap.build(Settings.from_env(settings_env))
     built.ensure_storage()
     yield built
     built.transport.close()
@@ -134,12 +134,12 @@ def result_text(service, job_id: str, format_name: str = "tsv") -> str:
     """A result through a service in this process: the first ask queues the making of the
     format, which is done here as a worker would do it, then the result is read."""
     from blast_core.domain import messages
-    from blast_core.service.core import ResultPending
+    from blast_core.service.errors import ResultPending
 
     try:
         return b"".join(service.result(job_id, format_name).chunks).decode()
     except ResultPending:
-        service.process(messages.format_message(job_id, format_name), 1)
+        service.handle(messages.format_message(job_id, format_name), 1)
     return b"".join(service.result(job_id, format_name).chunks).decode()
 
 

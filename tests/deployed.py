@@ -14,6 +14,7 @@ from conftest import ROOT, service_env
 from emulation.functions_host import FunctionsHost, HostLimits
 from emulation.servicebus import CONNECTION_STRING, Namespace, NamespaceServer, QueueRules, install
 
+from blast_core.service import bootstrap
 from blast_core.service.core import BlastService
 from blast_core.settings import Settings
 from blast_core.storage.azurite import LocalAzurite
@@ -57,7 +58,7 @@ def deployment(azurite: LocalAzurite, tmp_path: Path, rules: QueueRules = QUEUE_
     settings_env = service_env(azurite, BLAST_QUEUE_TRANSPORT="servicebus",
                                BLAST_SERVICEBUS=CONNECTION_STRING, BLAST_QUEUE_NAME=QUEUE,
                                BLAST_MAX_DELIVERIES=str(rules.max_delivery_count), **(env or {}))
-    operator = BlastService.from_settings(Settings.from_env(settings_env))
+    operator = bootstrap.build(Settings.from_env(settings_env))
     operator.ensure_storage()
     deployed = Deployment(namespace, server, {**settings_env, **(host_env or {})}, operator,
                           tmp_path / "host.log", [])

@@ -14,6 +14,7 @@ from pathlib import Path
 from conftest import ROOT
 
 from blast_core.domain import jobs
+from blast_core.service import bootstrap
 
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -81,13 +82,12 @@ class ServePath:
     def __init__(self, env: dict[str, str], tmp_path: Path, workers: int, paused: bool = False):
         from conftest import start_server
 
-        from blast_core.service.core import BlastService
         from blast_core.settings import Settings
 
         self.env = env
         self.log = tmp_path / "workers.log"
         self.server = start_server(env, tmp_path / "serve.log", workers=0)
-        self.operator = BlastService.from_settings(Settings.from_env(env))
+        self.operator = bootstrap.build(Settings.from_env(env))
         self.worker_count = workers
         self.workers = [] if paused else [self._start_worker() for _ in range(workers)]
 

@@ -15,7 +15,7 @@ from conftest import SMALL_DB, service_env, start_server
 from blast_core.api import dispatch
 from blast_core.api.routes import ROUTES
 from blast_core.domain import tuning
-from blast_core.service.core import BlastService
+from blast_core.service import bootstrap
 from blast_core.settings import Settings
 
 QUERY = ">q\n" + "ACGT" * 30 + "\n"
@@ -228,7 +228,7 @@ def test_the_routes_bound_the_body_size_themselves(azurite, blast_available):
     """Under the Functions host the body arrives whole, with no Content-Length check in front:
     the submit route and the NCBI API refuse a long one before decoding or parsing it."""
     env = service_env(azurite, BLAST_MAX_QUERY_BYTES="1000")
-    service = BlastService.from_settings(Settings.from_env(env))
+    service = bootstrap.build(Settings.from_env(env))
     service.ensure_storage()
     routes = {route.name: route for route in ROUTES}
     oversized = b'{"query": "' + b"A" * 2001 + b'"}'

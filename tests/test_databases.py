@@ -2,7 +2,8 @@
 
 from conftest import RRNA_DATA, SMALL_DB
 
-from blast_core.blast.databases import DatabaseCatalog, DatabaseInfo, parse_listing
+from blast_core.blast.databases import DatabaseCatalog, parse_listing
+from blast_core.domain.database import DatabaseInfo
 
 
 def test_listing_is_parsed_relative_to_the_directory_and_sorted():

@@ -23,7 +23,7 @@ from emulation.servicebus import EXPIRED_REASON, MAX_DELIVERY_REASON
 
 from blast_core.domain import jobs, messages
 from blast_core.storage.blobs import query_blob
-from blast_core.storage.queues import Outgoing
+from blast_core.storage.ports import Outgoing
 
 LONG_DB = "SSURef_93.fasta"  # 300 Mbases: a sensitive search of one 16S query takes seconds
 FEW_ATTEMPTS = scaled(QUEUE_RULES, max_delivery_count=3)

@@ -14,8 +14,10 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 from conftest import RRNA_DATA, SMALL_DB, direct_blastn, result_text, sample_queries, service_env
 
+from blast_core.api import views
 from blast_core.domain import batches, fasta, jobs, messages, tuning
 from blast_core.hosts.worker import run_worker
+from blast_core.service import bootstrap
 from blast_core.service.core import BlastService
 from blast_core.settings import Settings
 from blast_core.storage.blobs import query_blob
@@ -43,7 +45,7 @@ def test_merging_one_part_returns_it_unchanged():
 
 
 def fanout_service(azurite, **settings: str) -> BlastService:
-    service = BlastService.from_settings(Settings.from_env(service_env(azurite, **settings)))
+    service = bootstrap.build(Settings.from_env(service_env(azurite, **settings)))
     service.ensure_storage()
     return service
 
@@ -127,7 +129,7 @@ def test_a_fanned_out_job_equals_one_blastn_run_over_the_whole_file(azurite, bla
     query = sample_queries(SMALL_DB, 9, seed=77)
     job = service.submit({"query": query, "database": SMALL_DB, "task": "blastn",
                           "evalue": 1e-10, "max_target_seqs": 15})
-    assert job.batches == 5 and job.view()["batches_done"] == 0
+    assert job.batches == 5 and views.job_view(job)["batches_done"] == 0
     work_until_done(service, [job.id])
     done = service.get(job.id)
     assert (done.status, done.batches_done, done.queries_done) == ("succeeded", 5, 9)
@@ -187,7 +189,7 @@ def test_the_last_two_batches_finishing_together_complete_the_job_once(azurite, 
 
             def finish(number: int, job_id: str = job_id, start=start) -> None:
                 start.wait()
-                service.process(messages.batch_message(job_id, number), 1)
+                service.handle(messages.batch_message(job_id, number), 1)
 
             threads = [threading.Thread(target=finish, args=(n,)) for n in (0, 1)]
             for thread in threads:
@@ -220,4 +222,4 @@ def test_a_message_for_a_batch_the_job_does_not_have_is_malformed(azurite, blast
     service = fanout_service(azurite)
     job = service.submit({"query": sample_queries(SMALL_DB, 1, seed=6), "database": SMALL_DB})
     with pytest.raises(messages.MalformedMessage, match="has no batch"):
-        service.process(messages.batch_message(job.id, batch), 1)
+        service.handle(messages.batch_message(job.id, batch), 1)

@@ -16,8 +16,11 @@ from conftest import ROOT, SMALL_DB, direct_blastn, sample_queries
 
 from blast_core.api import routes
 from blast_core.domain import jobs, messages
-from blast_core.domain.jobs import Job, JobRequest
-from blast_core.service.core import BlastService, default_service, reset_default_service
+from blast_core.domain.job_request import JobRequest
+from blast_core.domain.jobs import Job
+from blast_core.service import bootstrap
+from blast_core.service.bootstrap import default_service, reset_default_service
+from blast_core.service.core import BlastService
 from blast_core.settings import SettingsError
 
 # Building a client does not connect; the Service Bus function is only handed a message here.
@@ -191,14 +194,14 @@ def test_the_service_is_built_once_when_many_invocations_start_together(monkeypa
         monkeypatch.setenv(name, value)
     reset_default_service()
     built = []
-    real = BlastService.from_settings.__func__
+    real = bootstrap.build
 
-    def slow_build(cls, settings):
+    def slow_build(settings):
         built.append(threading.get_ident())
         time.sleep(0.3)  # long enough for every thread to arrive meanwhile
-        return real(cls, settings)
+        return real(settings)
 
-    monkeypatch.setattr(BlastService, "from_settings", classmethod(slow_build))
+    monkeypatch.setattr(bootstrap, "build", slow_build)
     start = threading.Barrier(8)
 
     def first_call() -> BlastService:

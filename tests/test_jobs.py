@@ -6,8 +6,9 @@ from dataclasses import replace
 import jsonschema
 import pytest
 
-from blast_core.blast.databases import DatabaseInfo
-from blast_core.domain import fasta, jobs
+from blast_core.api import views
+from blast_core.domain import client_input, fasta, job_request, jobs
+from blast_core.domain.database import DatabaseInfo
 from blast_core.domain.limits import RunLimits
 
 TIMES = jobs.BatchTimings(queued=1.0, staging=0.1, blast=2.0, transfer=0.5)
@@ -21,11 +22,11 @@ QUERY = ">q1\nACGTACGTACGTAGCTAGCTAGCATCGATCGA\n"
 
 
 def parse(payload):
-    return jobs.parse_request(payload, LIMITS, DATABASES.get)
+    return job_request.parse_request(payload, LIMITS, DATABASES.get)
 
 
 def errors_of(payload) -> dict[str, str]:
-    with pytest.raises(jobs.InvalidRequest) as caught:
+    with pytest.raises(client_input.InvalidRequest) as caught:
         parse(payload)
     return {e.field: e.reason for e in caught.value.errors}
 
@@ -124,17 +125,17 @@ def test_a_job_of_batches_succeeds_with_its_last_batch_and_fails_with_any():
     job = job.batch_finished(2, queries=4, hits=10, timings=TIMES).batch_started(0)
     job = job.batch_finished(0, queries=5, hits=1, timings=TIMES)
     assert (job.status, job.batches_done, job.queries_done, job.hits) == ("running", 2, 9, 11)
-    assert job.view()["batches_done"] == 2 and "batch_states" not in job.view()
+    assert views.job_view(job)["batches_done"] == 2 and "batch_states" not in views.job_view(job)
     done = job.batch_finished(1, queries=1, hits=0, timings=TIMES)
     assert done.status == "succeeded"
     made = done.format_ready("tsv", 0.25, 1234)
     assert made.format_state("tsv") == jobs.FormatState("ready", made.format_state("tsv").at,
                                                         size=1234)
-    assert made.view()["formats"] == {"tsv": "ready"}
-    timings = made.view()["timings"]
+    assert views.job_view(made)["formats"] == {"tsv": "ready"}
+    timings = views.job_view(made)["timings"]
     assert {k: v for k, v in timings.items() if k != "total"} == {
         "queued": 3.0, "staging": 0.3, "blast": 6.0, "transfer": 1.5, "format": 0.25}
-    assert timings["total"] >= 0 and job.view()["timings"]["total"] is None
+    assert timings["total"] >= 0 and views.job_view(job)["timings"]["total"] is None
     failed = job.batch_started(1).batch_failed(1, "BLAST rejected the search")
     assert failed.error == "batch 2 of 3: BLAST rejected the search"
     requeued = failed.requeued()
@@ -190,16 +191,16 @@ def test_the_limits_hold_together_and_name_the_setting_that_breaks_them():
 @pytest.mark.parametrize("literal, shown", [
     ("NaN", "NaN"), ("Infinity", "Infinity"), ("-Infinity", "-Infinity"), ("1e400", "Infinity"),
     ("-1e999", "-Infinity")])
-@pytest.mark.parametrize("field", jobs.NUMERIC_FIELDS)
+@pytest.mark.parametrize("field", job_request.NUMERIC_FIELDS)
 def test_json_numbers_that_are_not_finite_are_refused_by_field(field, literal, shown):
-    payload = jobs.read_json(f'{{"query": ">q\\nACGT", "database": "16SCore", "{field}": '
+    payload = client_input.read_json(f'{{"query": ">q\\nACGT", "database": "16SCore", "{field}": '
                              f'{literal}}}')
     assert errors_of(payload) == {field: f"must be a finite number, not {shown}"}
 
 
 def test_a_json_integer_of_thousands_of_digits_is_out_of_range_not_an_error():
     # Python's int() refuses more than 4,300 digits with ValueError; json.loads uses it.
-    payload = jobs.read_json(f'{{"query": ">q\\nACGT", "database": "16SCore", '
+    payload = client_input.read_json(f'{{"query": ">q\\nACGT", "database": "16SCore", '
                              f'"max_target_seqs": {"9" * 5000}, "word_size": {"1" * 300}}}')
     assert errors_of(payload) == {
         "max_target_seqs": "must be a finite number, not Infinity",
@@ -213,15 +214,16 @@ def test_a_json_integer_of_thousands_of_digits_is_out_of_range_not_an_error():
     ("1e999", "1e999"), ("1_000", "1_000"), ("\u0661\u0662", "\u0661\u0662"), ("\u00b2", "\u00b2"),
     ("0x10", "0x10"), ("", ""), ("1 2", "1 2"), ("9" * 5000, "9" * 5000)])
 def test_a_text_parameter_is_a_number_only_in_ascii_decimal_and_finite(text, number):
-    assert jobs.number_from_text(text) == number
-    assert type(jobs.number_from_text(text)) is type(number)
+    assert client_input.number_from_text(text) == number
+    assert type(client_input.number_from_text(text)) is type(number)
 
 
 def test_every_numeric_field_refuses_what_is_no_finite_number_in_text():
     errors = errors_of({"query": QUERY, "database": "16SCore",
-                        **{field: jobs.number_from_text("nan") for field in jobs.NUMERIC_FIELDS}})
+                        **{field: client_input.number_from_text("nan")
+                           for field in job_request.NUMERIC_FIELDS}})
     assert errors == {field: 'must be a number, not "nan"' if field == "evalue"
-                      else 'must be a whole number, not "nan"' for field in jobs.NUMERIC_FIELDS}
+                      else 'must be a whole number, not "nan"' for field in job_request.NUMERIC_FIELDS}
 
 
 @pytest.mark.parametrize("body, field", [
@@ -231,11 +233,11 @@ def test_every_numeric_field_refuses_what_is_no_finite_number_in_text():
 ])
 def test_a_lone_surrogate_is_no_text(body, field):
     # json.loads makes one of "\ud800"; encoding it (for its size, for storage) would raise.
-    assert field in errors_of(jobs.read_json(body))
+    assert field in errors_of(client_input.read_json(body))
 
 
 def test_a_surrogate_pair_is_a_character():
-    request = parse(jobs.read_json(r'{"query": ">q \ud83d\ude00\nACGTACGT", '
+    request = parse(client_input.read_json(r'{"query": ">q \ud83d\ude00\nACGTACGT", '
                                    r'"database": "16SCore"}'))
     assert request.query == ">q \U0001f600\nACGTACGT\n"
 
@@ -244,23 +246,23 @@ def test_a_surrogate_pair_is_a_character():
 
 
 def test_json_nested_deeper_than_the_limit_is_refused_before_parsing():
-    with pytest.raises(jobs.InvalidRequest) as caught:
-        jobs.read_json("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(client_input.InvalidRequest) as caught:
+        client_input.read_json("[" * 100_000 + "]" * 100_000)
     assert [(e.field, e.reason) for e in caught.value.errors] == [
-        ("body", f"nests 100000 levels deep; the limit is {jobs.MAX_JSON_DEPTH}")]
-    assert jobs.read_json("[" * jobs.MAX_JSON_DEPTH + "]" * jobs.MAX_JSON_DEPTH)
+        ("body", f"nests 100000 levels deep; the limit is {client_input.MAX_JSON_DEPTH}")]
+    assert client_input.read_json("[" * client_input.MAX_JSON_DEPTH + "]" * client_input.MAX_JSON_DEPTH)
 
 
 @pytest.mark.parametrize("text, depth", [
     ("{}", 1), ('{"a": [1, {"b": []}]}', 4), ('{"q": "[[[[{{{{"}', 1), (r'["\"[[", "]"]', 1),
     (r'["a\\", ["b"]]', 2), ('"[[[', 0), ('["open ' + "[" * 50, 1), ("]]][[", 0), ("1", 0)])
 def test_json_depth_skips_strings_and_their_escapes(text, depth):
-    assert jobs.json_depth(text) == depth
+    assert client_input.json_depth(text) == depth
 
 
 def test_invalid_json_names_the_body():
-    with pytest.raises(jobs.InvalidRequest, match="body: is not valid JSON: Expecting"):
-        jobs.read_json('{"query": ')
+    with pytest.raises(client_input.InvalidRequest, match="body: is not valid JSON: Expecting"):
+        client_input.read_json('{"query": ')
 
 
 # The rules between fields are in the schema itself: what validates is what the document says.
@@ -299,9 +301,9 @@ def test_a_default_task_brings_its_word_sizes():
 
 
 def test_the_served_schema_names_the_databases_each_program_may_search():
-    schema = jobs.request_schema(list(DATABASES.values()))
+    schema = job_request.request_schema(list(DATABASES.values()))
     validator = jsonschema.Draft202012Validator(schema)
-    assert jobs.JOB_REQUEST_SCHEMA == jobs.request_schema()
+    assert job_request.JOB_REQUEST_SCHEMA == job_request.request_schema()
     assert validator.is_valid({"query": QUERY, "database": ["16SCore"]})
     assert validator.is_valid({"query": PROTEIN_QUERY, "database": "proteins",
                                "program": "blastx"})
@@ -310,6 +312,6 @@ def test_the_served_schema_names_the_databases_each_program_may_search():
                   {"query": QUERY, "database": ["16SCore", "proteins"]},
                   {"query": PROTEIN_QUERY, "database": "16SCore", "program": "blastp"}):
         assert not validator.is_valid(wrong), wrong
-    no_protein = jsonschema.Draft202012Validator(jobs.request_schema([DATABASES["16SCore"]]))
+    no_protein = jsonschema.Draft202012Validator(job_request.request_schema([DATABASES["16SCore"]]))
     assert not no_protein.is_valid({"query": PROTEIN_QUERY, "database": "16SCore",
                                     "program": "blastp"})

@@ -23,12 +23,16 @@ from conftest import (
     wait_until,
 )
 
-from blast_core.blast.databases import DatabaseInfo
+from blast_core.api import views
 from blast_core.blast.process import StopCheck, ToolStopped, run_measured
-from blast_core.domain import jobs, messages
+from blast_core.domain import client_input, job_request, jobs, messages
+from blast_core.domain.database import DatabaseInfo
 from blast_core.domain.fasta import QueryLimits
-from blast_core.domain.jobs import Job, JobRequest
-from blast_core.service.core import BlastService, JobExpired
+from blast_core.domain.job_request import JobRequest
+from blast_core.domain.jobs import Job
+from blast_core.service import bootstrap
+from blast_core.service.core import BlastService
+from blast_core.service.errors import JobExpired
 from blast_core.settings import Settings
 from blast_core.storage.blobs import query_blob
 
@@ -64,7 +68,7 @@ def test_a_cancelled_queued_job_never_runs(service):
     assert (cancelled.status, cancelled.finished_at is not None) == ("cancelled", True)
     assert blob_names(service, job.id) == []
     delivery = service.transport.receive()
-    service.process(messages.decode(delivery.body), delivery.delivery_count)  # not run
+    service.handle(messages.decode(delivery.body), delivery.delivery_count)  # not run
     delivery.complete()
     after = service.get(job.id)
     assert (after.status, after.attempts, after.batches_done, after.hits) == ("cancelled", 0, 0, None)
@@ -75,7 +79,7 @@ def test_a_cancelled_queued_job_never_runs(service):
 def cancel_server(azurite, blast_available, tmp_path_factory):
     env = service_env(azurite, BLAST_CANCEL_CHECK_SECONDS="0.5", BLAST_BATCH_LETTERS="7000")
     server = start_server(env, tmp_path_factory.mktemp("cancel") / "serve.log", workers=1)
-    service = BlastService.from_settings(Settings.from_env(env))
+    service = bootstrap.build(Settings.from_env(env))
     yield server, service
     server.stop()
     service.transport.close()
@@ -155,8 +159,8 @@ LIMITS = QueryLimits(10**6, 100, 10**6, 1000)
     ({"a": 1}, "must be a string or a list, not {\"a\": 1}"),
 ])
 def test_every_database_of_a_list_is_validated(database, reason):
-    with pytest.raises(jobs.InvalidRequest) as refused:
-        jobs.parse_request({"query": "ACGT" * 10, "database": database}, LIMITS,
+    with pytest.raises(client_input.InvalidRequest) as refused:
+        job_request.parse_request({"query": "ACGT" * 10, "database": database}, LIMITS,
                            {**NUCLEOTIDE, **PROTEIN}.get)
     assert refused.value.errors[0].field == "database"
     assert refused.value.errors[0].reason.startswith(reason)
@@ -165,11 +169,11 @@ def test_every_database_of_a_list_is_validated(database, reason):
 
 
 def test_a_list_of_databases_is_one_blast_db_argument():
-    request = jobs.parse_request({"query": "ACGT" * 10, "database": ["b", "a"]}, LIMITS,
+    request = job_request.parse_request({"query": "ACGT" * 10, "database": ["b", "a"]}, LIMITS,
                                  NUCLEOTIDE.get)
     job = Job.submitted(jobs.new_job_id(), request)
     assert (job.database, job.databases) == ("b a", ["b", "a"])
-    assert jobs.parse_request({"query": "ACGT" * 10, "database": "a"}, LIMITS,
+    assert job_request.parse_request({"query": "ACGT" * 10, "database": "a"}, LIMITS,
                               NUCLEOTIDE.get).database == "a"
 
 
@@ -208,7 +212,7 @@ def test_two_databases_searched_together_match_direct_blastn(server, tmp_path):
 
 def test_databases_list_says_how_many_one_search_may_name(server):
     listing = requests.get(f"{server.url}/databases", timeout=30).json()
-    assert listing["max_per_search"] == jobs.MAX_DATABASES
+    assert listing["max_per_search"] == job_request.MAX_DATABASES
     refused = requests.post(f"{server.url}/jobs", json={
         "query": "ACGT" * 10, "database": ["16SCore", "no-such-db"]}, timeout=30)
     assert refused.status_code == 400
@@ -226,7 +230,7 @@ REQUEST = JobRequest(query=">q\nACGTACGTACGTACGTACGT\n", database=SMALL_DB, prog
 
 def test_clean_up_deletes_exactly_the_expired_jobs_reading_no_younger_one(azurite,
                                                                           blast_available):
-    service = BlastService.from_settings(Settings.from_env(service_env(
+    service = bootstrap.build(Settings.from_env(service_env(
         azurite, BLAST_RETENTION_DAYS="1")))
     service.ensure_storage()
     now_ms = int(time.time() * 1000)
@@ -263,7 +267,8 @@ def test_retention_zero_keeps_everything(service):
     old = Job.submitted(jobs.new_job_id(int(time.time() * 1000) - 10**12), REQUEST)
     service.records.create(old)
     assert forever.clean_up() == 0
-    assert forever.get(old.id).id == old.id and forever.view(old)["expires_at"] is None
+    assert forever.get(old.id).id == old.id
+    assert views.job_view(old, retention_days=forever.settings.retention_days)["expires_at"] is None
     with pytest.raises(JobExpired):
         service.get(old.id)
 
@@ -274,7 +279,7 @@ def test_expired_jobs_answer_410_their_links_expire_first_and_serve_deletes_them
     env = service_env(azurite, BLAST_RETENTION_DAYS=repr(retention / 86400),
                       BLAST_CLEANUP_SECONDS="1")
     server = start_server(env, tmp_path / "serve.log")
-    service = BlastService.from_settings(Settings.from_env(env))
+    service = bootstrap.build(Settings.from_env(env))
     try:
         first = requests.post(f"{server.url}/jobs", json={
             "query": sample_queries(SMALL_DB, 1, seed=41), "database": SMALL_DB},

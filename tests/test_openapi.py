@@ -20,8 +20,8 @@ from schemathesis.engine.run import PhaseName
 from schemathesis.openapi.checks import UseAfterFree
 
 from blast_core.api.routes import ROUTES
-from blast_core.blast.databases import DatabaseInfo
-from blast_core.domain import jobs
+from blast_core.domain import client_input, job_request, jobs
+from blast_core.domain.database import DatabaseInfo
 
 API_KEY = "schemathesis-key"
 KEY = {"x-functions-key": API_KEY}
@@ -72,7 +72,7 @@ def test_the_document_describes_the_routes_and_validates_as_the_api_does(api):
     document = requests.get(f"{api}/openapi.json").json()
     catalog = [DatabaseInfo(**d) for d in
                requests.get(f"{api}/databases", headers=KEY).json()["databases"]]
-    assert document["components"]["schemas"]["JobRequest"] == jobs.request_schema(catalog)
+    assert document["components"]["schemas"]["JobRequest"] == job_request.request_schema(catalog)
     operations = {op["operationId"]: op for path in document["paths"].values()
                   for op in path.values()}
     assert {name: set(op["responses"]) for name, op in operations.items()} == STATUSES
@@ -110,7 +110,7 @@ def filter_case(context, case) -> bool:
     options = dict(case.query or {})
     if case.media_type == "application/json":
         return not options
-    payload = {name: jobs.number_from_text(str(value)) if name in jobs.NUMERIC_FIELDS
+    payload = {name: client_input.number_from_text(str(value)) if name in job_request.NUMERIC_FIELDS
                else value for name, value in options.items()}
     names = str(payload.get("database", "")).split()
     payload["database"] = names[0] if len(names) == 1 else names

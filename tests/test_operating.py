@@ -15,12 +15,13 @@ import requests
 from conftest import ROOT, SMALL_DB, sample_queries, service_env, start_server, wait_for_job
 
 from blast_core.blast.process import ToolTimeout, run_measured, run_tool
-from blast_core.cli import JsonFormatter
 from blast_core.domain import jobs, messages
 from blast_core.domain.jobs import Job
-from blast_core.service.core import BlastService, job_log
+from blast_core.logs import JsonFormatter, job_log
+from blast_core.service import bootstrap
 from blast_core.settings import Settings, SettingsError
-from blast_core.storage.queues import Outgoing, QueueCounts, ServiceBusTransport
+from blast_core.storage.ports import Outgoing, QueueCounts
+from blast_core.storage.queues import ServiceBusTransport
 
 PRICE = "0.001"
 BUSY = "s = 0\nfor i in range(4 * 10**6): s += i\nprint(s)"
@@ -135,7 +136,7 @@ def test_logs_are_json_lines_with_the_job_fields_and_no_query(served):
 
 
 def test_stats_read_the_queue_through_the_transport_with_a_short_cache(azurite, blast_available):
-    service = BlastService.from_settings(Settings.from_env(service_env(azurite)))
+    service = bootstrap.build(Settings.from_env(service_env(azurite)))
     service.ensure_storage()
     try:
         now_ms = int(time.time() * 1000)
@@ -157,7 +158,7 @@ def test_stats_read_the_queue_through_the_transport_with_a_short_cache(azurite, 
         service.transport.send(Outgoing(messages.batch_message(jobs.new_job_id(), 0).encode(),
                                         "m"))
         assert service.stats()["queue"]["depth"] == 3, "read again within the cache time"
-        service._queue_counts = None
+        service.queue_counts.forget()
         assert service.stats()["queue"]["depth"] == 4
     finally:
         service.transport.close()

@@ -10,7 +10,7 @@ import time
 from conftest import ROOT, SMALL_DB, sample_queries, service_env
 
 from blast_core.domain import jobs, messages
-from blast_core.service.core import BlastService
+from blast_core.service import bootstrap
 from blast_core.settings import Settings
 
 
@@ -21,7 +21,7 @@ def run(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def test_dead_letters_are_listed_and_requeued_from_the_command_line(azurite, blast_available):
     env = service_env(azurite)
-    service = BlastService.from_settings(Settings.from_env(env))
+    service = bootstrap.build(Settings.from_env(env))
     service.ensure_storage()
     job = service.submit({"query": sample_queries(SMALL_DB, 1, seed=61), "database": SMALL_DB})
     delivery = service.transport.receive()
@@ -43,11 +43,10 @@ def test_dead_letters_are_listed_and_requeued_from_the_command_line(azurite, bla
 
 def test_clean_up_deletes_the_expired_jobs_now(azurite, blast_available):
     env = service_env(azurite, BLAST_RETENTION_DAYS="0.5")
-    service = BlastService.from_settings(Settings.from_env(env))
+    service = bootstrap.build(Settings.from_env(env))
     service.ensure_storage()
     young = service.submit({"query": sample_queries(SMALL_DB, 1, seed=62), "database": SMALL_DB})
-    request = jobs.parse_request({"query": ">q\nACGTACGTACGTACGTACGT", "database": SMALL_DB},
-                                 service.limits, service.catalog.find)
+    request = service.validate({"query": ">q\nACGTACGTACGTACGTACGT", "database": SMALL_DB})
     old = jobs.Job.submitted(jobs.new_job_id(int(time.time() * 1000) - 86_400_000), request)
     service.records.create(old)
     cleaned = run("clean-up", env=env)

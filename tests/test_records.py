@@ -7,7 +7,8 @@ from azure.data.tables import TableServiceClient
 
 from blast_core.domain import jobs
 from blast_core.settings import Settings
-from blast_core.storage.records import JobRecords, RecordConflict, from_entity, to_entity
+from blast_core.storage.ports import RecordConflict
+from blast_core.storage.records import JobRecords, from_entity, to_entity
 
 
 def make_job(now_ms: int) -> jobs.Job:

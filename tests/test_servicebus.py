@@ -15,7 +15,8 @@ from conftest import SMALL_DB, sample_queries, service_env, start_server, wait_f
 from blast_core.domain import jobs, messages
 from blast_core.domain.limits import MESSAGE_TTL
 from blast_core.settings import Settings
-from blast_core.storage.queues import Outgoing, ServiceBusDelivery, ServiceBusTransport
+from blast_core.storage.ports import Outgoing
+from blast_core.storage.queues import ServiceBusDelivery, ServiceBusTransport
 
 
 class RecordingSender:

@@ -20,7 +20,7 @@ from blast_core.blast import staging
 from blast_core.blast.databases import DatabaseCatalog
 from blast_core.blast.search import TABULAR_COLUMNS
 from blast_core.domain import jobs, messages
-from blast_core.service.core import BlastService
+from blast_core.service import bootstrap
 from blast_core.settings import Settings, SettingsError
 
 BIG_DB = "SSURef_93.fasta"  # 204,065 sequences, 111 MB of files: copying it takes a while
@@ -267,7 +267,7 @@ def test_a_database_that_does_not_fit_is_searched_on_the_share(tmp_path, caplog,
 
 def test_the_service_searches_the_staged_copy(azurite, blast_available, tmp_path, caplog):
     cache = tmp_path / "cache"
-    service = BlastService.from_settings(Settings.from_env(service_env(
+    service = bootstrap.build(Settings.from_env(service_env(
         azurite, BLAST_DB_CACHE_DIR=str(cache), BLAST_DB_PRELOAD="1")))
     service.ensure_storage()
     caplog.set_level(logging.INFO, "blast_core.blast.staging")
@@ -275,7 +275,7 @@ def test_the_service_searches_the_staged_copy(azurite, blast_available, tmp_path
         for seed in (31, 32):
             query = sample_queries(SMALL_DB, 2, seed=seed)
             job = service.submit({"query": query, "database": SMALL_DB, "max_target_seqs": 20})
-            service.process(messages.batch_message(job.id, 0), 1)
+            service.handle(messages.batch_message(job.id, 0), 1)
             assert service.get(job.id).status == jobs.SUCCEEDED
             tsv = result_text(service, job.id, "tsv")
             assert tsv.strip()
@@ -290,13 +290,13 @@ def test_the_service_searches_the_staged_copy(azurite, blast_available, tmp_path
 def test_several_staged_databases_are_searched_together(azurite, blast_available, tmp_path):
     # Each staged copy has its own directory: BLASTDB lists them all.
     cache = tmp_path / "cache"
-    service = BlastService.from_settings(Settings.from_env(service_env(
+    service = bootstrap.build(Settings.from_env(service_env(
         azurite, BLAST_DB_CACHE_DIR=str(cache))))
     service.ensure_storage()
     query = sample_queries("16SCore", 2, seed=33) + sample_queries("UniVec_Core", 2, seed=34)
     try:
         job = service.submit({"query": query, "database": ["16SCore", "UniVec_Core"]})
-        service.process(messages.batch_message(job.id, 0), 1)
+        service.handle(messages.batch_message(job.id, 0), 1)
         assert service.get(job.id).status == jobs.SUCCEEDED
         tsv = result_text(service, job.id, "tsv")
     finally:

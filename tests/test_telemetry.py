@@ -16,7 +16,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from blast_core.domain import jobs, messages
-from blast_core.service.core import BlastService, ResultPending
+from blast_core.service import bootstrap
+from blast_core.service.errors import ResultPending
 from blast_core.settings import Settings
 
 TRACEPARENT = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -41,19 +42,19 @@ def spans(exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
 
 def test_one_trace_from_submit_through_the_worker_and_formatting(spans, azurite,
                                                                   blast_available):
-    service = BlastService.from_settings(Settings.from_env(service_env(azurite)))
+    service = bootstrap.build(Settings.from_env(service_env(azurite)))
     service.ensure_storage()
     try:
         job = service.submit({"query": sample_queries(SMALL_DB, 2, seed=5),
                               "database": SMALL_DB})
         delivery = service.transport.receive()
         assert delivery is not None
-        service.process(messages.decode(delivery.body), delivery.delivery_count)
+        service.handle(messages.decode(delivery.body), delivery.delivery_count)
         delivery.complete()
         with pytest.raises(ResultPending):  # asks a worker to make it
             service.result(job.id, "tsv")
         making = service.transport.receive()
-        service.process(messages.decode(making.body), making.delivery_count)
+        service.handle(messages.decode(making.body), making.delivery_count)
         making.complete()
         assert b"".join(service.result(job.id, "tsv").chunks)
     finally:
@@ -89,7 +90,7 @@ def test_the_worker_continues_the_trace_its_message_carries(spans, service):
     job = service.submit({"query": ">q\nACGTACGTAAGGCCTTAGGCATCGATCGA", "database": SMALL_DB})
     spans.clear()
     with pytest.raises(messages.MalformedMessage):  # no batch 3: fails inside the span
-        service.process(messages.batch_message(job.id, 3, {"traceparent": TRACEPARENT}), 1)
+        service.handle(messages.batch_message(job.id, 3, {"traceparent": TRACEPARENT}), 1)
     (span,) = spans.get_finished_spans()
     assert (span.name, f"{span.context.trace_id:032x}") == ("process batch",
                                                            TRACEPARENT.split("-")[1])

@@ -34,7 +34,7 @@ from conftest import (
 from blast_core.api.routes import ROUTES
 from blast_core.domain import jobs
 from blast_core.hosts import azure_functions
-from blast_core.service.core import reset_default_service
+from blast_core.service.bootstrap import reset_default_service
 
 sync_api = pytest.importorskip("playwright.sync_api",
                                reason="Playwright for Python is not installed (requirements-dev.txt)")

@@ -9,10 +9,12 @@ from conftest import SMALL_DB, result_text, sample_queries, service_env
 
 from blast_core.domain import jobs, messages
 from blast_core.hosts.worker import handle, retry_delay, run_worker
-from blast_core.service.core import BlastService, UnknownJob
+from blast_core.service import bootstrap
+from blast_core.service.core import BlastService
+from blast_core.service.errors import UnknownJob
 from blast_core.settings import Settings
 from blast_core.storage.blobs import archive_blob, query_blob
-from blast_core.storage.queues import Outgoing
+from blast_core.storage.ports import Outgoing
 
 
 def submit(service: BlastService, seed: int = 1) -> str:
@@ -22,10 +24,10 @@ def submit(service: BlastService, seed: int = 1) -> str:
 
 def test_a_redelivered_message_for_a_finished_job_does_not_search_again(service):
     job_id = submit(service)
-    service.process(messages.batch_message(job_id, 0), 1)
+    service.handle(messages.batch_message(job_id, 0), 1)
     first, etag = service.records.get(job_id)
     assert (first.status, first.attempts) == ("succeeded", 1)
-    service.process(messages.batch_message(job_id, 0), 2)
+    service.handle(messages.batch_message(job_id, 0), 2)
     again, etag_again = service.records.get(job_id)
     assert again == first and etag_again == etag
 
@@ -34,7 +36,7 @@ def test_a_job_left_running_by_a_dead_worker_runs_again(service):
     job_id = submit(service)
     job, etag = service.records.get(job_id)
     service.records.replace(job.batch_started(0), etag)
-    service.process(messages.batch_message(job_id, 0), 2)
+    service.handle(messages.batch_message(job_id, 0), 2)
     done, _ = service.records.get(job_id)
     assert (done.status, done.attempts) == ("succeeded", 2)
     assert result_text(service, job_id)
@@ -42,9 +44,9 @@ def test_a_job_left_running_by_a_dead_worker_runs_again(service):
 
 def test_blast_refusing_a_job_fails_it_without_retry(service, settings_env, tmp_path):
     job_id = submit(service)
-    no_databases = BlastService.from_settings(Settings.from_env(
+    no_databases = bootstrap.build(Settings.from_env(
         {**settings_env, "BLAST_DB_DIR": str(tmp_path)}))
-    no_databases.process(messages.batch_message(job_id, 0), 1)
+    no_databases.handle(messages.batch_message(job_id, 0), 1)
     failed, _ = service.records.get(job_id)
     assert failed.status == "failed" and "BLAST rejected the search" in failed.error
     assert not service.results.exists(job_id, archive_blob(0))
@@ -54,10 +56,11 @@ def test_a_transient_error_retries_and_the_last_attempt_fails_the_job(service):
     job_id = submit(service)
     service.results._container.delete_blob(f"{job_id}/{query_blob(0)}")
     with pytest.raises(Exception, match=r"BlobNotFound|not exist"):
-        service.process(messages.batch_message(job_id, 0), 1)
+        service.handle(messages.batch_message(job_id, 0), 1)
     assert service.records.get(job_id)[0].status == "running"
     with pytest.raises(Exception, match=r"BlobNotFound|not exist"):
-        service.process(messages.batch_message(job_id, 0), service.settings.max_deliveries)
+        service.handle(messages.batch_message(job_id, 0), service.settings.max_deliveries,
+                       last_attempt=True)
     failed, _ = service.records.get(job_id)
     assert failed.status == "failed"
     assert failed.error.startswith(f"gave up after {service.settings.max_deliveries} attempts: ")
@@ -65,9 +68,9 @@ def test_a_transient_error_retries_and_the_last_attempt_fails_the_job(service):
 
 def test_unreadable_and_unknown_messages_can_never_succeed(service):
     with pytest.raises(UnknownJob):
-        service.process(messages.batch_message(jobs.new_job_id(), 0), 1)
+        service.handle(messages.batch_message(jobs.new_job_id(), 0), 1)
     with pytest.raises(messages.MalformedMessage):
-        service.process(messages.batch_message(submit(service), 7), 1)  # no batch 7
+        service.handle(messages.batch_message(submit(service), 7), 1)  # no batch 7
 
 
 class RecordingDelivery:
@@ -100,8 +103,8 @@ class ScriptedService:
         self.settings = Settings.from_env({"BLAST_MAX_DELIVERIES": str(max_deliveries)})
         self.attempts: list[int] = []
 
-    def process(self, message, attempt: int) -> None:
-        self.attempts.append(attempt)
+    def handle(self, message, attempt: int, last_attempt: bool) -> None:
+        self.attempts.append((attempt, last_attempt) if last_attempt else attempt)
         if self.failure:
             raise self.failure
 
@@ -129,13 +132,13 @@ def test_the_last_attempt_dead_letters_and_a_later_delivery_goes_unread():
     message = messages.batch_message(jobs.new_job_id(), 0).retried(4)
     service = ScriptedService(OSError("still throttled"))
     [(kind, reason)] = settled(service, message.encode(), delivery_count=1)
-    assert (kind, service.attempts) == ("dead-letter", [5])
+    assert (kind, service.attempts) == ("dead-letter", [(5, True)])  # told it is the last
     assert reason.startswith("gave up after 5 attempts: OSError: still throttled")
     # Under the Functions host, dead-lettering means raising until the queue's own max
     # delivery count: those deliveries are not worked on again.
     assert settled(service, message.encode(), delivery_count=2) == \
         [("dead-letter", "gave up after 5 attempts")]
-    assert service.attempts == [5]
+    assert service.attempts == [(5, True)]
 
 
 def test_unreadable_and_unknown_messages_are_dead_lettered_at_once():
@@ -150,7 +153,7 @@ def test_unreadable_and_unknown_messages_are_dead_lettered_at_once():
 
 def test_the_worker_poisons_bad_messages_and_keeps_serving(azurite, blast_available):
     env = service_env(azurite, BLAST_MAX_DELIVERIES="2", BLAST_VISIBILITY_TIMEOUT="3")
-    service = BlastService.from_settings(Settings.from_env(env))
+    service = bootstrap.build(Settings.from_env(env))
     service.ensure_storage()
     service.transport.queue.send_message("this is not a job")
     service.transport.queue.send_message(messages.batch_message(jobs.new_job_id(), 0).encode())
@@ -189,7 +192,7 @@ def run_worker_until(service: BlastService, done, timeout: float = 60) -> None:
 
 def test_dead_lettered_jobs_are_listed_and_requeued(azurite, blast_available):
     env = service_env(azurite, BLAST_MAX_DELIVERIES="1", BLAST_VISIBILITY_TIMEOUT="3")
-    service = BlastService.from_settings(Settings.from_env(env))
+    service = bootstrap.build(Settings.from_env(env))
     service.ensure_storage()
     job_id = submit(service, seed=40)
     query = service.results.get_text(job_id, query_blob(0))

@@ -14,16 +14,11 @@ from http import HTTPStatus
 from typing import Any
 
 from blast_core.blast.process import ToolError
-from blast_core.domain.jobs import CANCELLED, FAILED, FieldError, InvalidRequest, format_time
-from blast_core.service.core import (
-    RESULT_RETRY_AFTER,
-    BlastService,
-    JobExpired,
-    JobFinished,
-    JobNotFound,
-    ResultNotReady,
-    ResultPending,
-)
+from blast_core.domain.client_input import FieldError, InvalidRequest
+from blast_core.domain.jobs import CANCELLED, FAILED, format_time
+from blast_core.service.core import BlastService
+from blast_core.service.errors import JobExpired, JobFinished, JobNotFound, ResultNotReady, ResultPending
+from blast_core.service.results import RESULT_RETRY_AFTER
 from blast_core.settings import SettingsError
 
 log = logging.getLogger("blast_core.api.dispatch")

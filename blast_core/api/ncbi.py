@@ -18,16 +18,12 @@ from collections.abc import Iterator, Mapping
 from urllib.parse import parse_qsl
 
 from blast_core.api.dispatch import ApiRequest, ApiResponse, Route
-from blast_core.domain import jobs
-from blast_core.domain.jobs import InvalidRequest, Job
-from blast_core.service.core import (
-    BlastService,
-    JobExpired,
-    JobFinished,
-    JobNotFound,
-    ResultLink,
-    ResultPending,
-)
+from blast_core.domain import client_input, jobs
+from blast_core.domain.client_input import InvalidRequest
+from blast_core.domain.jobs import Job
+from blast_core.service.core import BlastService
+from blast_core.service.errors import JobExpired, JobFinished, JobNotFound, ResultPending
+from blast_core.service.results import ResultLink
 
 HTML = "text/html; charset=utf-8"
 
@@ -127,7 +123,7 @@ def _put(service: BlastService, params: dict[str, str]) -> ApiResponse:
     try:
         if not errors:
             return _submitted(service, service.submit(payload))
-        jobs.parse_request(payload, service.limits, service.catalog.find)  # its faults too
+        service.validate(payload)  # the request's own faults, beside this API's
     except InvalidRequest as error:
         named = {name for name, _ in errors}
         errors += [(name, e.reason) for e in error.errors
@@ -172,7 +168,7 @@ def _payload(params: dict[str, str]) -> tuple[dict[str, object], list[tuple[str,
     for name, field in (("EXPECT", "evalue"), ("HITLIST_SIZE", "max_target_seqs"),
                         ("WORD_SIZE", "word_size")):
         if name in params:
-            payload[field] = jobs.number_from_text(params[name])
+            payload[field] = client_input.number_from_text(params[name])
     if "FILTER" in params:
         value = params["FILTER"].strip()
         if value.upper() in _FILTERS:

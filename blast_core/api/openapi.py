@@ -1,5 +1,5 @@
 """The OpenAPI 3.1 document of the job API, built from the definitions that validate requests
-(`jobs.request_schema`, the job id pattern, the output formats) and, each time it is served,
+(`job_request.request_schema`, the job id pattern, the output formats) and, each time it is served,
 the database catalog."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from blast_core.blast import search
-from blast_core.blast.databases import DatabaseInfo
-from blast_core.domain import jobs
+from blast_core.domain import job_request, jobs
+from blast_core.domain.database import DatabaseInfo
 
 MAX_RECENT = 1000
 MAX_RESULT_WAIT = 60  # seconds: well inside the 230 s an HTTP function may take
@@ -217,7 +217,7 @@ def _text_options(database_names: list[str]) -> list[dict[str, Any]]:
          "schema": {"type": "string", **names}},
         *({"name": name, "in": "query", "required": False,
            "description": f"With a text/plain FASTA body: the job's `{name}`.",
-           "schema": {k: v for k, v in jobs.JOB_REQUEST_SCHEMA["properties"][name].items()
+           "schema": {k: v for k, v in job_request.JOB_REQUEST_SCHEMA["properties"][name].items()
                       if k != "description"}}
           for name in ("program", "task", "evalue", "max_target_seqs", "word_size", "filter"))]
 
@@ -344,7 +344,7 @@ PATHS: dict[str, Any] = {
 def document(server_url: str, databases: Sequence[DatabaseInfo]) -> dict[str, Any]:
     """The OpenAPI document, with `server_url` (…/api) as its server and the `databases` of
     the catalog as the names a job may search."""
-    names = [d.name for d in databases if jobs.is_database_name(d.name)]
+    names = [d.name for d in databases if job_request.is_database_name(d.name)]
     paths = {**PATHS, "/jobs": {"post": _submit_operation(names), **PATHS["/jobs"]}}
     return {
         "openapi": "3.1.0",
@@ -353,7 +353,7 @@ def document(server_url: str, databases: Sequence[DatabaseInfo]) -> dict[str, An
         "servers": [{"url": server_url}],
         "paths": _unavailable_when_misconfigured(paths),
         "components": {
-            "schemas": {"JobRequest": jobs.request_schema(databases), **SCHEMAS},
+            "schemas": {"JobRequest": job_request.request_schema(databases), **SCHEMAS},
             "securitySchemes": {
                 "functionKey": {"type": "apiKey", "in": "header", "name": "x-functions-key"},
                 "functionKeyQuery": {"type": "apiKey", "in": "query", "name": "code"}},

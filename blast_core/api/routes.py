@@ -4,17 +4,18 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import quote
 
-from blast_core.api import openapi
+from blast_core.api import openapi, views
 from blast_core.api.dispatch import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
 from blast_core.api.ncbi import NCBI_ROUTES
 from blast_core.api.web import WEB_ROUTES
 from blast_core.blast import search
 from blast_core.blast.process import ToolError
-from blast_core.domain import jobs
-from blast_core.domain.jobs import FieldError, InvalidRequest, Job
-from blast_core.service.core import BlastService, ResultLink
+from blast_core.domain import client_input, job_request, jobs
+from blast_core.domain.client_input import FieldError, InvalidRequest
+from blast_core.domain.jobs import Job
+from blast_core.service.core import BlastService
+from blast_core.service.results import ResultLink
 from blast_core.settings import Settings, SettingsError
 
 
@@ -41,8 +42,8 @@ def health(service: BlastService | None, request: ApiRequest) -> ApiResponse:
 
 def submit_job(service: BlastService, request: ApiRequest) -> ApiResponse:
     job = service.submit(_submission(request, service.settings.max_request_bytes))
-    url = job_url(request.base_url, job.id)
-    return json_response(202, job_view(job, request.base_url, service), {"Location": url})
+    url = views.job_url(request.base_url, job.id)
+    return json_response(202, job_view(job, request, service), {"Location": url})
 
 
 def _submission(request: ApiRequest, max_bytes: int) -> object:
@@ -68,7 +69,7 @@ def _submission(request: ApiRequest, max_bytes: int) -> object:
         if options:  # ignoring them would run a search other than the one asked for
             raise InvalidRequest([FieldError(name, "goes in the JSON body, not the query "
                                                    "string") for name in sorted(options)])
-        return jobs.read_json(text)
+        return client_input.read_json(text)
     if content_type and not content_type.startswith("text/"):
         raise ApiError(415, f"unsupported content type {content_type!r}; send "
                             "application/json or text/plain FASTA",
@@ -77,7 +78,7 @@ def _submission(request: ApiRequest, max_bytes: int) -> object:
         raise InvalidRequest([FieldError("query", "is the body of a text/plain submission, "
                                                   "not a query-string option")])
     payload: dict[str, object] = {
-        name: jobs.number_from_text(value) if name in jobs.NUMERIC_FIELDS else value
+        name: client_input.number_from_text(value) if name in job_request.NUMERIC_FIELDS else value
         for name, value in options.items()}
     names = str(payload.get("database", "")).split()
     if names:  # ?database=A%20B: several, as NCBI's DATABASE names them
@@ -88,21 +89,21 @@ def _submission(request: ApiRequest, max_bytes: int) -> object:
 
 def get_job(service: BlastService, request: ApiRequest) -> ApiResponse:
     job = service.get(_job_id(request))
-    return json_response(200, job_view(job, request.base_url, service))
+    return json_response(200, job_view(job, request, service))
 
 
 def cancel_job(service: BlastService, request: ApiRequest) -> ApiResponse:
     job = service.cancel(_job_id(request))
-    return json_response(200, job_view(job, request.base_url, service))
+    return json_response(200, job_view(job, request, service))
 
 
 def list_jobs(service: BlastService, request: ApiRequest) -> ApiResponse:
-    limit = jobs.number_from_text(request.params.get("limit", "20"))
-    if not jobs.is_whole_number(limit) or not 1 <= limit <= openapi.MAX_RECENT:
+    limit = client_input.number_from_text(request.params.get("limit", "20"))
+    if not client_input.is_whole_number(limit) or not 1 <= limit <= openapi.MAX_RECENT:
         reason = f"must be a whole number from 1 to {openapi.MAX_RECENT}"
         raise ApiError(400, f"limit {reason}", [FieldError("limit", reason)])
     recent = service.recent(int(limit))
-    return json_response(200, {"jobs": [job_view(j, request.base_url, service)
+    return json_response(200, {"jobs": [job_view(j, request, service)
                                         for j in recent]})
 
 
@@ -124,8 +125,8 @@ def get_result(service: BlastService, request: ApiRequest) -> ApiResponse:
 
 
 def _wait(request: ApiRequest) -> float:
-    wait = jobs.number_from_text(request.params.get("wait", "0"))
-    if not jobs.is_whole_number(wait) or not 0 <= wait <= openapi.MAX_RESULT_WAIT:
+    wait = client_input.number_from_text(request.params.get("wait", "0"))
+    if not client_input.is_whole_number(wait) or not 0 <= wait <= openapi.MAX_RESULT_WAIT:
         reason = f"must be a whole number of seconds from 0 to {openapi.MAX_RESULT_WAIT:g}"
         raise ApiError(400, f"wait {reason}", [FieldError("wait", reason)])
     return float(wait)
@@ -138,7 +139,7 @@ def openapi_document(service: BlastService, request: ApiRequest) -> ApiResponse:
 
 def list_databases(service: BlastService, request: ApiRequest) -> ApiResponse:
     return json_response(200, {"databases": [d.to_dict() for d in service.databases()],
-                               "max_per_search": jobs.MAX_DATABASES})
+                               "max_per_search": job_request.MAX_DATABASES})
 
 
 def get_stats(service: BlastService, request: ApiRequest) -> ApiResponse:
@@ -153,17 +154,10 @@ def _job_id(request: ApiRequest) -> str:
     return job_id
 
 
-def job_url(base_url: str, job_id: str) -> str:
-    return f"{base_url}{PREFIX}/jobs/{job_id}"
-
-
-def job_view(job: Job, base_url: str, service: BlastService | None = None) -> dict[str, Any]:
-    view = service.view(job) if service else job.view()
-    view["results"] = ({name: f"{job_url(base_url, job.id)}/results?format={quote(name)}"
-                        for name in search.OUTPUT_FORMATS}
-                       if job.status == jobs.SUCCEEDED else {})
-    return view
-
+def job_view(job: Job, request: ApiRequest, service: BlastService) -> dict[str, Any]:
+    settings = service.settings
+    return views.job_view(job, request.base_url, service.database_letters(job),
+                          settings.price_per_core_second, settings.retention_days)
 
 
 ROUTES: tuple[Route, ...] = (

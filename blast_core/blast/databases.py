@@ -5,26 +5,13 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass
 
 from blast_core.blast import staging
 from blast_core.blast.process import run_tool
+from blast_core.domain.database import DatabaseInfo
 
 LIST_FORMAT = "%f\t%p\t%n\t%l\t%t"
 _MOLECULES = {"Nucleotide": "nucleotide", "Protein": "protein"}
-
-
-@dataclass(frozen=True)
-class DatabaseInfo:
-    name: str
-    title: str
-    molecule: str
-    sequences: int
-    letters: int
-
-    def to_dict(self) -> dict[str, object]:
-        return {"name": self.name, "title": self.title, "molecule": self.molecule,
-                "sequences": self.sequences, "letters": self.letters}
 
 
 def parse_listing(output: str, db_dir: str) -> list[DatabaseInfo]:

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from blast_core.blast.process import ToolError
 from blast_core.blast.samples import database_sequences, sample_fasta
 from blast_core.cli.client import DEFAULT_URL, ApiProblem, BlastClient, Unreachable
+from blast_core.logs import configure_logging
 from blast_core.settings import STORAGE_CONNECTION, Settings, SettingsError
 
 if TYPE_CHECKING:
@@ -210,11 +211,11 @@ def storage_configured(settings: Settings) -> bool:
 
 def start_service(settings: Settings, own_azurite_log: Path | None = None) -> BlastService:
     """The service on `settings`, once its storage has answered (StorageUnusable if not)."""
-    from blast_core.service.core import BlastService
+    from blast_core.service import bootstrap
     from blast_core.storage.check import check_storage
 
     check_storage(settings, own_azurite_log)
-    return BlastService.from_settings(settings)
+    return bootstrap.build(settings)
 
 
 def serve_command(args: argparse.Namespace) -> int:
@@ -320,42 +321,6 @@ def run_worker(service: BlastService, wake_fd: int | None = None) -> None:
                                                 os.getpid(), service.settings.queue_transport,
                                                 service.settings.queue_name)
     work(service, threading.Event(), wake_fd)
-
-
-def configure_logging() -> None:
-    """Lines for people on a terminal; elsewhere (a file, a pipe, a log collector) one JSON
-    object per line, with a job's `job_id`, `batch` and `attempt` on the lines about one.
-    (Under the Functions host its own logging applies.)"""
-    handler = logging.StreamHandler(sys.stderr)
-    if sys.stderr.isatty():
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s[%(process)d] %(message)s"))
-    else:
-        handler.setFormatter(JsonFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler])
-    logging.getLogger("azure").setLevel(logging.WARNING)
-
-
-JOB_LOG_FIELDS = ("job_id", "batch", "attempt")
-
-
-class JsonFormatter(logging.Formatter):
-    """One JSON object per record: time (UTC), level, logger, pid, message, the job fields
-    when the record has them, and the traceback of an exception."""
-
-    def format(self, record: logging.LogRecord) -> str:
-        line: dict[str, Any] = {
-            "time": datetime.fromtimestamp(record.created, UTC).isoformat(
-                timespec="milliseconds").replace("+00:00", "Z"),
-            "level": record.levelname, "logger": record.name, "pid": record.process,
-            "message": record.getMessage()}
-        for name in JOB_LOG_FIELDS:
-            value = getattr(record, name, None)
-            if value is not None:
-                line[name] = value
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str)
 
 
 # The client commands

@@ -9,8 +9,8 @@ import azure.functions as func
 
 from blast_core.api import dispatch
 from blast_core.hosts import worker
-from blast_core.service.core import default_service
-from blast_core.storage.queues import Outgoing, Transport
+from blast_core.service.bootstrap import default_service
+from blast_core.storage.ports import Outgoing, Transport
 
 
 def api_request(req: func.HttpRequest) -> dispatch.ApiRequest:

@@ -16,8 +16,10 @@ from collections.abc import Callable
 
 from blast_core.domain import messages
 from blast_core.domain.limits import MAX_RETRY_DELAY
-from blast_core.service.core import BlastService, UnknownJob, describe, job_fields
-from blast_core.storage.queues import Delivery, Outgoing
+from blast_core.logs import describe, job_fields
+from blast_core.service.core import BlastService
+from blast_core.service.errors import UnknownJob
+from blast_core.storage.ports import Delivery, Outgoing
 
 log = logging.getLogger("blast_core.hosts.worker")
 
@@ -48,7 +50,7 @@ def handle(service: BlastService, delivery: Delivery) -> Callable[[], None]:
     if attempt > most:
         return lambda: delivery.dead_letter(f"gave up after {most} attempts")
     try:
-        service.process(message, attempt)
+        service.handle(message, attempt, last_attempt=attempt >= most)
     except (messages.MalformedMessage, UnknownJob) as error:
         log.error("attempt %d: %s; dead-lettering the message", attempt, error, extra=fields)
         hopeless = describe(error)

@@ -8,72 +8,14 @@ and `serve`, since in Azure the Functions host receives.
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
 
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient, QueueMessage
 
 from blast_core.domain.limits import MESSAGE_TTL
 from blast_core.settings import SERVICEBUS_CONNECTION, STORAGE_CONNECTION, Settings
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A message to send: its body, its id (what Service Bus duplicate detection compares) and
-    application properties (Service Bus only; the body carries them too)."""
-
-    body: str
-    message_id: str
-    properties: Mapping[str, str] = field(default_factory=dict)
-
-
-class Delivery(Protocol):
-    """One received message, held (hidden or locked) until it is settled."""
-
-    body: bytes
-    delivery_count: int
-
-    def renew(self) -> None: ...
-    def complete(self) -> None: ...
-    def retry_later(self, seconds: int, copy: Outgoing) -> None:
-        """Have the message come back after `seconds`: the same message hidden that long
-        where the queue can, else `copy` (its next attempt) scheduled, and this one settled."""
-    def dead_letter(self, reason: str) -> None: ...
-
-
-class ReceivedDelivery(Delivery, Protocol):
-    """A delivery this process received itself (not the Functions host)."""
-
-    def abandon(self) -> None:
-        """Put it back at once, as it was (a dead letter left where it is)."""
-
-
-@dataclass(frozen=True)
-class DeadLetter:
-    body: bytes
-    reason: str  # why it was dead-lettered, with the broker's description when it gave one
-
-
-@dataclass(frozen=True)
-class QueueCounts:
-    """Messages waiting in the queue (Service Bus: active; Storage: approximate, which
-    includes messages being worked on) and in its dead-letter or poison queue."""
-
-    depth: int
-    dead_letters: int
-
-
-class Transport(Protocol):
-    def ensure(self) -> None: ...
-    def counts(self) -> QueueCounts: ...
-    def send(self, message: Outgoing, delay: float = 0) -> None: ...
-    def receive(self) -> Delivery | None: ...
-    def peek_dead_letters(self, limit: int) -> list[DeadLetter]: ...
-    def receive_dead_letter(self) -> ReceivedDelivery | None: ...
-    def close(self) -> None: ...
+from blast_core.storage.ports import DeadLetter, Outgoing, QueueCounts, Transport
 
 
 class StorageQueueTransport:

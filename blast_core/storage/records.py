@@ -7,7 +7,7 @@ milliseconds: a query of the partition returns the newest jobs first without sca
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
@@ -17,13 +17,10 @@ from azure.data.tables import TableClient, TableServiceClient, TableTransactionE
 
 from blast_core.domain.jobs import Job
 from blast_core.settings import Connection
+from blast_core.storage.ports import RecordConflict, StoredJob, conditional_update
 
 PARTITION = "job"
 _FIELDS = [f.name for f in dataclasses.fields(Job)]
-
-
-class RecordConflict(Exception):
-    """The record changed since it was read (another worker got there first)."""
 
 
 def to_entity(job: Job) -> dict[str, Any]:
@@ -61,13 +58,17 @@ class JobRecords:
     def create(self, job: Job) -> None:
         self._table.create_entity(to_entity(job))
 
-    def get(self, job_id: str) -> tuple[Job, str] | None:
+    def get(self, job_id: str) -> StoredJob | None:
         """The job and its ETag, or None."""
         try:
             entity = self._table.get_entity(PARTITION, job_id)
         except ResourceNotFoundError:
             return None
-        return from_entity(entity), entity.metadata["etag"]
+        return StoredJob(from_entity(entity), entity.metadata["etag"])
+
+    def update(self, job_id: str, change: Callable[[Job], Job | None],
+               known: StoredJob | None = None) -> StoredJob | None:
+        return conditional_update(self, job_id, change, known)
 
     def replace(self, job: Job, etag: str) -> str:
         """Write `job` only if the record is still at `etag`; returns the new ETag."""

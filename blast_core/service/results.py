@@ -1,0 +1,177 @@
+"""A succeeded job's results: asked for by a request, made by a worker (never inside the
+request: a result may be hundreds of megabytes), then streamed, or linked when large."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
+
+from blast_core.blast import search
+from blast_core.domain import batches, fasta, jobs, messages
+from blast_core.domain.jobs import Job
+from blast_core.logs import describe, job_log
+from blast_core.service import lookup, submission
+from blast_core.service.errors import ResultNotReady, ResultPending, UnknownJob
+from blast_core.storage.blobs import archive_blob, query_blob, result_blob
+from blast_core.storage.ports import RecordMissing
+
+if TYPE_CHECKING:
+    from blast_core.service.core import BlastService
+
+FORMAT_REQUEST_SECONDS = 600  # a result format asked for this long ago and not made: ask again
+RESULT_RETRY_AFTER = 1  # seconds a client waits before asking again for a result being made
+RESULT_POLL_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class ResultBody:
+    chunks: Iterator[bytes]
+    content_type: str
+    filename: str
+
+
+@dataclass(frozen=True)
+class ResultLink:
+    """A result too large to pass through a worker: a read-only link to it in Blob storage."""
+
+    url: str
+
+
+def result(service: BlastService, job_id: str, format_name: str,
+           wait: float = 0.0) -> ResultBody | ResultLink:
+    """The result in one format: its content, or a link when it is larger than
+    BLAST_MAX_INLINE_RESULT_BYTES. The first request for a format asks a worker to make it;
+    meanwhile ResultPending, after waiting up to `wait` seconds for the worker (for clients
+    that cannot ask again, such as a browser's download link)."""
+    deadline = time.monotonic() + wait
+    job = _succeeded(service, job_id)
+    while True:
+        made = _made(service, job, format_name)
+        if made is not None:
+            return made
+        pending = _ask_for_format(service, job, format_name)
+        if time.monotonic() >= deadline:
+            raise pending
+        time.sleep(RESULT_POLL_SECONDS)
+        job = _succeeded(service, job_id)
+
+
+def result_link(service: BlastService, job_id: str, format_name: str) -> str:
+    """A read-only link to a result, which expires after BLAST_RESULT_LINK_HOURS or when the
+    job does, whichever comes first: a link never outlives its result."""
+    job = _succeeded(service, job_id)
+    fmt = search.OUTPUT_FORMATS[format_name]
+    if job.format_state(format_name).state != jobs.FORMAT_READY or \
+            not service.results.exists(job.id, result_blob(fmt.extension)):
+        raise _ask_for_format(service, job, format_name)
+    return _link(service, job, fmt)
+
+
+def _made(service: BlastService, job: Job, format_name: str) -> ResultBody | ResultLink | None:
+    fmt = search.OUTPUT_FORMATS[format_name]
+    made = job.format_state(format_name)
+    if made.state != jobs.FORMAT_READY:
+        return None
+    if (made.size or 0) > service.settings.max_inline_result_bytes:
+        return ResultLink(_link(service, job, fmt))
+    chunks = service.results.stream(job.id, result_blob(fmt.extension))
+    return None if chunks is None else ResultBody(chunks, fmt.content_type,
+                                                  f"{job.id}.{fmt.extension}")
+
+
+def _link(service: BlastService, job: Job, fmt: search.OutputFormat) -> str:
+    expiry = datetime.now(UTC) + timedelta(hours=service.settings.result_link_hours)
+    job_expiry = jobs.expires_at(job.id, service.settings.retention_days)
+    return service.results.read_link(job.id, result_blob(fmt.extension),
+                                     min(expiry, job_expiry) if job_expiry else expiry)
+
+
+def _succeeded(service: BlastService, job_id: str) -> Job:
+    job = lookup.get(service, job_id)
+    if job.status != jobs.SUCCEEDED:
+        raise ResultNotReady(job)
+    return job
+
+
+def _ask_for_format(service: BlastService, job: Job, format_name: str) -> ResultPending:
+    """Queue the making of a format unless it is already queued (and recently), and record
+    that it is; returns the ResultPending to raise. Also when the record says ready but the
+    blob is gone: it is made again."""
+    made = job.format_state(format_name)
+    if made.state == jobs.FORMAT_QUEUED and made.at and (datetime.now(UTC) - jobs.parse_time(
+            made.at)).total_seconds() < FORMAT_REQUEST_SECONDS:
+        return ResultPending(job, format_name)
+    trace = {"traceparent": job.traceparent} if job.traceparent else {}
+    submission.send(service, messages.format_message(job.id, format_name, trace),
+                    resend=made.state is not None)
+    with contextlib.suppress(RecordMissing):
+        service.records.update(job.id, lambda current: current.format_queued(format_name)
+                               if current.format_state(format_name) == made else None)
+    job_log(job.id).info("job %s: %s result asked for", job.id, format_name)
+    service.wake_workers()
+    return ResultPending(job, format_name, made.error)
+
+
+def make(service: BlastService, job_id: str, format_name: str, attempt: int,
+         last_attempt: bool) -> None:
+    """A worker's part: make one format of a succeeded job, unless it is made already. On
+    the last attempt a failure is recorded (the format's state says why) before it raises."""
+    if format_name not in search.OUTPUT_FORMATS:
+        raise messages.MalformedMessage(f"no result format {format_name!r}")
+    jlog = job_log(job_id, None, attempt)
+    if lookup.expired(service, job_id):
+        return
+    found = service.records.get(job_id)
+    if found is None:
+        raise UnknownJob(f"no record for job {job_id}")
+    job, fmt = found.job, search.OUTPUT_FORMATS[format_name]
+    if job.status != jobs.SUCCEEDED or (
+            job.format_state(format_name).state == jobs.FORMAT_READY
+            and service.results.exists(job.id, result_blob(fmt.extension))):
+        jlog.info("job %s: %s result not to be made (job %s); delivery ignored", job_id,
+                  format_name, job.status)
+        return
+    try:
+        _make(service, job, fmt)
+    except Exception as error:
+        if last_attempt:
+            reason = f"gave up after {attempt} attempts: {describe(error)}"
+            with contextlib.suppress(RecordMissing):
+                service.records.update(job_id, lambda current: current.format_failed(
+                    format_name, reason))
+            jlog.warning("job %s: %s result failed: %s", job_id, format_name, reason)
+        raise
+
+
+def _make(service: BlastService, job: Job, fmt: search.OutputFormat) -> None:
+    """Format every batch's archive, merge them in query order, streaming, and store the
+    result; the time it took goes on the job's record. Idempotent: two workers making the
+    same format write the same blob."""
+    started = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix=f"format-{job.id}-") as workdir:
+        parts, queries_before, seen = [], [], 0
+        for number in range(job.batches):
+            archive = os.path.join(workdir, archive_blob(number))
+            service.results.download(job.id, archive_blob(number), archive)
+            formatted = os.path.join(workdir, f"batch-{number}.{fmt.extension}")
+            search.format_archive(service.tools, archive, fmt, service.settings.db_dir, formatted)
+            os.unlink(archive)
+            parts.append(formatted)
+            queries_before.append(seen)
+            seen += fasta.count_sequences(
+                service.results.get_text(job.id, query_blob(number)).splitlines())
+        merged = os.path.join(workdir, f"result.{fmt.extension}")
+        with contextlib.ExitStack() as files, open(merged, "w") as out:
+            out.writelines(batches.merge(fmt.name, [files.enter_context(open(part))
+                                                    for part in parts], queries_before))
+        service.results.put_file(job.id, result_blob(fmt.extension), merged, fmt.content_type)
+        size = os.path.getsize(merged)
+    seconds = time.monotonic() - started
+    service.records.update(job.id, lambda current: current.format_ready(fmt.name, seconds, size))
+    job_log(job.id).info("job %s: %s result made in %.2f s", job.id, fmt.name, seconds)

@@ -1,0 +1,97 @@
+"""Submitting a job: validate, refuse what cannot finish in time, store the query batches,
+record the job, then queue every batch, so a worker never sees a job without a record."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from blast_core import telemetry
+from blast_core.domain import batches, client_input, fasta, job_request, jobs, messages, tuning
+from blast_core.domain.jobs import Job
+from blast_core.domain.limits import duration
+from blast_core.domain.messages import Message
+from blast_core.logs import job_log
+from blast_core.service import lookup
+from blast_core.storage.blobs import query_blob
+from blast_core.storage.ports import Outgoing
+
+if TYPE_CHECKING:
+    from blast_core.service.core import BlastService
+
+
+def submit(service: BlastService, payload: object) -> Job:
+    """Raises client_input.InvalidRequest before anything is stored; on a storage or queue failure
+    removes what it stored and re-raises. Traced as `submit`, the trace that the batches'
+    processing and formatting continue."""
+    with telemetry.span("submit"):
+        return _submit(service, payload)
+
+
+def validate(service: BlastService, payload: object) -> job_request.JobRequest:
+    """The request, validated as a submission validates it; InvalidRequest naming every bad
+    field."""
+    return job_request.parse_request(payload, service.query_limits, service.catalog.find)
+
+
+def _submit(service: BlastService, payload: object) -> Job:
+    request = validate(service, payload)
+    sequences = fasta.parse(request.query)
+    database_letters = lookup.database_letters(service, jobs.database_names(request.database)) or 0
+    _refuse_what_cannot_finish(service, request, sequences, database_letters)
+    parts = batches.split(sequences, tuning.batch_letters(
+        request.program, request.task, database_letters, service.settings.threads,
+        service.settings.batch_letters))
+    job = Job.submitted(jobs.new_job_id(), request, batches=len(parts),
+                        traceparent=telemetry.inject().get("traceparent", ""))
+    telemetry.annotate(job_id=job.id, program=job.program, database=job.database,
+                       batches=job.batches)
+    try:
+        for number, part in enumerate(parts):
+            service.results.put_text(job.id, query_blob(number), fasta.format_fasta(part),
+                                     "text/x-fasta")
+        service.records.create(job)
+        try:
+            queue(service, job, range(job.batches))
+        except Exception:
+            service.records.delete(job.id)
+            raise
+    except Exception:
+        service.results.delete_job(job.id)
+        raise
+    job_log(job.id).info("job %s queued: %s %s on %s, %d queries in %d batches", job.id,
+                         job.program, job.task, job.database, job.queries, job.batches)
+    service.wake_workers()
+    return job
+
+
+def _refuse_what_cannot_finish(service: BlastService, request: job_request.JobRequest,
+                               sequences: list[fasta.Sequence], database_letters: int) -> None:
+    """A sequence that no search here could get through within BLAST_TIME_LIMIT is refused
+    now, by name, rather than stopped at the limit after the wait (tuning.py)."""
+    limit = service.settings.limits.blast_time_limit
+    for index, sequence in enumerate(sequences, start=1):
+        least = tuning.least_search_seconds(request.program, request.task,
+                                            len(sequence.residues), database_letters,
+                                            service.settings.threads)
+        if least is not None and least > limit:
+            name = f"sequence {index}" + (f" ({sequence.id[:40]})" if sequence.id else "")
+            raise client_input.InvalidRequest([client_input.FieldError("query", (
+                f"{name}: {len(sequence.residues):,} letters against {database_letters:,} "
+                f"database letters with task {request.task} take at least "
+                f"{duration(least)}, longer than the {duration(limit)} one search may run "
+                "here (BLAST_TIME_LIMIT): use task megablast, or split the sequence"))])
+
+
+def queue(service: BlastService, job: Job, numbers: Iterable[int], resend: bool = False) -> None:
+    """Send a message per batch: under its first id when submitting (duplicate detection
+    drops a repeated send), under a fresh one when sending again (a requeue)."""
+    trace = telemetry.inject()
+    for number in numbers:
+        send(service, messages.batch_message(job.id, number, trace), resend)
+
+
+def send(service: BlastService, message: Message, resend: bool = False) -> None:
+    service.transport.send(Outgoing(message.encode(),
+                                    message.resend_id() if resend else message.first_id,
+                                    dict(message.trace)))

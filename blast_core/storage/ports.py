@@ -1,0 +1,147 @@
+"""What the service layer needs of storage, as small interfaces: job records, blobs, a queue.
+The Azure adapters (records, blobs, queues) implement them, and so do the tests' in-memory
+fakes (tests/unit/fakes.py)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import NamedTuple, Protocol
+
+from blast_core.domain.jobs import Job
+
+
+class StoredJob(NamedTuple):
+    """A job record as read, with the ETag that a conditional write of it names."""
+
+    job: Job
+    etag: str
+
+
+class RecordConflict(Exception):
+    """The record changed since it was read (another worker got there first)."""
+
+
+class RecordMissing(LookupError):
+    """No record of this job (never submitted here, or cleaned up)."""
+
+
+class JobStore(Protocol):
+    def ensure(self) -> None: ...
+    def create(self, job: Job) -> None: ...
+    def get(self, job_id: str) -> StoredJob | None: ...
+    def replace(self, job: Job, etag: str) -> str: ...
+    def update(self, job_id: str, change: Callable[[Job], Job | None],
+               known: StoredJob | None = None) -> StoredJob | None:
+        """`change` applied with an ETag-conditional write, retried on conflict; None when
+        `change` declines. RecordMissing when there is no record."""
+    def delete(self, job_id: str) -> None: ...
+    def delete_many(self, job_ids: list[str]) -> None: ...
+    def ids_from(self, bound: str, page_size: int) -> Iterator[list[str]]: ...
+    def since(self, bound: str, limit: int) -> list[Job]: ...
+    def recent(self, limit: int) -> list[Job]: ...
+    def open_jobs_unchanged_since(self, moment: datetime,
+                                  limit: int) -> list[tuple[Job, str, datetime]]: ...
+
+
+UPDATE_ATTEMPTS = 50
+
+
+def conditional_update(store: JobStore, job_id: str, change: Callable[[Job], Job | None],
+                       known: StoredJob | None = None) -> StoredJob | None:
+    """Apply `change` with an ETag-conditional write, re-reading and retrying when another
+    worker wrote first: no lock, and no lost update. Starts from `known` when given, saving a
+    read. The new record, or None when `change` declines (returns None)."""
+    found = known
+    for attempt in range(UPDATE_ATTEMPTS):
+        if found is None:
+            found = store.get(job_id)
+            if found is None:
+                raise RecordMissing(f"no record for job {job_id}")
+        changed = change(found.job)
+        if changed is None:
+            return None
+        try:
+            return StoredJob(changed, store.replace(changed, found.etag))
+        except RecordConflict:
+            found = None
+            time.sleep(random.uniform(0, 0.05 * (attempt + 1)))
+    raise RecordConflict(f"job {job_id} kept changing under {UPDATE_ATTEMPTS} attempts")
+
+
+class ResultStore(Protocol):
+    """A job's queries and results, by job id and blob name."""
+
+    def ensure(self) -> None: ...
+    def put_text(self, job_id: str, name: str, text: str, content_type: str) -> None: ...
+    def put_file(self, job_id: str, name: str, path: str, content_type: str) -> None: ...
+    def get_text(self, job_id: str, name: str) -> str: ...
+    def download(self, job_id: str, name: str, path: str) -> None: ...
+    def exists(self, job_id: str, name: str) -> bool: ...
+    def stream(self, job_id: str, name: str) -> Iterator[bytes] | None: ...
+    def delete(self, job_id: str, name: str) -> None: ...
+    def delete_job(self, job_id: str) -> None: ...
+    def read_link(self, job_id: str, name: str, expiry: datetime) -> str: ...
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A message to send: its body, its id (what Service Bus duplicate detection compares) and
+    application properties (Service Bus only; the body carries them too)."""
+
+    body: str
+    message_id: str
+    properties: Mapping[str, str] = field(default_factory=dict)
+
+
+class Delivery(Protocol):
+    """One received message, held (hidden or locked) until it is settled."""
+
+    body: bytes
+    delivery_count: int
+
+    def renew(self) -> None: ...
+    def complete(self) -> None: ...
+    def retry_later(self, seconds: int, copy: Outgoing) -> None:
+        """Have the message come back after `seconds`: the same message hidden that long
+        where the queue can, else `copy` (its next attempt) scheduled, and this one settled."""
+    def dead_letter(self, reason: str) -> None: ...
+
+
+class ReceivedDelivery(Delivery, Protocol):
+    """A delivery this process received itself (not the Functions host)."""
+
+    def abandon(self) -> None:
+        """Put it back at once, as it was (a dead letter left where it is)."""
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    body: bytes
+    reason: str  # why it was dead-lettered, with the broker's description when it gave one
+
+
+@dataclass(frozen=True)
+class QueueCounts:
+    """Messages waiting in the queue (Service Bus: active; Storage: approximate, which
+    includes messages being worked on) and in its dead-letter or poison queue."""
+
+    depth: int
+    dead_letters: int
+
+
+class Transport(Protocol):
+    """The job queue (and its dead-letter or poison queue)."""
+
+    def ensure(self) -> None: ...
+    def counts(self) -> QueueCounts: ...
+    def send(self, message: Outgoing, delay: float = 0) -> None: ...
+    def receive(self) -> Delivery | None: ...
+    def peek_dead_letters(self, limit: int) -> list[DeadLetter]: ...
+    def receive_dead_letter(self) -> ReceivedDelivery | None: ...
+    def close(self) -> None: ...
+
+
