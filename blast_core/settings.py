@@ -131,6 +131,48 @@ def binding_transport(env: Mapping[str, str] | None = None) -> str:
     return "storage" if value.strip().lower() == "storage" else "servicebus"
 
 
+class _Reader:
+    """Reads settings by kind, noting each that is wrong (and going on with its default)."""
+
+    def __init__(self, env: Mapping[str, str]):
+        self.env = env
+        self.problems: list[str] = []
+
+    def text(self, name: str) -> str:
+        return self.env.get(name, "").strip() or _DEFAULTS[name]
+
+    def number(self, name: str, minimum: int = 1) -> int:
+        raw = self.text(name)
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name} must be a whole number, not {raw!r}")
+            return int(_DEFAULTS[name])
+        if value < minimum:
+            self.problems.append(f"{name} must be at least {minimum}, not {value}")
+        return value
+
+    def decimal(self, name: str, above_zero: bool = False) -> float:
+        raw = self.text(name)
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not (0 < value if above_zero else 0 <= value) or not math.isfinite(value):
+            bound = "above 0" if above_zero else "of at least 0"
+            self.problems.append(f"{name} must be a number {bound}, not {raw!r}")
+            return float(_DEFAULTS[name])
+        return value
+
+    def choice(self, name: str, allowed: tuple[str, ...]) -> str:
+        value = self.text(name).lower()
+        if value not in allowed:
+            self.problems.append(
+                f"{name} must be {' or '.join(map(repr, allowed))}, not {value!r}")
+            return _DEFAULTS[name]
+        return value
+
+
 @dataclass(frozen=True)
 class Settings:
     db_dir: str
@@ -166,46 +208,13 @@ class Settings:
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
         """Every setting, checked; SettingsError names every one that is wrong."""
         env = dict(os.environ if env is None else env)
-        problems: list[str] = []
-
-        def text(name: str) -> str:
-            return env.get(name, "").strip() or _DEFAULTS[name]
-
-        def number(name: str, minimum: int = 1) -> int:
-            raw = text(name)
-            try:
-                value = int(raw)
-            except ValueError:
-                problems.append(f"{name} must be a whole number, not {raw!r}")
-                return int(_DEFAULTS[name])
-            if value < minimum:
-                problems.append(f"{name} must be at least {minimum}, not {value}")
-            return value
-
-        def decimal(name: str, above_zero: bool = False) -> float:
-            raw = text(name)
-            try:
-                value = float(raw)
-            except ValueError:
-                value = math.nan
-            if not (0 < value if above_zero else 0 <= value) or not math.isfinite(value):
-                bound = "above 0" if above_zero else "of at least 0"
-                problems.append(f"{name} must be a number {bound}, not {raw!r}")
-                return float(_DEFAULTS[name])
-            return value
-
-        def choice(name: str, allowed: tuple[str, ...]) -> str:
-            value = text(name).lower()
-            if value not in allowed:
-                problems.append(f"{name} must be {' or '.join(map(repr, allowed))}, not {value!r}")
-                return _DEFAULTS[name]
-            return value
-
+        read = _Reader(env)
+        text, number, decimal, choice = read.text, read.number, read.decimal, read.choice
         time_limit = number("BLAST_TIME_LIMIT")
         try:
             limits = RunLimits.derive(time_limit, env)
         except ValueError as error:
-            problems.append(str(error))
+            read.problems.append(str(error))
             limits = RunLimits.derive(int(_DEFAULTS["BLAST_TIME_LIMIT"]), {})
         settings = cls(
             db_dir=text("BLAST_DB_DIR"),
@@ -237,8 +246,8 @@ class Settings:
             monitor_connection=env.get(MONITOR_CONNECTION, "").strip(),
             env=env,
         )
-        if problems:
-            raise SettingsError(problems)
+        if read.problems:
+            raise SettingsError(read.problems)
         return settings
 
     @property

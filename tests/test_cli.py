@@ -13,7 +13,7 @@ import sys
 import pytest
 from conftest import ROOT, SMALL_DB, direct_blastn, sample_queries, service_env, start_server
 
-from blast_core import cli
+from blast_core.cli import commands, output, parser
 from blast_core.storage.azurite import free_port
 
 API_KEY = "cli-key"
@@ -111,8 +111,8 @@ def test_submit_searches_several_databases_when_named_more_than_once(connected, 
 
 
 def test_samples_are_numbered_queries_of_a_real_database_the_same_every_time(connected):
-    sample_set = cli.sample_set()
-    assert sample_set == cli.sample_set() and len(sample_set) == cli.SAMPLE_COUNT
+    sample_set = commands.sample_set()
+    assert sample_set == commands.sample_set() and len(sample_set) == parser.SAMPLE_COUNT
     assert sample_set[2].startswith(f">q3 sample of {SMALL_DB}, sequence ")
 
     chosen = run("sample", "3", "7", "--json", env=connected)
@@ -125,7 +125,7 @@ def test_samples_are_numbered_queries_of_a_real_database_the_same_every_time(con
 
     one = run("sample", env=connected)
     found = re.fullmatch(r"sample (\d+): job ([0-9a-f]{19})\n", one.stdout)
-    assert found and 1 <= int(found.group(1)) <= cli.SAMPLE_COUNT
+    assert found and 1 <= int(found.group(1)) <= parser.SAMPLE_COUNT
 
 
 def test_a_job_that_fails_fails_the_waiting_command(connected, tmp_path):
@@ -154,7 +154,7 @@ def test_a_job_that_fails_fails_the_waiting_command(connected, tmp_path):
     (["submit", "/no/such.fa", "--database", SMALL_DB], 1, "No such file or directory"),
     (["submit", "-"], 2, "the following arguments are required: --database"),
     (["recent", "--limit", "0"], 2, "--limit must be from 1 to 1000"),
-    (["sample", "0"], 2, f"sample numbers are 1 to {cli.SAMPLE_COUNT}"),
+    (["sample", "0"], 2, f"sample numbers are 1 to {parser.SAMPLE_COUNT}"),
 ])
 def test_errors_go_to_stderr_with_a_non_zero_exit(connected, args, code, message):
     failed = run(*args, env=connected, stdin=">q\nACGTTGCAACGTAGCTAGCATCGATCGA\n")
@@ -175,7 +175,7 @@ class Terminal(io.StringIO):
 
 def test_on_a_terminal_the_progress_bar_is_redrawn_in_place():
     screen = Terminal()
-    progress = cli.Progress(screen)
+    progress = output.Progress(screen)
     job = {"id": "0" * 19, "queries": 4, "batches": 2, "batches_done": 0, "queries_done": 0}
     progress.show({**job, "status": "queued"}, 0.0)
     progress.show({**job, "status": "running", "batches_done": 1, "queries_done": 3}, 0.5)

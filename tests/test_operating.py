@@ -206,10 +206,10 @@ def _valid(document: dict, schema_name: str) -> None:
     in the slow tests)."""
     import jsonschema
 
-    from blast_core.api import openapi
+    from blast_core.api.openapi_schemas import SCHEMAS
 
     jsonschema.validate(document, {"$ref": f"#/components/schemas/{schema_name}",
-                                   "components": {"schemas": openapi.SCHEMAS}})
+                                   "components": {"schemas": SCHEMAS}})
 
 
 def _cli(*args: str, url: str) -> str:
