@@ -30,9 +30,10 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from blast_core.blast.process import stop_processes  # noqa: E402
+from blast_core.blast.programs import stop_processes  # noqa: E402
 from blast_core.blast.samples import database_sequences, sample_fasta  # noqa: E402
 from blast_core.domain import jobs  # noqa: E402
+from blast_core.domain.fasta import Sequence, format_fasta  # noqa: E402
 from blast_core.domain.job_request import JobRequest  # noqa: E402
 from blast_core.domain.jobs import Job  # noqa: E402
 from blast_core.service import bootstrap  # noqa: E402
@@ -124,15 +125,15 @@ def cleanup_case(azurite: LocalAzurite, count: int) -> tuple[int, float]:
         "BLAST_RESULTS_CONTAINER": f"bench-{unique}", "BLAST_JOBS_TABLE": f"bench{unique}",
         "BLAST_QUEUE_NAME": f"bench-{unique}"}))
     service.ensure_storage()
-    request = JobRequest(query=">q\nACGT\n", database=DATABASES[0], program="blastn",
-                         task="megablast", evalue=10.0, max_target_seqs=10, queries=1,
-                         query_letters=4)
+    request = JobRequest(sequences=(Sequence("q", "ACGT"),), database=DATABASES[0],
+                         program="blastn", task="megablast", evalue=10.0, max_target_seqs=10)
     old_ms = int(time.time() * 1000) - 2 * 86_400_000
     for n in range(count):
         job = Job.submitted(jobs.new_job_id(old_ms - n), request)
         service.records.create(job)
-        service.results.put_text(job.id, "batch-0.fasta", request.query, "text/x-fasta")
-        service.results.put_text(job.id, "batch-0.asn", "archive", "text/plain")
+        service.blobs.put_text(job.id, "batch-0.fasta", format_fasta(request.sequences),
+                               "text/x-fasta")
+        service.blobs.put_text(job.id, "batch-0.asn", "archive", "text/plain")
     started = time.monotonic()
     deleted = service.clean_up(limit=count)
     return deleted, time.monotonic() - started

@@ -33,11 +33,11 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from blast_core.blast import search  # noqa: E402
-from blast_core.blast.process import stop_processes  # noqa: E402
+from blast_core.blast.programs import stop_processes  # noqa: E402
 from blast_core.blast.samples import database_sequences, sample_fasta  # noqa: E402
 from blast_core.settings import STORAGE_CONNECTION, Settings  # noqa: E402
 from blast_core.storage.azurite import LocalAzurite, free_port  # noqa: E402
-from blast_core.storage.blobs import BlobResultStore, archive_blob  # noqa: E402
+from blast_core.storage.blobs import AzureJobBlobs, archive_blob  # noqa: E402
 
 DATA = Path("/usr/share/ncbi/data")
 DATABASE = "Combined16SrRNA_2-12-2008"
@@ -99,7 +99,7 @@ def main() -> int:
             print(f"searched: {job['status']} in {job['timings']['total']} s")
             [worker] = children(serve.pid)
             settings = Settings.from_env(env)
-            store = BlobResultStore.connect(settings.connection(STORAGE_CONNECTION),
+            store = AzureJobBlobs.connect(settings.connection(STORAGE_CONNECTION),
                                         settings.results_container)
             archives = []
             for number in range(job["batches"]):

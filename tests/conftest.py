@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from blast_core.blast.process import stop_processes
+from blast_core.blast.programs import stop_processes
 from blast_core.blast.samples import database_sequences, sample_fasta
+from blast_core.domain.jobs import FINAL_STATUSES
 from blast_core.service import bootstrap
 from blast_core.storage.azurite import LocalAzurite, free_port
 
@@ -111,7 +112,7 @@ def wait_for_job(url: str, job_id: str, timeout: float = 120.0,
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         job = requests.get(f"{url}/jobs/{job_id}", headers=headers, timeout=10).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
+        if job["status"] in FINAL_STATUSES:
             return job
         time.sleep(0.2)
     raise TimeoutError(f"job {job_id} did not finish within {timeout} s")

@@ -125,7 +125,7 @@ class ServePath:
         return self.operator.transport.counts().dead_letters
 
     def close(self) -> None:
-        from blast_core.blast.process import stop_processes
+        from blast_core.blast.programs import stop_processes
 
         stop_processes(self.workers)
         self.server.stop()

@@ -65,12 +65,12 @@ def test_a_requeued_dead_letter_runs_again_despite_duplicate_detection(azurite, 
         job = submit(host, query, max_target_seqs=10)
         # Every attempt fails (the query's blob is gone): the job gives up and the message
         # is dead-lettered.
-        stored = operator.results.get_text(job["id"], query_blob(0))
-        operator.results.delete(job["id"], query_blob(0))
+        stored = operator.blobs.get_text(job["id"], query_blob(0))
+        operator.blobs.delete(job["id"], query_blob(0))
         host.resume()
         assert ended(host, job["id"], 120)["status"] == "failed"
         wait_until(lambda: operator.dead_letters(), 60, "the dead letter")
-        operator.results.put_text(job["id"], query_blob(0), stored, "text/x-fasta")
+        operator.blobs.put_text(job["id"], query_blob(0), stored, "text/x-fasta")
         assert operator.requeue_dead_letters() == ([job["id"]], 0)
         done = ended(host, job["id"], 120)
         assert done["status"] == "succeeded", done
@@ -105,9 +105,9 @@ def test_a_transient_fault_is_retried_with_backoff_until_it_passes(azurite, blas
         host, operator = deployed.host, deployed.operator
         query = sample_queries(SMALL_DB, 1, seed=53)
         job = submit(host, query, max_target_seqs=10)
-        stored = operator.results.get_text(job["id"], query_blob(0))
-        operator.results.delete(job["id"], query_blob(0))
-        restore = threading.Timer(5.0, operator.results.put_text,
+        stored = operator.blobs.get_text(job["id"], query_blob(0))
+        operator.blobs.delete(job["id"], query_blob(0))
+        restore = threading.Timer(5.0, operator.blobs.put_text,
                                   args=(job["id"], query_blob(0), stored, "text/x-fasta"))
         host.resume()
         restore.start()

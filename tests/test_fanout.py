@@ -208,7 +208,7 @@ def test_a_batch_failing_for_good_fails_the_job_naming_the_batch(azurite, blast_
     service = fanout_service(azurite, BLAST_BATCH_LETTERS="1600")
     job = service.submit({"query": sample_queries(SMALL_DB, 3, seed=5), "database": SMALL_DB})
     assert job.batches == 3
-    service.results.put_text(job.id, query_blob(1), ">empty\n\n", "text/x-fasta")
+    service.blobs.put_text(job.id, query_blob(1), ">empty\n\n", "text/x-fasta")
     work_until_done(service, [job.id])
     failed = service.get(job.id)
     assert failed.status == "failed"

@@ -217,7 +217,7 @@ def test_cancel_stops_a_running_search_and_its_pending_batches(path, azurite, bl
             "batches_run": record.attempts})
         assert figures == {"jobs": 1, "lost": 0, "done_twice": 0, "stranded": 0}
         assert record.attempts == 1 and record.cpu_seconds_blast > 0
-        assert list(app.operator.results._container.list_blobs(
+        assert list(app.operator.blobs._container.list_blobs(
             name_starts_with=f"{job['id']}/")) == []
 
 
@@ -228,13 +228,13 @@ def test_a_job_that_gave_up_runs_again_when_requeued(path, azurite, blast_availa
         queries = submit_all(app, 1, seed=4000)
         [job_id] = queries
         # Until requeued, every attempt fails: the query's blob is gone.
-        stored = operator.results.get_text(job_id, query_blob(0))
-        operator.results.delete(job_id, query_blob(0))
+        stored = operator.blobs.get_text(job_id, query_blob(0))
+        operator.blobs.delete(job_id, query_blob(0))
         app.resume()
         gave_up = statuses_once_settled(status_of(app), [job_id], timeout=120)
         assert gave_up == {job_id: "failed"}
         wait_until(lambda: operator.dead_letters(), 60, "the dead letter")
-        operator.results.put_text(job_id, query_blob(0), stored, "text/x-fasta")
+        operator.blobs.put_text(job_id, query_blob(0), stored, "text/x-fasta")
         assert operator.requeue_dead_letters() == ([job_id], 0)
         statuses = statuses_once_settled(status_of(app), [job_id], timeout=120)
         figures = outcome(statuses, successes_logged(app.log))

@@ -16,6 +16,7 @@ from conftest import ROOT, SMALL_DB, direct_blastn, sample_queries
 
 from blast_core.api import routes
 from blast_core.domain import jobs, messages
+from blast_core.domain.fasta import Sequence, format_fasta
 from blast_core.domain.job_request import JobRequest
 from blast_core.domain.jobs import Job
 from blast_core.service import bootstrap
@@ -24,9 +25,8 @@ from blast_core.service.core import BlastService
 from blast_core.settings import SettingsError
 
 # Building a client does not connect; the Service Bus function is only handed a message here.
-REQUEST = JobRequest(query=">q\nACGTACGTACGTACGTACGT\n", database=SMALL_DB, program="blastn",
-                     task="megablast", evalue=10.0, max_target_seqs=10, queries=1,
-                     query_letters=20)
+REQUEST = JobRequest(sequences=(Sequence("q", "ACGTACGTACGTACGTACGT"),), database=SMALL_DB,
+                     program="blastn", task="megablast", evalue=10.0, max_target_seqs=10)
 OFFLINE_SERVICEBUS = "Endpoint=sb://localhost/;SharedAccessKeyName=test;SharedAccessKey=unused"
 
 
@@ -91,10 +91,10 @@ def test_the_timer_function_deletes_expired_jobs_hourly(monkeypatch, settings_en
                   for hours in (25, 23))
     for job in (old, young):
         service.records.create(job)
-        service.results.put_text(job.id, "batch-0.fasta", REQUEST.query, "text/x-fasta")
+        service.blobs.put_text(job.id, "batch-0.fasta", format_fasta(REQUEST.sequences), "text/x-fasta")
     functions["cleanup_expired_jobs"].get_user_function()(TimerRequest(past_due=False))
-    assert service.records.get(old.id) is None and not service.results.exists(old.id, "batch-0.fasta")
-    assert service.records.get(young.id) and service.results.exists(young.id, "batch-0.fasta")
+    assert service.records.get(old.id) is None and not service.blobs.exists(old.id, "batch-0.fasta")
+    assert service.records.get(young.id) and service.blobs.exists(young.id, "batch-0.fasta")
     reset_default_service()
 
 

@@ -35,7 +35,15 @@ def test_defaults_fill_in_the_optional_fields():
     request = parse({"query": QUERY, "database": "16SCore"})
     assert (request.program, request.task, request.evalue, request.max_target_seqs) == \
         ("blastn", "megablast", 10.0, 100)
-    assert (request.queries, request.query_letters, request.query) == (1, 32, QUERY)
+    assert (request.queries, request.query_letters) == (1, 32)
+    assert fasta.format_fasta(request.sequences) == QUERY
+
+
+def test_headerless_sequences_are_named_by_their_place_in_the_whole_query():
+    """So a name holds in whichever batch a sequence lands: the request is parsed once."""
+    request = parse({"query": ">a\nACGTACGTAC\n>\nGGGGCCCCAA\n>\nTTTTAAAACC", "database": "16SCore"})
+    assert [s.header for s in request.sequences] == ["a", "Query_2", "Query_3"]
+    assert fasta.format_fasta(list(request.sequences[2:])).startswith(">Query_3\n")
 
 
 def test_all_options_are_taken():
@@ -239,7 +247,7 @@ def test_a_lone_surrogate_is_no_text(body, field):
 def test_a_surrogate_pair_is_a_character():
     request = parse(client_input.read_json(r'{"query": ">q \ud83d\ude00\nACGTACGT", '
                                    r'"database": "16SCore"}'))
-    assert request.query == ">q \U0001f600\nACGTACGT\n"
+    assert fasta.format_fasta(request.sequences) == ">q \U0001f600\nACGTACGT\n"
 
 
 # JSON nesting, bounded without recursion

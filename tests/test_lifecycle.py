@@ -24,10 +24,10 @@ from conftest import (
 )
 
 from blast_core.api import views
-from blast_core.blast.process import StopCheck, ToolStopped, run_measured
+from blast_core.blast.programs import StopCheck, ToolStopped, run_measured
 from blast_core.domain import client_input, job_request, jobs, messages
 from blast_core.domain.database import DatabaseInfo
-from blast_core.domain.fasta import QueryLimits
+from blast_core.domain.fasta import QueryLimits, Sequence, format_fasta
 from blast_core.domain.job_request import JobRequest
 from blast_core.domain.jobs import Job
 from blast_core.service import bootstrap
@@ -40,7 +40,7 @@ LONG_DB = "SSURef_93.fasta"  # 300 Mbases: 20 queries with task blastn take minu
 
 
 def blob_names(service: BlastService, job_id: str) -> list[str]:
-    return [b.name for b in service.results._container.list_blobs(name_starts_with=f"{job_id}/")]
+    return [b.name for b in service.blobs._container.list_blobs(name_starts_with=f"{job_id}/")]
 
 
 # Cancel
@@ -223,9 +223,8 @@ def test_databases_list_says_how_many_one_search_may_name(server):
 # Retention
 
 
-REQUEST = JobRequest(query=">q\nACGTACGTACGTACGTACGT\n", database=SMALL_DB, program="blastn",
-                     task="megablast", evalue=10.0, max_target_seqs=10, queries=1,
-                     query_letters=20)
+REQUEST = JobRequest(sequences=(Sequence("q", "ACGTACGTACGTACGTACGT"),), database=SMALL_DB,
+                     program="blastn", task="megablast", evalue=10.0, max_target_seqs=10)
 
 
 def test_clean_up_deletes_exactly_the_expired_jobs_reading_no_younger_one(azurite,
@@ -240,7 +239,7 @@ def test_clean_up_deletes_exactly_the_expired_jobs_reading_no_younger_one(azurit
     created = [Job.submitted(jobs.new_job_id(now_ms - age), REQUEST) for age in ages]
     for job in created:
         service.records.create(job)
-        service.results.put_text(job.id, query_blob(0), REQUEST.query, "text/x-fasta")
+        service.blobs.put_text(job.id, query_blob(0), format_fasta(REQUEST.sequences), "text/x-fasta")
     expired, young = created[:130], created[130:]
 
     bound = jobs.expired_ids_bound(int(time.time() * 1000), 1)
@@ -263,7 +262,7 @@ def test_clean_up_deletes_exactly_the_expired_jobs_reading_no_younger_one(azurit
 def test_retention_zero_keeps_everything(service):
     assert service.settings.retention_days == 60  # the default
     forever = BlastService(Settings.from_env({**service.settings.env, "BLAST_RETENTION_DAYS": "0"}),
-                           service.catalog, service.records, service.results, service.transport)
+                           service.catalog, service.records, service.blobs, service.transport)
     old = Job.submitted(jobs.new_job_id(int(time.time() * 1000) - 10**12), REQUEST)
     service.records.create(old)
     assert forever.clean_up() == 0

@@ -14,7 +14,7 @@ import pytest
 import requests
 from conftest import ROOT, SMALL_DB, sample_queries, service_env, start_server, wait_for_job
 
-from blast_core.blast.process import ToolTimeout, run_measured, run_tool
+from blast_core.blast.programs import ToolTimeout, run_measured, run_tool
 from blast_core.domain import jobs, messages
 from blast_core.domain.jobs import Job
 from blast_core.logs import JsonFormatter, job_log

@@ -11,7 +11,7 @@ import pytest
 from conftest import RRNA_DATA, SMALL_DB, direct_blastn, processes_running, sample_queries
 
 from blast_core.blast import search
-from blast_core.blast.process import ToolError, run_tool
+from blast_core.blast.programs import ToolError, run_tool
 from blast_core.domain.jobs import Job
 
 TOOLS = search.BlastTools(bin_dir="", threads=1, time_limit=120)
@@ -174,7 +174,7 @@ def test_blast_dies_with_its_worker_even_on_kill_9(tmp_path, blast_available):
     query = tmp_path / "orphan-check.fa"
     query.write_text(sample_queries("SSURef_93.fasta", 20, seed=2))
     script = textwrap.dedent(f"""
-        from blast_core.blast.process import run_tool
+        from blast_core.blast.programs import run_tool
         run_tool(["blastn", "-task", "blastn", "-query", {str(query)!r},
                   "-db", {str(RRNA_DATA / "SSURef_93.fasta")!r}], timeout=600)
     """)

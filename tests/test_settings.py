@@ -70,7 +70,7 @@ def test_the_readme_settings_table_is_the_settings():
 
 
 def test_identity_based_storage_clients_need_no_secret():
-    from blast_core.storage.blobs import BlobResultStore
+    from blast_core.storage.blobs import AzureJobBlobs
     from blast_core.storage.queues import StorageQueueTransport
     from blast_core.storage.records import JobRecords
 
@@ -79,7 +79,7 @@ def test_identity_based_storage_clients_need_no_secret():
         "BLAST_STORAGE__tableServiceUri": "https://acct.table.core.windows.net",
         "BLAST_STORAGE__queueServiceUri": "https://acct.queue.core.windows.net"})
     connection = settings.connection("BLAST_STORAGE")
-    results = BlobResultStore.connect(connection, "results")
+    results = AzureJobBlobs.connect(connection, "results")
     records = JobRecords.connect(connection, "jobs")
     queue = StorageQueueTransport.connect(settings)
     assert results._service.url.startswith("https://acct.blob.core.windows.net")

@@ -49,12 +49,12 @@ def test_blast_refusing_a_job_fails_it_without_retry(service, settings_env, tmp_
     no_databases.handle(messages.batch_message(job_id, 0), 1)
     failed, _ = service.records.get(job_id)
     assert failed.status == "failed" and "BLAST rejected the search" in failed.error
-    assert not service.results.exists(job_id, archive_blob(0))
+    assert not service.blobs.exists(job_id, archive_blob(0))
 
 
 def test_a_transient_error_retries_and_the_last_attempt_fails_the_job(service):
     job_id = submit(service)
-    service.results._container.delete_blob(f"{job_id}/{query_blob(0)}")
+    service.blobs._container.delete_blob(f"{job_id}/{query_blob(0)}")
     with pytest.raises(Exception, match=r"BlobNotFound|not exist"):
         service.handle(messages.batch_message(job_id, 0), 1)
     assert service.records.get(job_id)[0].status == "running"
@@ -195,8 +195,8 @@ def test_dead_lettered_jobs_are_listed_and_requeued(azurite, blast_available):
     service = bootstrap.build(Settings.from_env(env))
     service.ensure_storage()
     job_id = submit(service, seed=40)
-    query = service.results.get_text(job_id, query_blob(0))
-    service.results._container.delete_blob(f"{job_id}/{query_blob(0)}")
+    query = service.blobs.get_text(job_id, query_blob(0))
+    service.blobs._container.delete_blob(f"{job_id}/{query_blob(0)}")
     service.transport.poison.send_message("not a job at all")
     run_worker_until(service, lambda: service.get(job_id).status == "failed")
 
@@ -205,7 +205,7 @@ def test_dead_lettered_jobs_are_listed_and_requeued(azurite, blast_available):
     assert letters[job_id].error.startswith("gave up after 1 attempts")
     assert letters[None].status is None
 
-    service.results.put_text(job_id, query_blob(0), query, "text/x-fasta")
+    service.blobs.put_text(job_id, query_blob(0), query, "text/x-fasta")
     assert service.requeue_dead_letters() == ([job_id], 1)
     assert service.get(job_id).status == "queued"
     run_worker_until(service, lambda: service.get(job_id).status == "succeeded")

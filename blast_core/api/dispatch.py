@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any
 
-from blast_core.blast.process import ToolError
+from blast_core.blast.programs import ToolError
 from blast_core.domain.client_input import FieldError, InvalidRequest
 from blast_core.domain.jobs import CANCELLED, FAILED, format_time
 from blast_core.service.core import BlastService

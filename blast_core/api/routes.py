@@ -10,7 +10,7 @@ from blast_core.api.dispatch import PREFIX, ApiError, ApiRequest, ApiResponse, R
 from blast_core.api.ncbi import NCBI_ROUTES
 from blast_core.api.web import WEB_ROUTES
 from blast_core.blast import search
-from blast_core.blast.process import ToolError
+from blast_core.blast.programs import ToolError
 from blast_core.domain import client_input, job_request, jobs
 from blast_core.domain.client_input import FieldError, InvalidRequest
 from blast_core.domain.jobs import Job

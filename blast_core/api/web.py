@@ -12,7 +12,7 @@ from pathlib import Path
 
 from blast_core.api.dispatch import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
 from blast_core.blast import search
-from blast_core.domain import fasta, job_request
+from blast_core.domain import fasta, job_request, jobs
 from blast_core.service.core import BlastService
 
 WEB_DIR = Path(__file__).with_name("web")
@@ -54,15 +54,16 @@ def asset(service: BlastService, request: ApiRequest) -> ApiResponse:
 
 def config(service: BlastService, request: ApiRequest) -> ApiResponse:
     """GET ui/config: programs, tasks, the other request fields with their ranges or choices,
-    query limits and result formats, as the API checks them, so that the page checks the same
-    before it submits."""
+    query limits, result formats and job statuses, as the API has them, so that the page
+    checks the same before it submits and knows when a job has ended."""
     fields = job_request.JOB_REQUEST_SCHEMA["properties"]
     settings = service.settings
     return json_response(200, {
         "programs": {
             name: {"tasks": list(tasks), "default_task": default_task,
                    "query_molecule": query_molecule, "database_molecule": db_molecule}
-            for name, (tasks, default_task, query_molecule, db_molecule) in job_request.PROGRAMS.items()},
+            for name, (tasks, default_task, query_molecule, db_molecule)
+            in job_request.PROGRAMS.items()},
         "default_program": fields["program"]["default"],
         "options": {name: {k: v for k, v in field.items() if k in OPTION_KEYWORDS}
                     for name, field in fields.items() if name not in FORM_FIELDS},
@@ -73,6 +74,7 @@ def config(service: BlastService, request: ApiRequest) -> ApiResponse:
         "alphabets": {"nucleotide": "".join(sorted(fasta.NUCLEOTIDE_LETTERS)),
                       "protein": "".join(sorted(fasta.PROTEIN_LETTERS))},
         "formats": {name: fmt.extension for name, fmt in search.OUTPUT_FORMATS.items()},
+        "statuses": {"all": list(jobs.STATUSES), "final": sorted(jobs.FINAL_STATUSES)},
     })
 
 

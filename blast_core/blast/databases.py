@@ -7,7 +7,7 @@ import threading
 import time
 
 from blast_core.blast import staging
-from blast_core.blast.process import run_tool
+from blast_core.blast.programs import run_tool
 from blast_core.domain.database import DatabaseInfo
 
 LIST_FORMAT = "%f\t%p\t%n\t%l\t%t"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from blast_core.blast.process import run_tool
+from blast_core.blast.programs import run_tool
 
 
 def database_sequences(db_path: str, blastdbcmd: str = "blastdbcmd") -> list[str]:

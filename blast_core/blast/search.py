@@ -12,7 +12,7 @@ import re
 import time
 from dataclasses import dataclass
 
-from blast_core.blast.process import (
+from blast_core.blast.programs import (
     StopCheck,
     ToolError,
     ToolStopped,

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from blast_core.blast.process import ToolError
+from blast_core.blast.programs import ToolError
 from blast_core.blast.samples import database_sequences, sample_fasta
 from blast_core.cli.client import DEFAULT_URL, ApiProblem, BlastClient, Unreachable
 from blast_core.cli.output import Progress, table

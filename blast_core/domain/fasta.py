@@ -9,6 +9,10 @@ from dataclasses import dataclass
 NUCLEOTIDE_LETTERS = frozenset("ACGTURYSWKMBDHVN")
 PROTEIN_LETTERS = frozenset("ABCDEFGHIKLMNPQRSTUVWYZXJO*")
 _CORE_NUCLEOTIDES = frozenset("ACGTUN")
+# A query at least this long and at least this share of A, C, G, T, U and N is taken for DNA
+# (shorter peptides of only these letters are plausible proteins).
+_MIN_LETTERS_TO_JUDGE = 20
+_NUCLEOTIDE_SHARE = 0.9
 # Control characters (C0, DEL, C1) and Unicode's line and paragraph separators: none stays in
 # a header, so canonical FASTA has one line per header whoever splits it into lines.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -103,8 +107,7 @@ def _check_residues(name: str, residues: str, molecule: str, max_letters: int) -
         if foreign - PROTEIN_LETTERS:
             raise FastaError(f"{name} has characters that are not sequence letters: "
                              f"{_show(foreign - PROTEIN_LETTERS)}")
-        core = sum(residues.count(letter) for letter in _CORE_NUCLEOTIDES)
-        if foreign or core < len(residues) / 2:
+        if foreign or _core_share(residues) < 0.5:
             raise FastaError(f"{name} looks like a protein sequence; this program needs "
                              "nucleotides (IUPAC codes)")
     else:
@@ -112,6 +115,23 @@ def _check_residues(name: str, residues: str, molecule: str, max_letters: int) -
         if foreign:
             raise FastaError(f"{name} has characters outside the protein alphabet: "
                              f"{_show(foreign)}")
+
+
+def looks_like_nucleotides(residues: str) -> bool:
+    """Whether a sequence that passes the protein alphabet is (nearly) all A, C, G, T, U and
+    N: blastp or tblastn would search DNA as protein without a word of warning."""
+    return len(residues) >= _MIN_LETTERS_TO_JUDGE and _core_share(residues) >= _NUCLEOTIDE_SHARE
+
+
+def _core_share(residues: str) -> float:
+    return sum(residues.count(letter) for letter in _CORE_NUCLEOTIDES) / max(len(residues), 1)
+
+
+def named(sequences: list[Sequence]) -> list[Sequence]:
+    """Each headerless sequence named by its place in the whole query (Query_<n>), as BLAST
+    names it, so that the name holds in whichever batch the sequence lands."""
+    return [sequence if sequence.header else Sequence(f"Query_{index}", sequence.residues)
+            for index, sequence in enumerate(sequences, start=1)]
 
 
 def _show(characters: set[str]) -> str:

@@ -160,22 +160,22 @@ _RequestValidator = jsonschema.validators.extend(
 class JobRequest:
     """A validated request: every value here is safe to put on a BLAST command line."""
 
-    query: str
+    sequences: tuple[fasta.Sequence, ...]  # parsed once, headerless ones named
     database: str
     program: str
     task: str
     evalue: float
     max_target_seqs: int
-    queries: int
-    query_letters: int
     word_size: int | None = None
     filter: str | None = None
 
+    @property
+    def queries(self) -> int:
+        return len(self.sequences)
 
-_NUCLEOTIDE_CODES = "ACGTUN"
-
-
-_MIN_LETTERS_TO_JUDGE = 20  # shorter peptides of only these letters are plausible proteins
+    @property
+    def query_letters(self) -> int:
+        return sum(len(sequence.residues) for sequence in self.sequences)
 
 
 def parse_request(payload: Any, limits: fasta.QueryLimits,
@@ -202,14 +202,12 @@ def parse_request(payload: Any, limits: fasta.QueryLimits,
     if errors:
         raise InvalidRequest(errors)
     return JobRequest(
-        query=fasta.format_fasta(sequences),
+        sequences=tuple(fasta.named(sequences)),
         database=" ".join(names),
         program=program,
         task=task,
         evalue=float(payload.get("evalue", 10)),
         max_target_seqs=int(payload.get("max_target_seqs", 100)),
-        queries=len(sequences),
-        query_letters=sum(len(s.residues) for s in sequences),
         word_size=int(payload["word_size"]) if "word_size" in payload else None,
         filter=payload.get("filter"),
     )
@@ -236,12 +234,8 @@ def _database_errors(names: list[str], found: list[DatabaseInfo | None], program
 
 
 def _refuse_nucleotides(sequences: list[fasta.Sequence], program: str) -> None:
-    """A DNA query passes the protein alphabet, and blastp or tblastn would search it as
-    protein without a word of warning: refuse what is (nearly) all A, C, G, T, U and N."""
     for index, sequence in enumerate(sequences, start=1):
-        residues = sequence.residues
-        nucleotides = sum(residues.count(letter) for letter in _NUCLEOTIDE_CODES)
-        if len(residues) >= _MIN_LETTERS_TO_JUDGE and nucleotides >= 0.9 * len(residues):
+        if fasta.looks_like_nucleotides(sequence.residues):
             raise fasta.FastaError(f"{fasta.describe(index, sequence)} looks like a nucleotide "
                                    f"sequence; {program} needs a protein query")
 

@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl
 
 from blast_core.api import dispatch
 from blast_core.api.routes import ROUTES
-from blast_core.blast.process import die_with_parent, stop_processes
+from blast_core.blast.programs import die_with_parent, stop_processes
 from blast_core.service.core import BlastService
 
 log = logging.getLogger("blast_core.hosts.serve")

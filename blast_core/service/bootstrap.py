@@ -10,7 +10,7 @@ from blast_core.blast.databases import DatabaseCatalog
 from blast_core.blast.search import BlastTools
 from blast_core.service.core import BlastService
 from blast_core.settings import STORAGE_CONNECTION, Settings
-from blast_core.storage.blobs import BlobResultStore
+from blast_core.storage.blobs import AzureJobBlobs
 from blast_core.storage.queues import connect
 from blast_core.storage.records import JobRecords
 
@@ -22,7 +22,7 @@ def build(settings: Settings) -> BlastService:
                               BlastTools.from_settings(settings).path("blastdbcmd"),
                               cache_dir=settings.db_cache_dir, preload=settings.db_preload)
     return BlastService(settings, catalog, JobRecords.connect(storage, settings.jobs_table),
-                        BlobResultStore.connect(storage, settings.results_container),
+                        AzureJobBlobs.connect(storage, settings.results_container),
                         connect(settings))
 
 

@@ -30,6 +30,6 @@ def cancel(service: BlastService, job_id: str) -> Job:
         cancelled = service.records.update(job_id, change)
     except RecordMissing:
         raise JobNotFound(job_id) from None
-    service.results.delete_job(job_id)
+    service.blobs.delete_job(job_id)
     job_log(job_id).info("job %s cancelled", job_id)
     return cancelled.job

@@ -21,16 +21,16 @@ from blast_core.service import cancel, lookup, operations, processing, results, 
 from blast_core.service.operations import DeadLetterView, QueueCountsCache, SweepReport
 from blast_core.service.results import ResultBody, ResultLink
 from blast_core.settings import Settings
-from blast_core.storage.ports import JobStore, ResultStore, Transport
+from blast_core.storage.ports import JobBlobs, JobStore, Transport
 
 
 class BlastService:
     def __init__(self, settings: Settings, catalog: DatabaseCatalog, records: JobStore,
-                 results: ResultStore, transport: Transport):
+                 blobs: JobBlobs, transport: Transport):
         self.settings = settings
         self.catalog = catalog
         self.records = records
-        self.results = results
+        self.blobs = blobs
         self.transport = transport
         self.tools = BlastTools.from_settings(settings)
         self.query_limits = QueryLimits(settings.max_query_bytes, settings.max_queries,
@@ -46,7 +46,7 @@ class BlastService:
 
     def ensure_storage(self) -> None:
         """Create the container, table and (Storage) queues if missing; idempotent."""
-        self.results.ensure()
+        self.blobs.ensure()
         self.records.ensure()
         self.transport.ensure()
 

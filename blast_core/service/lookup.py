@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from blast_core.blast.process import ToolError
+from blast_core.blast.programs import ToolError
 from blast_core.domain import jobs
 from blast_core.domain.database import DatabaseInfo
 from blast_core.domain.jobs import Job

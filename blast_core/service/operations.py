@@ -120,7 +120,7 @@ def clean_up(service: BlastService, limit: int = 10_000) -> int:
     with ThreadPoolExecutor(CLEANUP_THREADS, thread_name_prefix="clean-up") as pool:
         for page in service.records.ids_from(bound, CLEANUP_PAGE):
             page = page[:limit - deleted]
-            list(pool.map(service.results.delete_job, page))  # re-raises the first failure
+            list(pool.map(service.blobs.delete_job, page))  # re-raises the first failure
             service.records.delete_many(page)
             deleted += len(page)
             if deleted >= limit:

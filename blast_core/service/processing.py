@@ -110,7 +110,7 @@ def _run(service: BlastService, job: Job, number: int,
     with tempfile.TemporaryDirectory(prefix=f"blast-{job.id}-{number}-") as workdir:
         clock = time.monotonic()
         query_path = os.path.join(workdir, "query.fasta")
-        service.results.download(job.id, query_blob(number), query_path)
+        service.blobs.download(job.id, query_blob(number), query_path)
         transfer = time.monotonic() - clock
         clock = time.monotonic()
         with telemetry.span("staging", **traced):
@@ -136,7 +136,7 @@ def _run(service: BlastService, job: Job, number: int,
             telemetry.annotate(hits=found.hits, cpu_seconds=found.cpu_seconds)
         clock = time.monotonic()
         with telemetry.span("upload", **traced):
-            service.results.put_file(job.id, archive_blob(number), found.archive,
+            service.blobs.put_file(job.id, archive_blob(number), found.archive,
                                      search.ARCHIVE.content_type)
         transfer += time.monotonic() - clock
     return queries, found.hits, jobs.BatchTimings(queued, staging, found.blast_seconds,
@@ -161,7 +161,7 @@ def _end_batch(service: BlastService, known: StoredJob, number: int,
         stored, current = None, None
     ended = stored.job if stored else None
     if ended is None and (current is None or current.status == jobs.CANCELLED):
-        service.results.delete(job_id, archive_blob(number))  # cancelled as BLAST ended
+        service.blobs.delete(job_id, archive_blob(number))  # cancelled as BLAST ended
         jlog.info("job %s batch %d: the job was cancelled or deleted meanwhile; its "
                   "result is not kept", job_id, number)
     elif ended is None:

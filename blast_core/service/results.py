@@ -68,7 +68,7 @@ def result_link(service: BlastService, job_id: str, format_name: str) -> str:
     job = _succeeded(service, job_id)
     fmt = search.OUTPUT_FORMATS[format_name]
     if job.format_state(format_name).state != jobs.FORMAT_READY or \
-            not service.results.exists(job.id, result_blob(fmt.extension)):
+            not service.blobs.exists(job.id, result_blob(fmt.extension)):
         raise _ask_for_format(service, job, format_name)
     return _link(service, job, fmt)
 
@@ -80,7 +80,7 @@ def _made(service: BlastService, job: Job, format_name: str) -> ResultBody | Res
         return None
     if (made.size or 0) > service.settings.max_inline_result_bytes:
         return ResultLink(_link(service, job, fmt))
-    chunks = service.results.stream(job.id, result_blob(fmt.extension))
+    chunks = service.blobs.stream(job.id, result_blob(fmt.extension))
     return None if chunks is None else ResultBody(chunks, fmt.content_type,
                                                   f"{job.id}.{fmt.extension}")
 
@@ -88,7 +88,7 @@ def _made(service: BlastService, job: Job, format_name: str) -> ResultBody | Res
 def _link(service: BlastService, job: Job, fmt: search.OutputFormat) -> str:
     expiry = datetime.now(UTC) + timedelta(hours=service.settings.result_link_hours)
     job_expiry = jobs.expires_at(job.id, service.settings.retention_days)
-    return service.results.read_link(job.id, result_blob(fmt.extension),
+    return service.blobs.read_link(job.id, result_blob(fmt.extension),
                                      min(expiry, job_expiry) if job_expiry else expiry)
 
 
@@ -133,7 +133,7 @@ def make(service: BlastService, job_id: str, format_name: str, attempt: int,
     job, fmt = found.job, search.OUTPUT_FORMATS[format_name]
     if job.status != jobs.SUCCEEDED or (
             job.format_state(format_name).state == jobs.FORMAT_READY
-            and service.results.exists(job.id, result_blob(fmt.extension))):
+            and service.blobs.exists(job.id, result_blob(fmt.extension))):
         jlog.info("job %s: %s result not to be made (job %s); delivery ignored", job_id,
                   format_name, job.status)
         return
@@ -158,19 +158,19 @@ def _make(service: BlastService, job: Job, fmt: search.OutputFormat) -> None:
         parts, queries_before, seen = [], [], 0
         for number in range(job.batches):
             archive = os.path.join(workdir, archive_blob(number))
-            service.results.download(job.id, archive_blob(number), archive)
+            service.blobs.download(job.id, archive_blob(number), archive)
             formatted = os.path.join(workdir, f"batch-{number}.{fmt.extension}")
             search.format_archive(service.tools, archive, fmt, service.settings.db_dir, formatted)
             os.unlink(archive)
             parts.append(formatted)
             queries_before.append(seen)
             seen += fasta.count_sequences(
-                service.results.get_text(job.id, query_blob(number)).splitlines())
+                service.blobs.get_text(job.id, query_blob(number)).splitlines())
         merged = os.path.join(workdir, f"result.{fmt.extension}")
         with contextlib.ExitStack() as files, open(merged, "w") as out:
             out.writelines(batches.merge(fmt.name, [files.enter_context(open(part))
                                                     for part in parts], queries_before))
-        service.results.put_file(job.id, result_blob(fmt.extension), merged, fmt.content_type)
+        service.blobs.put_file(job.id, result_blob(fmt.extension), merged, fmt.content_type)
         size = os.path.getsize(merged)
     seconds = time.monotonic() - started
     service.records.update(job.id, lambda current: current.format_ready(fmt.name, seconds, size))

@@ -36,7 +36,7 @@ def validate(service: BlastService, payload: object) -> job_request.JobRequest:
 
 def _submit(service: BlastService, payload: object) -> Job:
     request = validate(service, payload)
-    sequences = fasta.parse(request.query)
+    sequences = list(request.sequences)
     database_letters = lookup.database_letters(service, jobs.database_names(request.database)) or 0
     _refuse_what_cannot_finish(service, request, sequences, database_letters)
     parts = batches.split(sequences, tuning.batch_letters(
@@ -48,7 +48,7 @@ def _submit(service: BlastService, payload: object) -> Job:
                        batches=job.batches)
     try:
         for number, part in enumerate(parts):
-            service.results.put_text(job.id, query_blob(number), fasta.format_fasta(part),
+            service.blobs.put_text(job.id, query_blob(number), fasta.format_fasta(part),
                                      "text/x-fasta")
         service.records.create(job)
         try:
@@ -57,7 +57,7 @@ def _submit(service: BlastService, payload: object) -> Job:
             service.records.delete(job.id)
             raise
     except Exception:
-        service.results.delete_job(job.id)
+        service.blobs.delete_job(job.id)
         raise
     job_log(job.id).info("job %s queued: %s %s on %s, %d queries in %d batches", job.id,
                          job.program, job.task, job.database, job.queries, job.batches)

@@ -25,7 +25,7 @@ import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from blast_core.blast.process import stop_processes
+from blast_core.blast.programs import stop_processes
 
 log = logging.getLogger("blast_core.storage.azurite")
 

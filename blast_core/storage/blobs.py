@@ -28,13 +28,13 @@ def result_blob(extension: str) -> str:
     return f"result.{extension}"
 
 
-class BlobResultStore:
+class AzureJobBlobs:
     def __init__(self, service: BlobServiceClient, container: str):
         self._service = service
         self._container = service.get_container_client(container)
 
     @classmethod
-    def connect(cls, connection: Connection, container: str) -> BlobResultStore:
+    def connect(cls, connection: Connection, container: str) -> AzureJobBlobs:
         if connection.string:
             service = BlobServiceClient.from_connection_string(connection.string)
         else:

@@ -72,8 +72,9 @@ def conditional_update(store: JobStore, job_id: str, change: Callable[[Job], Job
     raise RecordConflict(f"job {job_id} kept changing under {UPDATE_ATTEMPTS} attempts")
 
 
-class ResultStore(Protocol):
-    """A job's queries and results, by job id and blob name."""
+class JobBlobs(Protocol):
+    """A job's blobs by job id and name: its query batches, their search archives, and the
+    results made from them."""
 
     def ensure(self) -> None: ...
     def put_text(self, job_id: str, name: str, text: str, content_type: str) -> None: ...

@@ -11,8 +11,6 @@ const REFRESH_MS = 2000;
 const ALIGNMENT_WIDTH = 60;
 const JOB_ID = /^[0-9a-f]{19}$/;
 const SVG_NS = "http://www.w3.org/2000/svg";
-const STATUSES = ["queued", "running", "succeeded", "failed", "cancelled"];
-const ACTIVE = ["queued", "running"];  // the other statuses are final: nothing changes after them
 // Bit score classes of NCBI's graphic summary, lowest first.
 const SCORE_CLASSES = [
   { below: 40, label: "< 40", colour: "#222222" },
@@ -252,8 +250,9 @@ function progress(job) {
   return ` · ${job.batches_done}/${job.batches} batches, ${job.queries_done}/${job.queries} queries`;
 }
 
+// The statuses come from the API (GET ui/config): after a final one nothing changes.
 function isActive(job) {
-  return ACTIVE.includes(job.status);
+  return !state.config.statuses.final.includes(job.status);
 }
 
 // The databases a job searched: `databases` (a list), or `database` (names joined by spaces).
@@ -262,7 +261,7 @@ function jobDatabases(job) {
 }
 
 function statusBadge(job) {
-  const known = STATUSES.includes(job.status) ? job.status : "unknown";
+  const known = state.config.statuses.all.includes(job.status) ? job.status : "unknown";
   const text = job.status === "running" ? `running ${duration(job)}${progress(job)}` : job.status;
   const badge = el("span", { class: `badge status-${known}` }, text);
   if (job.error) badge.title = job.error;

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-log = logging.getLogger("blast_core.blast.process")
+log = logging.getLogger("blast_core.blast.programs")
 
 _PR_SET_PDEATHSIG = 1
 
