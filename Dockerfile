@@ -31,7 +31,7 @@ RUN . /etc/os-release \
 ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
     AzureFunctionsJobHost__Logging__Console__IsEnabled=true
 
-COPY requirements.txt /
+COPY requirements.txt requirements-client.txt requirements-server.txt /
 RUN pip install --no-cache-dir -r /requirements.txt
 
 COPY . /home/site/wwwroot
