@@ -7,12 +7,10 @@ in the README and the list the deployment is checked against.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
 
 from blast_core.domain.limits import RunLimits
 
@@ -74,7 +72,7 @@ SETTINGS: tuple[Setting, ...] = (
             "Query letters per batch of a big job (each batch is one queue message); "
             "0: the program's default (blastn 500,000; blastp and tblastn 10,000; "
             "blastx and tblastx 20,000), and for blastn no more than its task is expected to "
-            "search against the job's databases in 10 minutes (`tuning.py`)."),
+            "search against the job's databases in 10 minutes (`blast_core/domain/tuning.py`)."),
     Setting("BLAST_RESULT_LINK_HOURS", "24",
             "Lifetime of read-only result links (SAS); never past the job's expiry."),
     Setting("BLAST_RETENTION_DAYS", "60",
@@ -281,13 +279,3 @@ class Connection:
             raise SettingsError([f"{self.name}__{service}ServiceUri is not set"])
         return uri
 
-    def credential(self) -> Any:
-        """The managed identity (or developer login) for identity-based connections."""
-        return _default_credential()
-
-
-@functools.cache
-def _default_credential() -> Any:
-    from azure.identity import DefaultAzureCredential
-
-    return DefaultAzureCredential()

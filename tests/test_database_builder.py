@@ -20,8 +20,9 @@ from azure.core.pipeline.transport import HttpTransport, RequestsTransportRespon
 from azure.core.rest import HttpRequest
 from azure.storage.fileshare import ShareClient
 
-from blast_core.blast import builder
-from blast_core.blast.builder import DatabaseBuildError, build_database, upload_database
+from blast_core.blast.builder import DatabaseBuildError, build_database
+from blast_core.storage import share
+from blast_core.storage.share import upload_database
 
 needs_blast = pytest.mark.skipif(
     shutil.which("makeblastdb") is None or shutil.which("blastdbcmd") is None,
@@ -203,7 +204,7 @@ def test_upload_creates_directories_and_writes_every_file(db_files: list[Path]) 
 def test_upload_to_the_share_root_from_a_connection_string(
         db_files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
     service = FakeFilesService()
-    monkeypatch.setattr(builder, "ShareClient", client_class(service))
+    monkeypatch.setattr(share, "ShareClient", client_class(service))
 
     uploaded = upload_database(db_files, CONNECTION_STRING, "blastdb")
 
@@ -218,7 +219,7 @@ def test_a_share_name_is_needed_with_a_connection_string(db_files: list[Path]) -
 
 
 def test_share_client_from_a_sas_url() -> None:
-    client = builder.share_client(
+    client = share.share_client(
         "https://acct.file.core.windows.net/?sv=2022-11-02&ss=f&sp=rwc&sig=abc%3D", "blastdb")
 
     assert client.account_name == "acct"
@@ -234,8 +235,8 @@ class FakeCredential:
 def test_share_client_from_a_bare_url_uses_entra_with_backup_intent(
         db_files: list[Path], monkeypatch: pytest.MonkeyPatch) -> None:
     service = FakeFilesService()
-    monkeypatch.setattr(builder, "ShareClient", client_class(service))
-    monkeypatch.setattr(builder, "DefaultAzureCredential", FakeCredential)
+    monkeypatch.setattr(share, "ShareClient", client_class(service))
+    monkeypatch.setattr(share, "DefaultAzureCredential", FakeCredential)
 
     upload_database(db_files[:1], "https://acct.file.core.windows.net", "blastdb")
 

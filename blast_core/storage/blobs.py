@@ -14,6 +14,7 @@ from azure.storage.blob import (
 )
 
 from blast_core.settings import Connection
+from blast_core.storage.clients import storage_client
 
 
 def query_blob(batch: int) -> str:
@@ -35,12 +36,7 @@ class AzureJobBlobs:
 
     @classmethod
     def connect(cls, connection: Connection, container: str) -> AzureJobBlobs:
-        if connection.string:
-            service = BlobServiceClient.from_connection_string(connection.string)
-        else:
-            service = BlobServiceClient(connection.service_uri("blob"),
-                                        credential=connection.credential())
-        return cls(service, container)
+        return cls(storage_client(BlobServiceClient, connection, "blob"), container)
 
     def ensure(self) -> None:
         try:

@@ -24,6 +24,7 @@ from azure.core.exceptions import (
 )
 
 from blast_core.settings import STORAGE_CONNECTION, Settings
+from blast_core.storage.clients import storage_client
 
 # No retries, and bounded waits: the point is to fail fast and say why.
 CLIENT_OPTIONS = {"retry_total": 0, "connection_timeout": 5, "read_timeout": 15}
@@ -58,13 +59,8 @@ def _requests(settings: Settings) -> list[tuple[str, str, Callable[[], object]]]
     kinds = {"blob": BlobServiceClient, "table": TableServiceClient}
     if settings.queue_transport == "storage":
         kinds["queue"] = QueueServiceClient
-    if connection.string:
-        clients = {service: kind.from_connection_string(connection.string, **CLIENT_OPTIONS)
-                   for service, kind in kinds.items()}
-    else:
-        clients = {service: kind(connection.service_uri(service),
-                                 credential=connection.credential(), **CLIENT_OPTIONS)
-                   for service, kind in kinds.items()}
+    clients = {service: storage_client(kind, connection, service, **CLIENT_OPTIONS)
+               for service, kind in kinds.items()}
     requests = {
         "blob": lambda: clients["blob"].get_container_client(
             settings.results_container).get_container_properties(),

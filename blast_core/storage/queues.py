@@ -15,6 +15,7 @@ from azure.storage.queue import QueueClient, QueueMessage
 
 from blast_core.domain.limits import MESSAGE_TTL
 from blast_core.settings import SERVICEBUS_CONNECTION, STORAGE_CONNECTION, Settings
+from blast_core.storage.clients import credential, storage_client
 from blast_core.storage.ports import DeadLetter, Outgoing, QueueCounts, Transport
 
 
@@ -30,11 +31,7 @@ class StorageQueueTransport:
     def connect(cls, settings: Settings) -> StorageQueueTransport:
         connection = settings.connection(STORAGE_CONNECTION)
         names = (settings.queue_name, f"{settings.queue_name}-poison")
-        if connection.string:
-            queues = [QueueClient.from_connection_string(connection.string, name) for name in names]
-        else:
-            queues = [QueueClient(connection.service_uri("queue"), name,
-                                  credential=connection.credential()) for name in names]
+        queues = [storage_client(QueueClient, connection, "queue", name) for name in names]
         return cls(*queues, visibility_timeout=settings.visibility_timeout)
 
     def ensure(self) -> None:
@@ -142,8 +139,8 @@ class ServiceBusTransport:
             admin = ServiceBusAdministrationClient.from_connection_string(connection.string)
         else:
             namespace = connection.properties.get("fullyQualifiedNamespace", "")
-            client = ServiceBusClient(namespace, credential=connection.credential())
-            admin = ServiceBusAdministrationClient(namespace, credential=connection.credential())
+            client = ServiceBusClient(namespace, credential=credential())
+            admin = ServiceBusAdministrationClient(namespace, credential=credential())
         return cls(client, settings.queue_name, admin)
 
     def ensure(self) -> None:

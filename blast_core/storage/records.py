@@ -17,6 +17,7 @@ from azure.data.tables import TableClient, TableServiceClient, TableTransactionE
 
 from blast_core.domain.jobs import Job
 from blast_core.settings import Connection
+from blast_core.storage.clients import storage_client
 from blast_core.storage.ports import RecordConflict, StoredJob, conditional_update
 
 PARTITION = "job"
@@ -42,11 +43,7 @@ class JobRecords:
 
     @classmethod
     def connect(cls, connection: Connection, table_name: str) -> JobRecords:
-        if connection.string:
-            service = TableServiceClient.from_connection_string(connection.string)
-        else:
-            service = TableServiceClient(connection.service_uri("table"),
-                                         credential=connection.credential())
+        service = storage_client(TableServiceClient, connection, "table")
         return cls(service.get_table_client(table_name))
 
     def ensure(self) -> None:
