@@ -49,6 +49,10 @@ def test_the_client_alone_installs_without_the_azure_stack_and_talks_to_the_serv
     no_azure = subprocess.run([str(bin_dir / "python"), "-c", "import azure"],
                               capture_output=True, text=True)
     assert no_azure.returncode != 0, "the client needs none of the Azure SDK"
+    refused = subprocess.run([str(bin_dir / "blast-service"), "serve"], capture_output=True,
+                             text=True, timeout=60, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""})
+    assert refused.returncode == 2
+    assert "pip install 'blast-service[server]'" in refused.stderr, refused.stderr
     server = start_server(service_env(azurite), tmp_path / "serve.log", workers=1)
     try:
         listed = subprocess.run([str(bin_dir / "blast-service"), "databases", "--url", server.url],

@@ -4,6 +4,7 @@ through the API: `serve`, `worker`, `dead-letters`, `clean-up`, `db upload`."""
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import logging
 import os
@@ -28,11 +29,28 @@ LOCAL_QUEUE_TRANSPORT = "storage"
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]  # where node_modules/ holds Azurite
 
+# What the operator's commands need beyond the client: the `server` extra of the package.
+SERVER_MODULES = ("azure.data.tables", "azure.storage.blob", "azure.servicebus", "waitress")
 
+
+def missing_server_module() -> str | None:
+    for module in SERVER_MODULES:
+        try:
+            found = importlib.util.find_spec(module)
+        except ModuleNotFoundError:
+            found = None
+        if found is None:
+            return module
+    return None
 
 
 def run_service(args: argparse.Namespace) -> int:
     configure_logging()
+    if missing := missing_server_module():
+        print(f"error: `{args.command}` runs the service, and {missing} is not installed: "
+              "pip install 'blast-service[server]' (the client commands need only the package)",
+              file=sys.stderr)
+        return 2
     if args.command == "db":
         return upload_database(args)
     os.environ.setdefault("BLAST_QUEUE_TRANSPORT", LOCAL_QUEUE_TRANSPORT)
@@ -154,7 +172,7 @@ def upload_database(args: argparse.Namespace) -> int:
     import tempfile
 
     from blast_core.blast.builder import DatabaseBuildError, build_database
-    from blast_core.blast.builder import upload_database as upload
+    from blast_core.storage.share import upload_database as upload
 
     connection = args.connection or os.environ.get(STORAGE_CONNECTION, "")
     if not connection:
