@@ -30,7 +30,7 @@ param maximumBurst int = 10
 @maxValue(4)
 param blastThreads int = 1
 
-@description('Seconds one BLAST run may take (BLAST_TIME_LIMIT); at most 55 minutes: host.json functionTimeout (01:00:00, the 60 minutes a Premium instance gives a running function on scale-in) less 5 minutes to store results (blast_core/limits.py).')
+@description('Seconds one BLAST run may take (BLAST_TIME_LIMIT); at most 55 minutes: host.json functionTimeout (01:00:00, the 60 minutes a Premium instance gives a running function on scale-in) less 5 minutes to store results (blast_core/domain/limits.py).')
 @minValue(60)
 @maxValue(3300)
 param blastTimeLimitSeconds int = 2700

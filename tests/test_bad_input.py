@@ -37,7 +37,6 @@ def text_body(query: str = QUERY, **options: str) -> dict:
             "headers": TEXT}
 
 
-
 @pytest.fixture(scope="module")
 def api(azurite, blast_available, tmp_path_factory):
     env = service_env(azurite)

@@ -14,21 +14,9 @@ from typing import Any
 MAX_INTEGER_DIGITS = 20  # a longer integer literal is read as a float (see `integer`)
 
 
-
-
 _DECIMAL = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
-
-
 _INTEGER = re.compile(r"[+-]?\d+", re.ASCII)
-
-
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
-
-
-
-
-
-
 
 
 def is_number(value: object) -> bool:

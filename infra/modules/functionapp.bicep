@@ -51,7 +51,7 @@ param appInsightsConnectionString string
 @maxValue(4)
 param blastThreads int
 
-@description('Seconds one BLAST run may take; at most host.json functionTimeout (01:00:00) less 5 minutes to store results (blast_core/limits.py).')
+@description('Seconds one BLAST run may take; at most host.json functionTimeout (01:00:00) less 5 minutes to store results (blast_core/domain/limits.py).')
 @minValue(60)
 @maxValue(3300)
 param blastTimeLimitSeconds int
