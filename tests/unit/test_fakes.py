@@ -1,8 +1,9 @@
 """The fakes keep the rules of the real adapters that the service relies on: a unit test that
-passes on a fake that breaks one would prove nothing. (tests/test_records.py and
-tests/test_servicebus_emulation.py check the same rules of the real ones.)"""
+passes on a fake that breaks one would prove nothing. The tests taking a `store` or `blobs`
+fixture also run on the real adapters against Azurite (tests/test_fakes_match_adapters.py);
+tests/test_servicebus_emulation.py checks the queue's rules on the emulated Service Bus."""
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
@@ -12,6 +13,16 @@ from blast_core.storage.ports import Outgoing, QueueCounts, RecordConflict, Reco
 from unit.fakes import FakeClock, FakeJobBlobs, FakeJobStore, FakeTransport, LockLost
 
 
+@pytest.fixture
+def store() -> FakeJobStore:
+    return FakeJobStore()
+
+
+@pytest.fixture
+def blobs() -> FakeJobBlobs:
+    return FakeJobBlobs()
+
+
 def make_job(now_ms: int, status: str = jobs.QUEUED) -> jobs.Job:
     return jobs.Job(id=jobs.new_job_id(now_ms), status=status, database="16SCore",
                     program="blastn", task="megablast", evalue=1e-5, max_target_seqs=10,
@@ -19,8 +30,7 @@ def make_job(now_ms: int, status: str = jobs.QUEUED) -> jobs.Job:
                     batch_states=".")
 
 
-def test_a_record_is_written_only_at_its_etag_and_each_write_has_a_new_one():
-    store = FakeJobStore()
+def test_a_record_is_written_only_at_its_etag_and_each_write_has_a_new_one(store):
     job = make_job(1_000)
     store.create(job)
     with pytest.raises(ResourceExistsError):
@@ -41,15 +51,13 @@ def test_a_record_is_written_only_at_its_etag_and_each_write_has_a_new_one():
         store.update(job.id, lambda current: current.cancel())
 
 
-def test_a_record_reads_back_as_its_table_entity_does():
-    store = FakeJobStore()
+def test_a_record_reads_back_as_its_table_entity_does(store):
     job = make_job(5)
     store.create(jobs.Job(**{**job.to_dict(), "evalue": 1}))  # an int e-value, read as float
     assert type(store.get(job.id).job.evalue) is float
 
 
-def test_an_update_re_reads_and_reapplies_its_change_when_another_write_came_first():
-    store = FakeJobStore()
+def test_an_update_re_reads_and_reapplies_its_change_when_another_write_came_first(store):
     job = make_job(1_000)
     store.create(job)
     stale = store.get(job.id)
@@ -61,8 +69,7 @@ def test_an_update_re_reads_and_reapplies_its_change_when_another_write_came_fir
     assert store.get(job.id) == updated and updated.job.status == "cancelled"
 
 
-def test_queries_return_the_newest_jobs_first_and_stop_at_their_bounds():
-    store = FakeJobStore()
+def test_queries_return_the_newest_jobs_first_and_stop_at_their_bounds(store):
     created = {ms: make_job(ms) for ms in (10_000, 30_000, 20_000, 40_000)}
     for job in created.values():
         store.create(job)
@@ -76,6 +83,20 @@ def test_queries_return_the_newest_jobs_first_and_stop_at_their_bounds():
     assert first == [created[30_000].id]
     store.delete_many(first)
     assert list(pages) == [[created[20_000].id], [created[10_000].id]]
+
+
+def test_open_jobs_are_the_queued_and_running_ones_unchanged_since_a_moment(store):
+    queued, running, done = make_job(1), make_job(2), make_job(3, status=jobs.SUCCEEDED)
+    for job in (queued, running, done):
+        store.create(job)
+    store.replace(running.batch_started(0), store.get(running.id).etag)
+    now = datetime.now(UTC)
+    found = store.open_jobs_unchanged_since(now + timedelta(minutes=1), 10)
+    assert [job.id for job, _, _ in found] == [running.id, queued.id]  # newest first
+    assert [etag for _, etag, _ in found] == [store.get(job.id).etag for job, _, _ in found]
+    assert all(abs(changed - now) < timedelta(minutes=1) for _, _, changed in found)
+    assert store.open_jobs_unchanged_since(now - timedelta(minutes=1), 10) == []
+    assert len(store.open_jobs_unchanged_since(now + timedelta(minutes=1), 1)) == 1
 
 
 def test_open_jobs_are_found_by_the_time_their_record_last_changed():
@@ -95,16 +116,24 @@ def test_open_jobs_are_found_by_the_time_their_record_last_changed():
     assert len(store.open_jobs_unchanged_since(started + timedelta(seconds=61), 1)) == 1
 
 
-def test_blobs_of_a_job_are_read_streamed_and_deleted_by_job():
-    blobs = FakeJobBlobs(chunk_size=4)
+def test_blobs_of_a_job_are_read_streamed_and_deleted_by_job(blobs):
     blobs.put_text("a", "batch-0.fasta", ">q\nACGTACGT\n", "text/x-fasta")
     blobs.put_text("ab", "batch-0.fasta", "other job", "text/x-fasta")
-    assert list(blobs.stream("a", "batch-0.fasta")) == [b">q\nA", b"CGTA", b"CGT\n"]
+    assert b"".join(blobs.stream("a", "batch-0.fasta")) == b">q\nACGTACGT\n"
     assert blobs.stream("a", "result.tsv") is None
+    assert (blobs.exists("a", "batch-0.fasta"), blobs.exists("a", "result.tsv")) == (True, False)
     with pytest.raises(ResourceNotFoundError, match="does not exist"):
         blobs.get_text("a", "result.tsv")
+    blobs.delete("a", "result.tsv")  # none is fine
     blobs.delete_job("a")
-    assert (blobs.names("a"), blobs.names("ab")) == ([], ["batch-0.fasta"])
+    assert blobs.stream("a", "batch-0.fasta") is None
+    assert blobs.get_text("ab", "batch-0.fasta") == "other job"
+
+
+def test_a_blob_streams_in_chunks_of_its_chunk_size():
+    blobs = FakeJobBlobs(chunk_size=4)
+    blobs.put_text("a", "batch-0.fasta", ">q\nACGTACGT\n", "text/x-fasta")
+    assert list(blobs.stream("a", "batch-0.fasta")) == [b">q\nA", b"CGTA", b"CGT\n"]
 
 
 def send(transport: FakeTransport, message_id: str, delay: float = 0) -> None:
