@@ -270,7 +270,7 @@ def stranded_reason(job: Job, unchanged_seconds: float, limits: RunLimits) -> st
     if not unfinished:
         return None
     quiet = duration(unchanged_seconds)
-    where = f"batch {unfinished[0] + 1} of {job.batches}" if job.batches > 1 else "its search"
+    where = "its search"  # a batch's: `Job.batch_failed` names the batch in a job of several
     if all(job.batch_states[n] == BATCH_RUNNING for n in unfinished) \
             and unchanged_seconds > limits.running_stale_after:
         return (f"stranded: {where} was running and nothing has happened for {quiet}; its "
