@@ -265,18 +265,17 @@ def parse_time(text: str) -> datetime:
 def stranded_reason(job: Job, unchanged_seconds: float, limits: RunLimits) -> str | None:
     """Why an open job whose record has not changed for `unchanged_seconds` can no longer end
     by itself, or None while a message for it may still arrive (`limits` says how long one
-    can take)."""
+    can take). The reason does not name the batch: `Job.batch_failed` does, in a job of several."""
     unfinished = [n for n in range(job.batches) if job.batch_unfinished(n)]
     if not unfinished:
         return None
     quiet = duration(unchanged_seconds)
-    where = "its search"  # a batch's: `Job.batch_failed` names the batch in a job of several
     if all(job.batch_states[n] == BATCH_RUNNING for n in unfinished) \
             and unchanged_seconds > limits.running_stale_after:
-        return (f"stranded: {where} was running and nothing has happened for {quiet}; its "
+        return (f"stranded: its search was running and nothing has happened for {quiet}; its "
                 "worker stopped (an instance lost, or restarted past its function timeout) "
                 "and no new delivery followed")
     if unchanged_seconds > limits.queued_stale_after:
-        return (f"stranded: no queue message can still deliver {where} (nothing has happened "
+        return ("stranded: no queue message can still deliver its search (nothing has happened "
                 f"for {quiet}, and a message expires after {duration(MESSAGE_TTL)})")
     return None
