@@ -89,7 +89,7 @@ def cancel_case(url: str, count: int) -> list[float]:
     for run in range(count):
         query = sample_fasta(sequences, 20, seed=100 + run)
         job_id = requests.post(f"{url}/jobs", json={"query": query, "database": LONG_DB,
-                                                     "task": "blastn"}, timeout=60).json()["id"]
+                                                    "task": "blastn"}, timeout=60).json()["id"]
         wait(lambda job_id=job_id: blastn_of(job_id), 300)
         time.sleep(1.0 + run * 0.7)  # cancel at different points of the check interval
         requests.delete(f"{url}/jobs/{job_id}", timeout=60).raise_for_status()

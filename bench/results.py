@@ -37,7 +37,8 @@ from blast_core.blast.programs import stop_processes  # noqa: E402
 from blast_core.blast.samples import database_sequences, sample_fasta  # noqa: E402
 from blast_core.settings import STORAGE_CONNECTION, Settings  # noqa: E402
 from blast_core.storage.azurite import LocalAzurite, free_port  # noqa: E402
-from blast_core.storage.blobs import AzureJobBlobs, archive_blob  # noqa: E402
+from blast_core.storage.blobs import AzureJobBlobs  # noqa: E402
+from blast_core.storage.ports import archive_blob  # noqa: E402
 
 DATA = Path("/usr/share/ncbi/data")
 DATABASE = "Combined16SrRNA_2-12-2008"
@@ -100,7 +101,7 @@ def main() -> int:
             [worker] = children(serve.pid)
             settings = Settings.from_env(env)
             store = AzureJobBlobs.connect(settings.connection(STORAGE_CONNECTION),
-                                        settings.results_container)
+                                          settings.results_container)
             archives = []
             for number in range(job["batches"]):
                 path = workdir / archive_blob(number)

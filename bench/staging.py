@@ -119,7 +119,7 @@ def measure(case: Case, db_dir: str, database: str, cache_dir: str, queries: lis
     timings = []
     for query in queries:
         request = job_request.parse_request({"query": query, "database": database}, limits,
-                                     catalog.find)
+                                            catalog.find)
         job = jobs.Job.submitted(jobs.new_job_id(), request)
         with tempfile.TemporaryDirectory(prefix="bench-staging-") as workdir:
             query_path = os.path.join(workdir, "query.fasta")

@@ -22,8 +22,7 @@ from deployed import QUEUE, QUEUE_RULES, deployment, scaled
 from emulation.servicebus import EXPIRED_REASON, MAX_DELIVERY_REASON
 
 from blast_core.domain import jobs, messages
-from blast_core.storage.blobs import query_blob
-from blast_core.storage.ports import Outgoing
+from blast_core.storage.ports import Outgoing, query_blob
 
 LONG_DB = "SSURef_93.fasta"  # 300 Mbases: a sensitive search of one 16S query takes seconds
 FEW_ATTEMPTS = scaled(QUEUE_RULES, max_delivery_count=3)
@@ -272,13 +271,13 @@ def test_results_are_made_by_a_worker_and_big_ones_are_links(azurite, blast_avai
         assert first.status == 202 and time.monotonic() - started < 2
         assert first.headers["Retry-After"] == "1"
         link = wait_until(lambda: (r := host.http("GET", f"jobs/{job['id']}/results",
-                                                   params={"format": "json"})).status == 302
+                                                  params={"format": "json"})).status == 302
                           and r.headers["Location"], 120, "the JSON to be made")
         report = requests.get(link, timeout=60).json()
         assert len(report["BlastOutput2"]) == 60
         assert job_of(host, job["id"])["formats"] == {"json": "ready"}
         tsv = wait_until(lambda: (r := host.http("GET", f"jobs/{job['id']}/results",
-                                                  params={"format": "tsv", "wait": "3"}))
+                                                 params={"format": "tsv", "wait": "3"}))
                          .status in (200, 302) and r, 120, "the tsv")
         text = tsv.body.decode() if tsv.status == 200 else \
             requests.get(tsv.headers["Location"], timeout=60).text
@@ -287,7 +286,7 @@ def test_results_are_made_by_a_worker_and_big_ones_are_links(azurite, blast_avai
 
 @pytest.mark.parametrize("setting", ["BLAST_THREADS", "BLAST_TIME_LIMIT"])
 def test_a_bad_setting_leaves_the_app_running_and_says_what_is_wrong(azurite, blast_available,
-                                                                    tmp_path, setting):
+                                                                     tmp_path, setting):
     """Defect 7, through the host: the functions load, health names the setting, and a
     submit is refused with the same words, storing and queueing nothing."""
     value = {"BLAST_THREADS": "two", "BLAST_TIME_LIMIT": "7200"}[setting]

@@ -20,7 +20,7 @@ from blast_core.hosts.worker import run_worker
 from blast_core.service import bootstrap
 from blast_core.service.core import BlastService
 from blast_core.settings import Settings
-from blast_core.storage.blobs import query_blob
+from blast_core.storage.ports import query_blob
 
 
 def sequences(*lengths: int) -> list[fasta.Sequence]:
@@ -178,7 +178,7 @@ def test_splitting_queries_leaves_every_e_value_unchanged(azurite, blast_availab
 
 
 def test_the_last_two_batches_finishing_together_complete_the_job_once(azurite, blast_available,
-                                                                      caplog):
+                                                                       caplog):
     service = fanout_service(azurite, BLAST_BATCH_LETTERS="1600")
     job_ids = [service.submit({"query": sample_queries(SMALL_DB, 2, seed=90 + n),
                                "database": SMALL_DB}).id for n in range(4)]

@@ -41,7 +41,7 @@ from faults import (
 
 from blast_core.domain import messages
 from blast_core.storage.azurite import LocalAzurite
-from blast_core.storage.blobs import query_blob
+from blast_core.storage.ports import query_blob
 
 pytestmark = pytest.mark.slow
 PATHS = ["storage", "servicebus"]
@@ -106,7 +106,7 @@ def own_azurite(tmp_path):
 
 @pytest.mark.parametrize("path", PATHS)
 def test_workers_killed_at_random_moments_lose_and_duplicate_nothing(path, own_azurite,
-                                                                      blast_available, tmp_path):
+                                                                     blast_available, tmp_path):
     with running(path, own_azurite, tmp_path, BLAST_MAX_DELIVERIES="20") as app:
         queries = submit_all(app, 24, seed=1000)
         rng = random.Random(2026)
@@ -140,7 +140,7 @@ def test_a_storage_outage_mid_run_loses_nothing(path, own_azurite, blast_availab
 @pytest.mark.timeout(1800)
 @pytest.mark.parametrize("path", PATHS)
 def test_many_concurrent_clients_are_all_answered_and_every_job_ends(path, azurite,
-                                                                    blast_available, tmp_path):
+                                                                     blast_available, tmp_path):
     query = ">vector probe\n" + "GATCTTTTCTACGGGGTCTGACGCTCAGTGGAACGAAAACTCACGTTAAGGGATTTTGGTCATG\n"
     total, clients = 1000, 32
     with running(path, azurite, tmp_path, workers=2) as app:
@@ -195,7 +195,7 @@ def test_messages_that_are_not_ours_end_in_the_dead_letters_and_others_run(
 
 @pytest.mark.parametrize("path", PATHS)
 def test_cancel_stops_a_running_search_and_its_pending_batches(path, azurite, blast_available,
-                                                              tmp_path):
+                                                               tmp_path):
     with running(path, azurite, tmp_path, BLAST_CANCEL_CHECK_SECONDS="0.5",
                  BLAST_BATCH_LETTERS="7000") as app:
         answer = app.http("POST", "jobs", json={"query": sample_queries(LONG_DB, 20, seed=1),

@@ -164,7 +164,7 @@ def test_bad_input_and_health_through_the_functions(storage_app):
 
 
 def test_a_malformed_setting_loads_every_function_and_is_named_where_used(monkeypatch,
-                                                                         settings_env):
+                                                                          settings_env):
     """Settings are read where they are used: at import only the transport the trigger binds
     to. A bad value shows in /api/health (which still answers) and in each route's error."""
     functions = next(load_app(monkeypatch, {**settings_env, "BLAST_THREADS": "two",

@@ -202,14 +202,14 @@ def test_the_limits_hold_together_and_name_the_setting_that_breaks_them():
 @pytest.mark.parametrize("field", job_request.NUMERIC_FIELDS)
 def test_json_numbers_that_are_not_finite_are_refused_by_field(field, literal, shown):
     payload = client_input.read_json(f'{{"query": ">q\\nACGT", "database": "16SCore", "{field}": '
-                             f'{literal}}}')
+                                     f'{literal}}}')
     assert errors_of(payload) == {field: f"must be a finite number, not {shown}"}
 
 
 def test_a_json_integer_of_thousands_of_digits_is_out_of_range_not_an_error():
     # Python's int() refuses more than 4,300 digits with ValueError; json.loads uses it.
     payload = client_input.read_json(f'{{"query": ">q\\nACGT", "database": "16SCore", '
-                             f'"max_target_seqs": {"9" * 5000}, "word_size": {"1" * 300}}}')
+                                     f'"max_target_seqs": {"9" * 5000}, "word_size": {"1" * 300}}}')
     assert errors_of(payload) == {
         "max_target_seqs": "must be a finite number, not Infinity",
         "word_size": "must be from 4 to 1000 for task megablast, not 1.1111111111111112e+299"}
@@ -246,7 +246,7 @@ def test_a_lone_surrogate_is_no_text(body, field):
 
 def test_a_surrogate_pair_is_a_character():
     request = parse(client_input.read_json(r'{"query": ">q \ud83d\ude00\nACGTACGT", '
-                                   r'"database": "16SCore"}'))
+                                           r'"database": "16SCore"}'))
     assert fasta.format_fasta(request.sequences) == ">q \U0001f600\nACGTACGT\n"
 
 

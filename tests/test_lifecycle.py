@@ -34,7 +34,7 @@ from blast_core.service import bootstrap
 from blast_core.service.core import BlastService
 from blast_core.service.errors import JobExpired
 from blast_core.settings import Settings
-from blast_core.storage.blobs import query_blob
+from blast_core.storage.ports import query_blob
 
 LONG_DB = "SSURef_93.fasta"  # 300 Mbases: 20 queries with task blastn take minutes
 
@@ -161,7 +161,7 @@ LIMITS = QueryLimits(10**6, 100, 10**6, 1000)
 def test_every_database_of_a_list_is_validated(database, reason):
     with pytest.raises(client_input.InvalidRequest) as refused:
         job_request.parse_request({"query": "ACGT" * 10, "database": database}, LIMITS,
-                           {**NUCLEOTIDE, **PROTEIN}.get)
+                                  {**NUCLEOTIDE, **PROTEIN}.get)
     assert refused.value.errors[0].field == "database"
     assert refused.value.errors[0].reason.startswith(reason)
     if database == ["a", "zz", "yy"]:
@@ -170,11 +170,11 @@ def test_every_database_of_a_list_is_validated(database, reason):
 
 def test_a_list_of_databases_is_one_blast_db_argument():
     request = job_request.parse_request({"query": "ACGT" * 10, "database": ["b", "a"]}, LIMITS,
-                                 NUCLEOTIDE.get)
+                                        NUCLEOTIDE.get)
     job = Job.submitted(jobs.new_job_id(), request)
     assert (job.database, job.databases) == ("b a", ["b", "a"])
     assert job_request.parse_request({"query": "ACGT" * 10, "database": "a"}, LIMITS,
-                              NUCLEOTIDE.get).database == "a"
+                                     NUCLEOTIDE.get).database == "a"
 
 
 @pytest.fixture(scope="module")

@@ -186,7 +186,7 @@ def test_serve_without_storage_settings_keeps_every_job_and_link_across_restarts
 
 
 def test_serve_killed_outright_leaves_nothing_running_and_its_jobs_kept(blast_available,
-                                                                         start_serve, tmp_path):
+                                                                        start_serve, tmp_path):
     folder = tmp_path / "own-azurite"
     env = user_env(BLAST_AZURITE_DIR=str(folder))  # no storage settings
     server = start_serve(env, tmp_path / "serve.log")

@@ -188,7 +188,7 @@ GET = {"CMD": "Get", "RID": "0" * 19}
     ({**PUT, "QUERY": ""}, 400, "QUERY: is required"),
     ({**PUT, "QUERY": "NR_024570.1"}, 400, "QUERY: 'NR_024570.1' looks like an accession"),
     ({**PUT, "QUERY": "MKVLAAGIVALLLAAGCSSSKEETGTQA"}, 400, "QUERY: sequence 1 looks like a "
-                                                              "protein"),
+     "protein"),
     ({**PUT, "DATABASE": "nope"}, 400, "DATABASE: no database named 'nope'"),
     ({**PUT, "PROGRAM": ""}, 400, "PROGRAM: is required"),
     ({**PUT, "PROGRAM": "blastz"}, 400, "PROGRAM: \"blastz\" is not one of"),

@@ -96,6 +96,16 @@ def test_the_azure_sdk_lives_in_the_storage_adapters():
             assert not azure, f"{name} imports {azure}"
 
 
+def test_the_service_layer_works_through_the_storage_ports():
+    """Only bootstrap names the concrete adapters; the use cases know `storage/ports.py`."""
+    for path in (PACKAGE / "service").rglob("*.py"):
+        if path.name == "bootstrap.py":
+            continue
+        adapters = [module for module in _imports(path)
+                    if module.startswith("blast_core.storage") and module != "blast_core.storage.ports"]
+        assert not adapters, f"{_name(path)} imports {adapters}"
+
+
 def test_the_function_app_is_bindings_only():
     imports = _imports(ROOT / "function_app.py")
     assert {module.split(".")[0] for module in imports} <= {"azure", "blast_core", "__future__"}

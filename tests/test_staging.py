@@ -153,7 +153,7 @@ def test_four_racing_processes_copy_once(tmp_path, blast_available):
 
 
 def test_a_changed_database_is_staged_again_and_old_readers_keep_reading(tmp_path, caplog,
-                                                                        blast_available):
+                                                                         blast_available):
     share = share_of(tmp_path, SMALL_DB)
     cache = tmp_path / "cache"
     caplog.set_level(logging.INFO, "blast_core.blast.staging")
@@ -180,7 +180,7 @@ def test_a_changed_database_is_staged_again_and_old_readers_keep_reading(tmp_pat
 @pytest.mark.parametrize("leftover", ["temporary directory", "copy without marker",
                                       "marker with a cut copy"])
 def test_what_a_crash_leaves_is_never_used_and_the_next_stage_completes(tmp_path, leftover,
-                                                                       blast_available):
+                                                                        blast_available):
     share = share_of(tmp_path, SMALL_DB)
     cache = tmp_path / "cache"
     entry = cache / SMALL_DB

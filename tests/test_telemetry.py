@@ -41,7 +41,7 @@ def spans(exporter: InMemorySpanExporter) -> Iterator[InMemorySpanExporter]:
 
 
 def test_one_trace_from_submit_through_the_worker_and_formatting(spans, azurite,
-                                                                  blast_available):
+                                                                 blast_available):
     service = bootstrap.build(Settings.from_env(service_env(azurite)))
     service.ensure_storage()
     try:
@@ -93,7 +93,7 @@ def test_the_worker_continues_the_trace_its_message_carries(spans, service):
         service.handle(messages.batch_message(job.id, 3, {"traceparent": TRACEPARENT}), 1)
     (span,) = spans.get_finished_spans()
     assert (span.name, f"{span.context.trace_id:032x}") == ("process batch",
-                                                           TRACEPARENT.split("-")[1])
+                                                            TRACEPARENT.split("-")[1])
     assert not span.status.is_ok
 
 

@@ -13,8 +13,7 @@ from blast_core.service import bootstrap
 from blast_core.service.core import BlastService
 from blast_core.service.errors import UnknownJob
 from blast_core.settings import Settings
-from blast_core.storage.blobs import archive_blob, query_blob
-from blast_core.storage.ports import Outgoing
+from blast_core.storage.ports import Outgoing, archive_blob, query_blob
 
 
 def submit(service: BlastService, seed: int = 1) -> str:

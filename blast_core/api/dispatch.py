@@ -1,7 +1,7 @@
 """HTTP as plain data: requests, responses, problem documents, routes and their dispatch.
 
-Neither Azure Functions nor the local server leaks in here; `functions.py` and `server.py`
-adapt their own types to these."""
+Neither Azure Functions nor the local server leaks in here; `hosts/azure_functions.py` and
+`hosts/serve.py` adapt their own types to these."""
 
 from __future__ import annotations
 

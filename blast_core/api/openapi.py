@@ -39,8 +39,8 @@ _EXPIRED = _problem("The job is older than the retention period (BLAST_RETENTION
                     "says when it expired.")
 
 _RESULT_SCHEMAS = {"json": {"type": "object", "required": ["BlastOutput2"],
-                           "description": "BLAST JSON (-outfmt 15): one report per query.",
-                           "properties": {"BlastOutput2": {"type": "array"}}}}
+                            "description": "BLAST JSON (-outfmt 15): one report per query.",
+                            "properties": {"BlastOutput2": {"type": "array"}}}}
 _JOB_ID_PARAMETER = {"name": "job_id", "in": "path", "required": True, "schema": _JOB_ID}
 
 

@@ -10,7 +10,7 @@ was deployed:
 - the test suite runs Debian bookworm's package, the same build as the image.
 
 The code relies on this release's behaviour (`-mt_mode 1` and the tasks and word sizes in
-`jobs.py` are BLAST+ 2.12). `tests/test_infra.py` checks that the Dockerfile and
+`domain/job_request.py` are BLAST+ 2.12). `tests/test_infra.py` checks that the Dockerfile and
 `infra/README.md` name this release and that the `blastn` the tests run is it.
 """
 

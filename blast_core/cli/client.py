@@ -10,8 +10,8 @@ from urllib.parse import quote
 import requests
 
 DEFAULT_URL = "http://127.0.0.1:7071"
-# As in http.py, which is not imported here: it would load the Azure SDKs, a second's start-up
-# for every command.
+# As in api/dispatch.py, which is not imported here: it needs the service's packages, which a
+# client-only install does not have.
 PREFIX = "/api"
 PROBLEM_JSON = "application/problem+json"
 RESULT_WAIT_SECONDS = 1800.0  # longest wait for a worker to make a result format

@@ -172,10 +172,10 @@ def recent_command(client: BlastClient, args: argparse.Namespace) -> None:
         print("no jobs" + (f" in the last {args.minutes:g} minutes" if args.minutes else ""))
         return
     print(table([["ID", "STATUS", "SUBMITTED (UTC)", "PROGRAM", "TASK", "DATABASE", "QUERIES",
-                   "HITS"]] +
-                 [[j["id"], j["status"], j["submitted_at"][:19].replace("T", " "), j["program"],
-                   j["task"], j["database"], str(j["queries"]),
-                   "" if j["hits"] is None else str(j["hits"])] for j in jobs], numeric=(6, 7)))
+                  "HITS"]] +
+                [[j["id"], j["status"], j["submitted_at"][:19].replace("T", " "), j["program"],
+                  j["task"], j["database"], str(j["queries"]),
+                  "" if j["hits"] is None else str(j["hits"])] for j in jobs], numeric=(6, 7)))
 
 
 def stats_command(client: BlastClient, args: argparse.Namespace) -> None:
@@ -220,8 +220,8 @@ def databases_command(client: BlastClient, args: argparse.Namespace) -> None:
         print(json.dumps(databases, indent=1))
         return
     print(table([["NAME", "MOLECULE", "SEQUENCES", "LETTERS", "TITLE"]] +
-                 [[d["name"], d["molecule"], f"{d['sequences']:,}", f"{d['letters']:,}",
-                   d["title"]] for d in databases], numeric=(2, 3)))
+                [[d["name"], d["molecule"], f"{d['sequences']:,}", f"{d['letters']:,}",
+                  d["title"]] for d in databases], numeric=(2, 3)))
 
 
 def sample_command(client: BlastClient, args: argparse.Namespace) -> None:

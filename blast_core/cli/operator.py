@@ -208,6 +208,6 @@ def run_worker(service: BlastService, wake_fd: int | None = None) -> None:
 
     service.ensure_storage()
     logging.getLogger("blast_core.hosts.worker").info("worker %d listening on %s queue %s",
-                                                os.getpid(), service.settings.queue_transport,
-                                                service.settings.queue_name)
+                                                      os.getpid(), service.settings.queue_transport,
+                                                      service.settings.queue_name)
     work(service, threading.Event(), wake_fd)

@@ -56,15 +56,15 @@ def _respond(environ: dict[str, Any], service_factory: Callable[[], BlastService
         given = headers.get("x-functions-key") or params.get("code", "")
         if not hmac.compare_digest(given.encode(), api_key.encode()):
             return dispatch.problem(401, "a valid API key is required (x-functions-key header or "
-                                     "code parameter)")
+                                    "code parameter)")
     length = int(environ.get("CONTENT_LENGTH") or 0)
     if length > max_body:
         return dispatch.problem(413, f"the request body is {length} bytes; the limit is {max_body}")
     body = environ["wsgi.input"].read(length) if length else b""
     host = environ.get("HTTP_HOST") or f"{environ['SERVER_NAME']}:{environ['SERVER_PORT']}"
     request = dispatch.ApiRequest(method=route.method, path=path, params=params, headers=headers,
-                              body=body, route_params=route_params,
-                              base_url=f"{environ['wsgi.url_scheme']}://{host}")
+                                  body=body, route_params=route_params,
+                                  base_url=f"{environ['wsgi.url_scheme']}://{host}")
     return dispatch.handle(route, request, service_factory)
 
 

@@ -1,7 +1,7 @@
 """Working through queue messages: what to do with each delivery, once, for both hosts.
 
 `handle` processes one delivery and settles it: done (complete), to be tried again after a
-delay, or dead-lettered. It is the same decision under the Functions host (`functions.py`
+delay, or dead-lettered. It is the same decision under the Functions host (`azure_functions.py`
 adapts the host's way of settling) and in the worker loop of `serve` and `worker` below, which
 receives itself and keeps the message hidden or locked while BLAST runs.
 """

@@ -19,8 +19,7 @@ from blast_core.domain.messages import Message
 from blast_core.logs import describe, job_log, log
 from blast_core.service import lookup, results
 from blast_core.service.errors import BatchStopped, NoTimeLeft, UnknownJob
-from blast_core.storage.blobs import archive_blob, query_blob
-from blast_core.storage.ports import RecordMissing, StoredJob
+from blast_core.storage.ports import RecordMissing, StoredJob, archive_blob, query_blob
 
 if TYPE_CHECKING:
     from blast_core.service.core import BlastService
@@ -137,7 +136,7 @@ def _run(service: BlastService, job: Job, number: int,
         clock = time.monotonic()
         with telemetry.span("upload", **traced):
             service.blobs.put_file(job.id, archive_blob(number), found.archive,
-                                     search.ARCHIVE.content_type)
+                                   search.ARCHIVE.content_type)
         transfer += time.monotonic() - clock
     return queries, found.hits, jobs.BatchTimings(queued, staging, found.blast_seconds,
                                                   transfer, found.cpu_seconds)

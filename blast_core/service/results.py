@@ -18,8 +18,7 @@ from blast_core.domain.jobs import Job
 from blast_core.logs import describe, job_log
 from blast_core.service import lookup, submission
 from blast_core.service.errors import ResultNotReady, ResultPending, UnknownJob
-from blast_core.storage.blobs import archive_blob, query_blob, result_blob
-from blast_core.storage.ports import RecordMissing
+from blast_core.storage.ports import RecordMissing, archive_blob, query_blob, result_blob
 
 if TYPE_CHECKING:
     from blast_core.service.core import BlastService
@@ -89,7 +88,7 @@ def _link(service: BlastService, job: Job, fmt: search.OutputFormat) -> str:
     expiry = datetime.now(UTC) + timedelta(hours=service.settings.result_link_hours)
     job_expiry = jobs.expires_at(job.id, service.settings.retention_days)
     return service.blobs.read_link(job.id, result_blob(fmt.extension),
-                                     min(expiry, job_expiry) if job_expiry else expiry)
+                                   min(expiry, job_expiry) if job_expiry else expiry)
 
 
 def _succeeded(service: BlastService, job_id: str) -> Job:

@@ -13,8 +13,7 @@ from blast_core.domain.limits import duration
 from blast_core.domain.messages import Message
 from blast_core.logs import job_log
 from blast_core.service import lookup
-from blast_core.storage.blobs import query_blob
-from blast_core.storage.ports import Outgoing
+from blast_core.storage.ports import Outgoing, query_blob
 
 if TYPE_CHECKING:
     from blast_core.service.core import BlastService
@@ -49,7 +48,7 @@ def _submit(service: BlastService, payload: object) -> Job:
     try:
         for number, part in enumerate(parts):
             service.blobs.put_text(job.id, query_blob(number), fasta.format_fasta(part),
-                                     "text/x-fasta")
+                                   "text/x-fasta")
         service.records.create(job)
         try:
             queue(service, job, range(job.batches))

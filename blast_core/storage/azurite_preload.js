@@ -1,4 +1,4 @@
-// Preloaded into Azurite by local_storage.py (NODE_OPTIONS=--require). The first SIGTERM or
+// Preloaded into Azurite by azurite.py (NODE_OPTIONS=--require). The first SIGTERM or
 // SIGINT reaches Azurite's own handler, which saves its data and exits; a repeated one does
 // nothing rather than kill it halfway (the kernel may send the parent-death signal several
 // times: once each time a dying parent's threads hand Azurite on to one another). If saving

@@ -17,18 +17,6 @@ from blast_core.settings import Connection
 from blast_core.storage.clients import storage_client
 
 
-def query_blob(batch: int) -> str:
-    return f"batch-{batch}.fasta"
-
-
-def archive_blob(batch: int) -> str:
-    return f"batch-{batch}.asn"
-
-
-def result_blob(extension: str) -> str:
-    return f"result.{extension}"
-
-
 class AzureJobBlobs:
     def __init__(self, service: BlobServiceClient, container: str):
         self._service = service

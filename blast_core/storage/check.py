@@ -46,7 +46,7 @@ def check_storage(settings: Settings, own_azurite_log: Path | None = None) -> No
             pass  # reached and accepted; what is missing is created at start-up
         except Exception as error:
             raise StorageUnusable(_explain(settings, service, endpoint, error,
-                                          own_azurite_log)) from None
+                                           own_azurite_log)) from None
 
 
 def _requests(settings: Settings) -> list[tuple[str, str, Callable[[], object]]]:

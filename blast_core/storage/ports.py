@@ -72,9 +72,21 @@ def conditional_update(store: JobStore, job_id: str, change: Callable[[Job], Job
     raise RecordConflict(f"job {job_id} kept changing under {UPDATE_ATTEMPTS} attempts")
 
 
+def query_blob(batch: int) -> str:
+    return f"batch-{batch}.fasta"
+
+
+def archive_blob(batch: int) -> str:
+    return f"batch-{batch}.asn"
+
+
+def result_blob(extension: str) -> str:
+    return f"result.{extension}"
+
+
 class JobBlobs(Protocol):
-    """A job's blobs by job id and name: its query batches, their search archives, and the
-    results made from them."""
+    """A job's blobs by job id and name: its query batches (`query_blob`), their search
+    archives (`archive_blob`), and the results made from them (`result_blob`)."""
 
     def ensure(self) -> None: ...
     def put_text(self, job_id: str, name: str, text: str, content_type: str) -> None: ...

@@ -1,8 +1,8 @@
 """Queue transports: Azure Service Bus (production) and Azure Storage Queue (runs on Azurite).
 
-Both carry the same messages (`messages.py`), sent with the time to live of `limits.MESSAGE_TTL`
-and, for a retry, a delay. Submitting sends; receiving is only for `python -m blast_core worker`
-and `serve`, since in Azure the Functions host receives.
+Both carry the same messages (`domain/messages.py`), sent with the time to live of
+`domain/limits.py`'s MESSAGE_TTL and, for a retry, a delay. Submitting sends; receiving is only
+for `python -m blast_core worker` and `serve`, since in Azure the Functions host receives.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from blast_core.domain import jobs, messages
 from blast_core.service.errors import UnknownJob
-from blast_core.storage.blobs import archive_blob, query_blob
+from blast_core.storage.ports import archive_blob, query_blob
 from unit.fakes import build
 
 TIMES = jobs.BatchTimings(queued=1.0, staging=0.0, blast=2.0, transfer=0.5, blast_cpu=1.5)

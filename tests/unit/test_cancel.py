@@ -6,7 +6,7 @@ import pytest
 
 from blast_core.domain import jobs, messages
 from blast_core.service.errors import JobExpired, JobFinished, JobNotFound
-from blast_core.storage.blobs import archive_blob, query_blob
+from blast_core.storage.ports import archive_blob, query_blob
 from unit.fakes import build
 
 

@@ -4,8 +4,7 @@ nothing left to run removed, those naming no job left where they are and counted
 
 from blast_core.domain import jobs, messages
 from blast_core.hosts.worker import work_on
-from blast_core.storage.blobs import query_blob
-from blast_core.storage.ports import QueueCounts
+from blast_core.storage.ports import QueueCounts, query_blob
 from unit.fakes import build
 
 

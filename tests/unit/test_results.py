@@ -13,7 +13,7 @@ from blast_core.domain import jobs, messages
 from blast_core.service import results
 from blast_core.service.errors import ResultNotReady, ResultPending
 from blast_core.service.results import ResultBody, ResultLink
-from blast_core.storage.blobs import result_blob
+from blast_core.storage.ports import result_blob
 from unit.fakes import FakeJobBlobs, build
 
 TSV = "q1\tsubject\t99.5\n" * 40

@@ -6,7 +6,7 @@ import pytest
 
 from blast_core.domain import jobs
 from blast_core.service.errors import JobExpired
-from blast_core.storage.blobs import query_blob
+from blast_core.storage.ports import query_blob
 from unit.fakes import build
 
 DAY = 86_400

@@ -4,7 +4,7 @@ its first id; nothing left behind when a step fails, nothing stored for a bad re
 import pytest
 
 from blast_core.domain import client_input, fasta, jobs
-from blast_core.storage.blobs import query_blob
+from blast_core.storage.ports import query_blob
 from unit.fakes import FAKE_DATABASE, query
 
 

@@ -8,8 +8,7 @@ import time
 
 from blast_core.domain import jobs, messages
 from blast_core.hosts.worker import retry_delay, run_worker, work_on
-from blast_core.storage.blobs import query_blob
-from blast_core.storage.ports import Outgoing, QueueCounts
+from blast_core.storage.ports import Outgoing, QueueCounts, query_blob
 from unit.fakes import build
 
 
@@ -63,7 +62,7 @@ def test_the_worker_loop_settles_each_delivery_as_its_outcome_says(blast):
 
 
 def test_a_settlement_that_fails_leaves_the_message_to_come_back_and_run_no_more(world, blast,
-                                                                                caplog):
+                                                                                 caplog):
     job = world.submit()
     delivery = world.transport.receive()
     blast.during = lambda _: delivery.lose_lock()  # the lock is lost while BLAST runs
