@@ -27,11 +27,22 @@ def sweep_stranded_jobs(timer: func.TimerRequest) -> None:
     azure_functions.sweep_stranded()
 
 
+# Two lanes, each a queue with its own trigger, so that a quick search never waits behind
+# bulk work. The interactive lane takes its messages in batches, whose searches one BLAST
+# process runs together (host.json maxMessageBatchSize); a bulk batch is a search's worth alone.
+# A batch's bodies are bound as bytes: without a dataType the host re-serializes them as JSON.
 if binding_transport() == "servicebus":
 
-    @app.service_bus_queue_trigger(arg_name="msg", queue_name="%BLAST_QUEUE_NAME%",
+    @app.service_bus_queue_trigger(arg_name="msgs", queue_name="%BLAST_QUEUE_NAME%",
+                                   connection=SERVICEBUS_CONNECTION,
+                                   cardinality=func.Cardinality.MANY,
+                                   data_type=func.DataType.BINARY)
+    def blast_worker(msgs: list[func.ServiceBusMessage]) -> None:
+        azure_functions.process_deliveries([(m.get_body(), m.delivery_count) for m in msgs])
+
+    @app.service_bus_queue_trigger(arg_name="msg", queue_name="%BLAST_BULK_QUEUE_NAME%",
                                    connection=SERVICEBUS_CONNECTION)
-    def blast_worker(msg: func.ServiceBusMessage) -> None:
+    def blast_bulk_worker(msg: func.ServiceBusMessage) -> None:
         azure_functions.process_delivery(msg.get_body(), msg.delivery_count)
 
 else:
@@ -39,4 +50,9 @@ else:
     @app.queue_trigger(arg_name="msg", queue_name="%BLAST_QUEUE_NAME%",
                        connection=STORAGE_CONNECTION)
     def blast_worker(msg: func.QueueMessage) -> None:
+        azure_functions.process_delivery(msg.get_body(), msg.dequeue_count)
+
+    @app.queue_trigger(arg_name="msg", queue_name="%BLAST_BULK_QUEUE_NAME%",
+                       connection=STORAGE_CONNECTION)
+    def blast_bulk_worker(msg: func.QueueMessage) -> None:
         azure_functions.process_delivery(msg.get_body(), msg.dequeue_count)

@@ -1,6 +1,6 @@
 """The service against raw blastn, side by side in one run on one machine.
 
-    .venv/bin/python bench/benchmark.py [--scale 1.0] [--cases a,b,c,d]
+    .venv/bin/python bench/benchmark.py [--scale 1.0] [--cases a,b,c,d,e]
 
 Cases (queries sampled from the rRNA databases of ncbi-rrna-data with 3 % random mutations,
 fixed seeds, plus fragments of humrep.fsa):
@@ -8,6 +8,8 @@ fixed seeds, plus fragments of humrep.fsa):
   b  one job of 2,000 sequences, fanned out in batches
   c  500 tiny jobs against UniVec_Core, one at a time: the service's own overhead
   d  case a's workload with 1 and with 2 worker processes
+  e  a one-query job behind a 1,500-query job: the one query's latency, submitted 3 s into
+     the big job (bulk lane), against the same job's on an idle service (goal: at most 5 s more)
 
 The raw floor is blastn itself with the best parallelism found for this machine: the query set
 split over one process per core, or one process with -num_threads/-mt_mode 1 when that is
@@ -36,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from blast_core.blast.samples import database_sequences, sample_fasta  # noqa: E402
 from blast_core.domain import fasta  # noqa: E402
+from blast_core.domain.jobs import FINAL_STATUSES, parse_time  # noqa: E402
 from blast_core.storage.azurite import LocalAzurite, free_port  # noqa: E402
 
 DATA = Path("/usr/share/ncbi/data")
@@ -67,6 +70,16 @@ class Service:
                 time.sleep(0.1)
         else:
             raise SystemExit("serve did not start")
+        self._wait_for_workers(workers * 2)  # a worker per lane
+
+    def _wait_for_workers(self, count: int, timeout: float = 60) -> None:
+        """Until every worker process has loaded and logged that it is ready: a deployed
+        service's workers are warm."""
+        deadline = time.monotonic() + timeout
+        while Path(self.log.name).read_text().count(" lane ready") < count:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{count} workers not ready after {timeout} s")
+            time.sleep(0.1)
 
     def submit(self, query: str, database: str, **options: object) -> str:
         response = self.session.post(f"{self.url}/jobs", timeout=120,
@@ -77,28 +90,58 @@ class Service:
     def job(self, job_id: str) -> dict:
         return self.session.get(f"{self.url}/jobs/{job_id}", timeout=30).json()
 
-    def wait_all(self, job_ids: list[str], poll: float = 0.2) -> list[dict]:
+    def wait_one(self, job_id: str, poll: float = 0.05, timeout: float = 600) -> dict:
+        """The job once it has ended, however it ended."""
+        deadline = time.monotonic() + timeout
+        while (job := self.job(job_id))["status"] not in FINAL_STATUSES:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"job {job_id} still {job['status']} after {timeout} s")
+            time.sleep(poll)
+        return job
+
+    def wait_all(self, job_ids: list[str], poll: float = 0.2,
+                 timeout: float = 3600) -> list[dict]:
         pending, done = set(job_ids), {}
+        deadline = time.monotonic() + timeout
         while pending:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"{len(pending)} jobs still unfinished after {timeout} s")
             recent = self.session.get(f"{self.url}/jobs", params={"limit": 1000},
                                       timeout=60).json()["jobs"]
             for job in recent:
-                if job["id"] in pending and job["status"] in ("succeeded", "failed"):
+                if job["id"] in pending and job["status"] in FINAL_STATUSES:
                     done[job["id"]] = job
                     pending.discard(job["id"])
             if pending and len(job_ids) > 1000:
                 raise SystemExit("wait_all reads the 1,000 most recent jobs only")
-            time.sleep(poll)
+            if pending:
+                time.sleep(poll)
         failed = [j for j in done.values() if j["status"] != "succeeded"]
         if failed:
             raise SystemExit(f"{len(failed)} jobs failed, e.g. {failed[0]['error']}")
         return [done[j] for j in job_ids]
+
+    def cpu_seconds(self) -> dict:
+        """CPU seconds used so far by Azurite, by serve's HTTP process and by its worker
+        processes (without the BLAST processes they ran): what shares the cores with BLAST
+        here. In Azure, storage runs elsewhere and HTTP requests spread over instances."""
+        workers = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children")
+        return {"azurite_cpu_s": own_cpu_seconds(self.azurite.process.pid),
+                "serve_http_cpu_s": own_cpu_seconds(self.process.pid),
+                "workers_python_cpu_s": sum(map(own_cpu_seconds,
+                                                map(int, workers.read_text().split())))}
 
     def stop(self) -> None:
         self.process.terminate()
         self.process.wait(timeout=30)
         self.azurite.stop()
         self.log.close()
+
+
+def own_cpu_seconds(pid: int) -> float:
+    """User plus system CPU seconds of one process, without its children's (proc(5))."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def records(text: str) -> list[str]:
@@ -135,11 +178,13 @@ def best_raw(queries: list[str], database: str, workdir: Path, options: list[str
 
 def timed_jobs(service: Service, queries: list[str], database: str,
                options: dict) -> tuple[float, list[dict]]:
-    started = time.monotonic()
+    """Seconds from the first submission until the last job finished, by the jobs' own
+    `finished_at`: the poll for them is slow, so that it takes little CPU from BLAST."""
+    started = time.time()
     with ThreadPoolExecutor(8) as pool:
         ids = list(pool.map(lambda q: service.submit(q, database, **options), queries))
-    jobs = service.wait_all(ids)
-    return time.monotonic() - started, jobs
+    jobs = service.wait_all(ids, poll=1.0)
+    return max(parse_time(job["finished_at"]).timestamp() for job in jobs) - started, jobs
 
 
 def overheads_ms(jobs: list[dict], backlog: bool = False) -> dict:
@@ -158,12 +203,14 @@ def case_a(workdir: Path, scale: float, workers: int = CORES) -> dict:
     raw, how = best_raw(queries, RRNA, workdir, ["-max_target_seqs", "100"])
     service = Service(workdir, workers)
     try:
+        before = service.cpu_seconds()
         elapsed, jobs = timed_jobs(service, queries, RRNA, {"max_target_seqs": 100})
+        cpu = {name: seconds - before[name] for name, seconds in service.cpu_seconds().items()}
     finally:
         service.stop()
     return {"case": f"a: {count} single-sequence jobs, {RRNA}, {workers} workers",
             "raw_s": raw, "raw_how": how, "service_s": elapsed, "throughput_ratio": raw / elapsed,
-            "blast_in_jobs_s": sum(j["timings"]["blast"] for j in jobs),
+            "blast_cpu_s": sum(j["summary"]["cpu_seconds"] for j in jobs), **cpu,
             **overheads_ms(jobs, backlog=True)}
 
 
@@ -175,8 +222,9 @@ def case_b(workdir: Path, scale: float) -> dict:
     service = Service(workdir, CORES)
     try:
         started = time.monotonic()
-        job_id = service.submit(text, RRNA, max_target_seqs=20)
-        [job] = service.wait_all([job_id], poll=0.5)
+        job = service.wait_one(service.submit(text, RRNA, max_target_seqs=20), poll=0.5)
+        if job["status"] != "succeeded":
+            raise SystemExit(f"the job {job['status']}: {job['error']}")
         searched = time.monotonic() - started
         tsv = service.session.get(job["results"]["tsv"], params={"wait": 60}, timeout=600)
         tsv.raise_for_status()
@@ -198,13 +246,13 @@ def case_c(workdir: Path, scale: float) -> dict:
     pieces += [fasta.Sequence(f"h{i}", r.residues[:120]) for i, r in enumerate(repeats)]
     queries = [fasta.format_fasta([piece]) for piece in pieces[:count]]
     service = Service(workdir, 1)
-    jobs, observed = [], []
+    jobs, observed, submits = [], [], []
     try:
         for query in queries:
             started = time.monotonic()
             job_id = service.submit(query, VECTORS)
-            while (job := service.job(job_id))["status"] not in ("succeeded", "failed"):
-                time.sleep(0.005)
+            submits.append(1000 * (time.monotonic() - started))
+            job = service.wait_one(job_id, poll=0.005)
             observed.append(1000 * (time.monotonic() - started - job["timings"]["blast"]))
             jobs.append(job)
     finally:
@@ -214,17 +262,58 @@ def case_c(workdir: Path, scale: float) -> dict:
               for name in ("queued", "blast", "transfer")}
     return {"case": f"c: {count} tiny jobs, {VECTORS}, one at a time", **overheads_ms(jobs),
             "client_overhead_median_ms": statistics.median(observed),
-            "client_overhead_p95_ms": observed[int(0.95 * (len(observed) - 1))], **phases}
+            "client_overhead_p95_ms": observed[int(0.95 * (len(observed) - 1))],
+            "median_submit_response_ms": statistics.median(submits), **phases}
 
 
 def case_d(workdir: Path, scale: float) -> dict:
     one = case_a(workdir, scale / 2, workers=1)
     two = case_a(workdir, scale / 2, workers=2)
+    beside_blast = ("azurite_cpu_s", "serve_http_cpu_s", "workers_python_cpu_s")
     return {"case": "d: case a's workload, 1 vs 2 workers", "one_worker_s": one["service_s"],
-            "two_workers_s": two["service_s"], "speedup": one["service_s"] / two["service_s"]}
+            "two_workers_s": two["service_s"], "speedup": one["service_s"] / two["service_s"],
+            "cpu_beside_blast_s": [sum(one[name] for name in beside_blast),
+                                   sum(two[name] for name in beside_blast)]}
 
 
-CASES = {"a": case_a, "b": case_b, "c": case_c, "d": case_d}
+def case_e(workdir: Path, scale: float) -> dict:
+    count = max(50, int(1500 * scale))
+    sequences = database_sequences(str(DATA / RRNA))
+    big = sample_fasta(sequences, count, seed=505)
+    [small] = records(sample_fasta(sequences, 1, seed=506))
+    options = {"max_target_seqs": 100}
+    service = Service(workdir, CORES)
+
+    def latency() -> tuple[float, dict]:
+        """Seconds from submitting the one-query job to seeing it succeeded, and the job."""
+        started = time.monotonic()
+        job = service.wait_one(service.submit(small, RRNA, **options), timeout=300)
+        if job["status"] != "succeeded":
+            raise SystemExit(f"the one-query job {job['status']}: {job['error']}")
+        return time.monotonic() - started, job
+
+    try:
+        idle = min(latency()[0] for _ in range(3))
+        started = time.monotonic()
+        big_id = service.submit(big, RRNA, **options)
+        time.sleep(3)
+        big_status_then = service.job(big_id)["status"]
+        behind, small_job = latency()
+        [big_job] = service.wait_all([big_id], poll=0.5)
+        big_s = time.monotonic() - started
+    finally:
+        service.stop()
+    # finished_at: ISO 8601 UTC, milliseconds, one format, so the strings order as times do
+    void = big_job["finished_at"] <= small_job["finished_at"]
+    return {"case": f"e: a one-query job behind a {count}-query job ({big_job['batches']} "
+                    f"batches), {RRNA}, {CORES} workers",
+            "idle_s": idle, "behind_bulk_s": behind, "difference_s": behind - idle,
+            "goal": "behind <= idle + 5 s", "met": behind <= idle + 5,
+            "big_status_when_small_submitted": big_status_then,
+            "void_big_finished_first": void, "big_job_s": big_s}
+
+
+CASES = {"a": case_a, "b": case_b, "c": case_c, "d": case_d, "e": case_e}
 
 
 def main() -> int:
@@ -232,7 +321,7 @@ def main() -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0,
                         help="fraction of each case's job count (default 1: the full cases)")
-    parser.add_argument("--cases", default="a,b,c,d")
+    parser.add_argument("--cases", default="a,b,c,d,e")
     args = parser.parse_args()
     print(f"# {os.uname().nodename}: {CORES} cores, "
           f"{subprocess.run(['blastn', '-version'], capture_output=True, text=True).stdout.split()[1]}",

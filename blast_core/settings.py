@@ -47,7 +47,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("BLAST_THREADS", "1", "`-num_threads` of each BLAST run."),
     Setting("BLAST_QUEUE_TRANSPORT", "servicebus",
             "`servicebus` (Azure Service Bus) or `storage` (Azure Storage Queue, runs on Azurite)."),
-    Setting("BLAST_QUEUE_NAME", "blast-jobs", "Name of the job queue."),
+    Setting("BLAST_QUEUE_NAME", "blast-jobs",
+            "The interactive lane's queue: jobs of at most BLAST_INTERACTIVE_LETTERS."),
+    Setting("BLAST_BULK_QUEUE_NAME", "blast-jobs-bulk",
+            "The bulk lane's queue: bigger jobs, so that they never hold up a quick search."),
+    Setting("BLAST_INTERACTIVE_LETTERS", "20000",
+            "Jobs of at most this many query letters (and at most 0.4 of a batch of their "
+            "search) go to the interactive lane, bigger ones to the bulk lane; each lane has "
+            "its own queue and workers."),
     Setting(SERVICEBUS_CONNECTION, "",
             "Service Bus connection string; or set `BLAST_SERVICEBUS__fullyQualifiedNamespace` "
             "to use the managed identity."),
@@ -73,6 +80,10 @@ SETTINGS: tuple[Setting, ...] = (
             "0: the program's default (blastn 500,000; blastp and tblastn 10,000; "
             "blastx and tblastx 20,000), and for blastn no more than its task is expected to "
             "search against the job's databases in 10 minutes (`blast_core/domain/tuning.py`)."),
+    Setting("BLAST_COALESCE_MESSAGES", "16",
+            "Workers of `serve` and `worker`: most messages received at once; batches among "
+            "them that share a search run as one BLAST process, up to one batch's letters "
+            "(under the Functions host, host.json `maxMessageBatchSize`). 1: no coalescing."),
     Setting("BLAST_RESULT_LINK_HOURS", "24",
             "Lifetime of read-only result links (SAS); never past the job's expiry."),
     Setting("BLAST_RETENTION_DAYS", "60",
@@ -181,12 +192,15 @@ class Settings:
     threads: int
     queue_transport: str
     queue_name: str
+    bulk_queue_name: str
+    interactive_letters: int
     azurite_dir: str
     results_container: str
     jobs_table: str
     max_deliveries: int
     visibility_timeout: int
     batch_letters: int
+    coalesce_messages: int
     result_link_hours: int
     retention_days: float
     cleanup_seconds: int
@@ -223,12 +237,15 @@ class Settings:
             threads=number("BLAST_THREADS"),
             queue_transport=choice("BLAST_QUEUE_TRANSPORT", ("servicebus", "storage")),
             queue_name=text("BLAST_QUEUE_NAME"),
+            bulk_queue_name=text("BLAST_BULK_QUEUE_NAME"),
+            interactive_letters=number("BLAST_INTERACTIVE_LETTERS", minimum=0),
             azurite_dir=os.path.expanduser(text("BLAST_AZURITE_DIR")),
             results_container=text("BLAST_RESULTS_CONTAINER"),
             jobs_table=text("BLAST_JOBS_TABLE"),
             max_deliveries=number("BLAST_MAX_DELIVERIES"),
             visibility_timeout=number("BLAST_VISIBILITY_TIMEOUT", minimum=3),
             batch_letters=number("BLAST_BATCH_LETTERS", minimum=0),
+            coalesce_messages=number("BLAST_COALESCE_MESSAGES"),
             result_link_hours=number("BLAST_RESULT_LINK_HOURS"),
             retention_days=decimal("BLAST_RETENTION_DAYS"),
             cleanup_seconds=number("BLAST_CLEANUP_SECONDS"),

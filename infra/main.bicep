@@ -1,6 +1,7 @@
 // BLAST search service: a Python Azure Functions app on a Linux Elastic Premium plan that
-// takes jobs from a Service Bus queue, runs BLAST+ against databases on an Azure Files
-// share and keeps results in blob storage. Deployed into an existing resource group:
+// takes jobs from two Service Bus queues (an interactive lane and a bulk lane), runs BLAST+
+// against databases on an Azure Files share and keeps results in blob storage. Deployed
+// into an existing resource group:
 //   az deployment group create -g <group> -f infra/main.bicep -p infra/main.parameters.json
 // See infra/README.md.
 
@@ -41,9 +42,13 @@ param blastTimeLimitSeconds int = 2700
 ])
 param serviceBusSku string = 'Standard'
 
+@description('Queue of the interactive lane, jobs of at most BLAST_INTERACTIVE_LETTERS query letters (BLAST_QUEUE_NAME).')
 param queueName string = 'blast-jobs'
 
-@description('Deliveries of a job message before it is dead-lettered and the job marked failed (also BLAST_MAX_DELIVERIES).')
+@description('Queue of the bulk lane, the bigger jobs (BLAST_BULK_QUEUE_NAME); must differ from queueName. Same properties as the interactive queue.')
+param bulkQueueName string = 'blast-jobs-bulk'
+
+@description('Deliveries of a job message before it is dead-lettered and the job marked failed, on both queues (also BLAST_MAX_DELIVERIES).')
 @minValue(1)
 @maxValue(100)
 param maxDeliveryCount int = 5
@@ -89,13 +94,13 @@ param containerImage string = ''
 @description('blastSource share: directory under the database share holding blastn, blast_formatter and blastdbcmd.')
 param blastBinSubdirectory string = 'ncbi-blast/bin'
 
-@description('Give the app Azure Service Bus Data Owner on the queue so target-based scaling sees the exact queue length.')
+@description('Give the app Azure Service Bus Data Owner on both queues so target-based scaling sees their exact lengths.')
 param accurateScaleMetrics bool = true
 
 @description('More app settings of the function app, name to value, e.g. {"BLAST_MAX_QUERIES": "50000"}. Every deployment replaces the app\'s whole set of settings, so one set by hand is lost on the next deployment: set it here. Names this template writes keep the template\'s values; no secrets (use a Key Vault reference).')
 param extraAppSettings object = {}
 
-@description('Object (principal) id of whoever runs the operator commands against this deployment (python -m blast_core dead-letters [--requeue], clean-up; see infra/README.md): it gets Azure Service Bus Data Owner on the queue and Storage Blob and Table Data Contributor on the data account. Empty: no operator roles.')
+@description('Object (principal) id of whoever runs the operator commands against this deployment (python -m blast_core dead-letters [--requeue], clean-up; see infra/README.md): it gets Azure Service Bus Data Owner on both queues and Storage Blob and Table Data Contributor on the data account. Empty: no operator roles.')
 param operatorPrincipalId string = ''
 
 @description('What operatorPrincipalId is.')
@@ -149,6 +154,7 @@ module serviceBus 'modules/servicebus.bicep' = {
     tags: tags
     sku: serviceBusSku
     queueName: queueName
+    bulkQueueName: bulkQueueName
     maxDeliveryCount: maxDeliveryCount
     messageTimeToLive: messageTimeToLive
     duplicateDetectionWindow: duplicateDetectionWindow
@@ -197,6 +203,7 @@ module functionApp 'modules/functionapp.bicep' = {
     dbCacheDir: dbCacheDir
     serviceBusFullyQualifiedNamespace: serviceBus.outputs.fullyQualifiedNamespace
     queueName: serviceBus.outputs.queueName
+    bulkQueueName: serviceBus.outputs.bulkQueueName
     maxDeliveryCount: maxDeliveryCount
     appInsightsConnectionString: monitoring.outputs.appInsightsConnectionString
     blastThreads: blastThreads
@@ -214,6 +221,7 @@ module roles 'modules/roles.bicep' = {
     dataStorageName: storage.outputs.name
     serviceBusName: serviceBus.outputs.name
     queueName: serviceBus.outputs.queueName
+    bulkQueueName: serviceBus.outputs.bulkQueueName
     appInsightsName: monitoring.outputs.appInsightsName
     registryName: useContainer ? registry.outputs.name : ''
     accurateScaleMetrics: accurateScaleMetrics
@@ -228,6 +236,7 @@ module operatorRoles 'modules/operatorroles.bicep' = if (!empty(operatorPrincipa
     dataStorageName: storage.outputs.name
     serviceBusName: serviceBus.outputs.name
     queueName: serviceBus.outputs.queueName
+    bulkQueueName: serviceBus.outputs.bulkQueueName
   }
 }
 
@@ -244,6 +253,7 @@ output CONTAINER_REGISTRY string = useContainer ? registry.outputs.name : ''
 // `azd env get-values` or the deployment's outputs can be exported as they are.
 output BLAST_QUEUE_TRANSPORT string = 'servicebus'
 output BLAST_QUEUE_NAME string = serviceBus.outputs.queueName
+output BLAST_BULK_QUEUE_NAME string = serviceBus.outputs.bulkQueueName
 output BLAST_SERVICEBUS__fullyQualifiedNamespace string = serviceBus.outputs.fullyQualifiedNamespace
 // Empty on purpose: `python -m blast_core` falls back to the local Azurite's connection string
 // when BLAST_STORAGE is unset; set and empty, the identity-based BLAST_STORAGE__* below apply.

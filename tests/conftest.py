@@ -50,6 +50,7 @@ def service_env(azurite: LocalAzurite, db_dir: Path | str = RRNA_DATA, **overrid
         "BLAST_STORAGE": azurite.connection_string,
         "BLAST_QUEUE_TRANSPORT": "storage",
         "BLAST_QUEUE_NAME": f"jobs-{unique}",
+        "BLAST_BULK_QUEUE_NAME": f"bulk-{unique}",
         "BLAST_RESULTS_CONTAINER": f"results-{unique}",
         "BLAST_JOBS_TABLE": f"jobs{unique}",
         "BLAST_DB_DIR": str(db_dir),
@@ -142,6 +143,19 @@ def result_text(service, job_id: str, format_name: str = "tsv") -> str:
     except ResultPending:
         service.handle(messages.format_message(job_id, format_name), 1)
     return b"".join(service.result(job_id, format_name).chunks).decode()
+
+
+def queued_message(service, job_id: str, batch: int = 0):
+    """A batch's message as submission queued it (a small job's carries its query), peeked
+    from its lane's Storage Queue."""
+    from blast_core.domain import messages
+
+    for lane in messages.LANES:
+        for peeked in service.transport.lane(lane).queue.peek_messages(max_messages=32):
+            message = messages.decode(peeked.content)
+            if (message.job_id, message.batch) == (job_id, batch):
+                return message
+    raise AssertionError(f"no message queued for job {job_id} batch {batch}")
 
 
 @functools.cache

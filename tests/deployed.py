@@ -20,6 +20,7 @@ from blast_core.settings import Settings
 from blast_core.storage.azurite import LocalAzurite
 
 QUEUE = "blast-jobs"
+BULK_QUEUE = "blast-jobs-bulk"
 # The deployed queue (infra/modules/servicebus.bicep) with its five-minute lock as seconds, so
 # that a lost lock comes back within a test; every other rule as deployed.
 QUEUE_RULES = QueueRules(lock_duration=3.0)
@@ -40,8 +41,9 @@ class Deployment:
 
     def start_host(self, receive: bool = True, **limits: float) -> FunctionsHost:
         """Another instance of the app (scale-out), with the host limits of host.json."""
-        host = FunctionsHost(ROOT, self.env, self.namespace, self.server, QUEUE,
-                             HostLimits.read(ROOT / "host.json", self.env, **limits), self.log)
+        host = FunctionsHost(ROOT, self.env, self.namespace, self.server,
+                             limits=HostLimits.read(ROOT / "host.json", self.env, **limits),
+                             log=self.log)
         self.hosts.append(host.start(receive))
         return host
 
@@ -52,11 +54,12 @@ def deployment(azurite: LocalAzurite, tmp_path: Path, rules: QueueRules = QUEUE_
                host_env: dict[str, str] | None = None, receive: bool = True,
                **limits: float) -> Iterator[Deployment]:
     """`env`: settings of the app and of the operator; `host_env`: of the app only."""
-    namespace = Namespace({QUEUE: rules})
+    namespace = Namespace({QUEUE: rules, BULK_QUEUE: rules})
     server = NamespaceServer(namespace)
     uninstall = install(namespace)
     settings_env = service_env(azurite, BLAST_QUEUE_TRANSPORT="servicebus",
                                BLAST_SERVICEBUS=CONNECTION_STRING, BLAST_QUEUE_NAME=QUEUE,
+                               BLAST_BULK_QUEUE_NAME=BULK_QUEUE,
                                BLAST_MAX_DELIVERIES=str(rules.max_delivery_count), **(env or {}))
     operator = bootstrap.build(Settings.from_env(settings_env))
     operator.ensure_storage()

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from conftest import ROOT
 
-from blast_core.domain import jobs
+from blast_core.domain import jobs, messages
 from blast_core.service import bootstrap
 
 ARTIFACTS = ROOT / "test-artifacts"
@@ -119,7 +119,7 @@ class ServePath:
         self.workers.append(self._start_worker())
 
     def send_raw(self, body: str) -> None:
-        self.operator.transport.queue.send_message(body)
+        self.operator.transport.lane(messages.INTERACTIVE).queue.send_message(body)
 
     def dead_letter_count(self) -> int:
         return self.operator.transport.counts().dead_letters

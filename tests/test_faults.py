@@ -68,11 +68,11 @@ def running(path: str, azurite: LocalAzurite, tmp_path: Path, workers: int = 1,
             yield HostPath(deployed)
 
 
-def submit_all(app, count: int, seed: int) -> dict[str, str]:
-    """Job id -> query of `count` one-sequence jobs against the 16S database."""
+def submit_all(app, count: int, seed: int, sequences: int = 1) -> dict[str, str]:
+    """Job id -> query of `count` jobs of `sequences` sequences against the 16S database."""
     queries = {}
     for number in range(count):
-        query = sample_queries(SMALL_DB, 1, seed=seed + number)
+        query = sample_queries(SMALL_DB, sequences, seed=seed + number)
         answer = app.http("POST", "jobs", json={"query": query, "database": SMALL_DB,
                                                 "max_target_seqs": 10})
         assert answer.status_code == 202, answer.text
@@ -223,11 +223,12 @@ def test_cancel_stops_a_running_search_and_its_pending_batches(path, azurite, bl
 
 @pytest.mark.parametrize("path", PATHS)
 def test_a_job_that_gave_up_runs_again_when_requeued(path, azurite, blast_available, tmp_path):
-    with running(path, azurite, tmp_path, paused=True, BLAST_MAX_DELIVERIES="3") as app:
+    with running(path, azurite, tmp_path, paused=True, BLAST_MAX_DELIVERIES="3",
+                 BLAST_BATCH_LETTERS="1000") as app:
         operator = app.operator
-        queries = submit_all(app, 1, seed=4000)
+        queries = submit_all(app, 1, seed=4000, sequences=2)  # two batches, in Blob storage
         [job_id] = queries
-        # Until requeued, every attempt fails: the query's blob is gone.
+        # Until requeued, every attempt at the first batch fails: its query's blob is gone.
         stored = operator.blobs.get_text(job_id, query_blob(0))
         operator.blobs.delete(job_id, query_blob(0))
         app.resume()

@@ -69,16 +69,19 @@ def call(functions, name: str, method: str, path: str, body: bytes = b"", params
 
 def test_every_route_is_a_function_with_its_route_and_key_level(storage_app):
     assert set(storage_app) == ({r.name for r in routes.ROUTES}
-                                | {"blast_worker", "cleanup_expired_jobs", "sweep_stranded_jobs"})
+                                | {"blast_worker", "blast_bulk_worker", "cleanup_expired_jobs",
+                                   "sweep_stranded_jobs"})
     for route in routes.ROUTES:
         trigger = bindings(storage_app[route.name])["httpTrigger"]
         assert (trigger["route"], trigger["methods"]) == (route.template, [route.method])
         assert trigger["authLevel"] == ("ANONYMOUS" if route.anonymous else "FUNCTION")
 
 
-def test_storage_transport_registers_the_queue_trigger(storage_app):
-    trigger = bindings(storage_app["blast_worker"])["queueTrigger"]
-    assert (trigger["queueName"], trigger["connection"]) == ("%BLAST_QUEUE_NAME%", "BLAST_STORAGE")
+def test_storage_transport_registers_a_queue_trigger_per_lane(storage_app):
+    for function, queue in (("blast_worker", "%BLAST_QUEUE_NAME%"),
+                            ("blast_bulk_worker", "%BLAST_BULK_QUEUE_NAME%")):
+        trigger = bindings(storage_app[function])["queueTrigger"]
+        assert (trigger["queueName"], trigger["connection"]) == (queue, "BLAST_STORAGE")
 
 
 def test_the_timer_function_deletes_expired_jobs_hourly(monkeypatch, settings_env):
@@ -98,10 +101,15 @@ def test_the_timer_function_deletes_expired_jobs_hourly(monkeypatch, settings_en
     reset_default_service()
 
 
-def test_servicebus_transport_registers_the_service_bus_trigger(servicebus_app):
-    trigger = bindings(servicebus_app["blast_worker"])["serviceBusTrigger"]
-    assert (trigger["queueName"], trigger["connection"]) == ("%BLAST_QUEUE_NAME%",
-                                                             "BLAST_SERVICEBUS")
+def test_servicebus_transport_registers_a_batch_trigger_and_a_bulk_trigger(servicebus_app):
+    interactive = bindings(servicebus_app["blast_worker"])["serviceBusTrigger"]
+    assert (interactive["queueName"], interactive["connection"]) == ("%BLAST_QUEUE_NAME%",
+                                                                     "BLAST_SERVICEBUS")
+    assert (interactive["cardinality"], interactive["dataType"]) == ("MANY", "BINARY")
+    bulk = bindings(servicebus_app["blast_bulk_worker"])["serviceBusTrigger"]
+    assert (bulk["queueName"], bulk["connection"]) == ("%BLAST_BULK_QUEUE_NAME%",
+                                                       "BLAST_SERVICEBUS")
+    assert bulk.get("cardinality", "ONE") == "ONE"
 
 
 def test_submit_work_and_fetch_through_the_functions(storage_app, settings_env, tmp_path):
@@ -134,21 +142,32 @@ def test_submit_work_and_fetch_through_the_functions(storage_app, settings_env, 
 
 
 def deliver_next(functions) -> None:
-    """Hand the next queue message to the queue trigger, as the host does."""
-    [message] = default_service().transport.queue.receive_messages(max_messages=1)
+    """Hand the next message of the interactive lane to its queue trigger, as the host does."""
+    queue = default_service().transport.lane(messages.INTERACTIVE).queue
+    [message] = queue.receive_messages(max_messages=1)
     functions["blast_worker"].get_user_function()(QueueMessage(
         id=message.id, body=message.content.encode(), dequeue_count=message.dequeue_count))
-    default_service().transport.queue.delete_message(message)
+    queue.delete_message(message)
 
 
-def test_the_service_bus_function_processes_a_runtime_message(servicebus_app, service):
-    job_id = service.submit({"query": sample_queries(SMALL_DB, 1, seed=13),
-                             "database": SMALL_DB}).id
-    message = ServiceBusMessage(body=messages.batch_message(job_id, 0).encode().encode(),
-                                delivery_count=1, message_id=job_id, application_properties={},
-                                user_properties={})
-    servicebus_app["blast_worker"].get_user_function()(message)
-    assert service.get(job_id).status == "succeeded"
+def test_the_service_bus_functions_process_runtime_messages(servicebus_app, service):
+    """Each job's message, as the service sent it, handed to its lane's function: two small
+    jobs in one batch to the interactive one, a big job's batch to the bulk one."""
+    small = [service.submit({"query": sample_queries(SMALL_DB, 1, seed=seed),
+                             "database": SMALL_DB}).id for seed in (13, 14)]
+    big = service.submit({"query": sample_queries(SMALL_DB, 40, seed=15),
+                          "database": SMALL_DB}).id
+
+    sent = {messages.decode(m.content).job_id: m.content.encode() for lane in messages.LANES
+            for m in service.transport.lane(lane).queue.receive_messages(max_messages=32)}
+
+    def runtime_message(job_id: str) -> ServiceBusMessage:
+        return ServiceBusMessage(body=sent[job_id], delivery_count=1, message_id=job_id,
+                                 application_properties={}, user_properties={})
+
+    servicebus_app["blast_worker"].get_user_function()([runtime_message(j) for j in small])
+    servicebus_app["blast_bulk_worker"].get_user_function()(runtime_message(big))
+    assert [service.get(job_id).status for job_id in (*small, big)] == ["succeeded"] * 3
 
 
 def test_bad_input_and_health_through_the_functions(storage_app):
@@ -170,7 +189,8 @@ def test_a_malformed_setting_loads_every_function_and_is_named_where_used(monkey
     functions = next(load_app(monkeypatch, {**settings_env, "BLAST_THREADS": "two",
                                             "BLAST_RETENTION_DAYS": "soon"}))
     assert set(functions) == ({r.name for r in routes.ROUTES}
-                              | {"blast_worker", "cleanup_expired_jobs", "sweep_stranded_jobs"})
+                              | {"blast_worker", "blast_bulk_worker", "cleanup_expired_jobs",
+                                 "sweep_stranded_jobs"})
     health = call(functions, "health", "GET", "health")
     assert health.status_code == 200
     assert json.loads(health.get_body()) == {"status": "degraded", "problems": [

@@ -61,11 +61,23 @@ LEFT_AT_DEFAULT = {
     "BLAST_CLEANUP_SECONDS": "serve only; in Azure the timer function cleanup_expired_jobs runs hourly",
     "BLAST_CANCEL_CHECK_SECONDS": "the default suits the Functions host: a 3 s Table read per running "
                                   "batch is cheap",
+    "BLAST_COALESCE_MESSAGES": "serve and worker only; under the Functions host, host.json "
+                               "maxMessageBatchSize is how many messages arrive at once",
+    "BLAST_INTERACTIVE_LETTERS": "the lanes' threshold: the default suits the interactive batch of "
+                                 "host.json maxMessageBatchSize; extraAppSettings changes it",
 }
 
 
 FUNCTION_APP = INFRA / "modules" / "functionapp.bicep"
+SERVICE_BUS = INFRA / "modules" / "servicebus.bicep"
 DOCKERFILE = ROOT / "Dockerfile"
+
+# The two lanes' queues: servicebus.bicep resource, the parameter naming it (in main.bicep and
+# in every module that takes it), and the app setting that is its name in the code.
+QUEUES = {
+    "queue": ("queueName", "BLAST_QUEUE_NAME"),
+    "bulkQueue": ("bulkQueueName", "BLAST_BULK_QUEUE_NAME"),
+}
 
 
 def dockerfile_arg(name: str) -> str:
@@ -134,6 +146,28 @@ def bicep_module_params(path: Path, module: str) -> dict[str, str]:
     return dict(re.findall(r"^    (\w+): (.+)$", params.group(1), re.MULTILINE))
 
 
+def bicep_resources(text: str, type_: str) -> dict[str, tuple[str, str]]:
+    """Symbolic name -> (condition or '', body) of each top-level `resource` of a type."""
+    pattern = (rf"^resource (\w+) '{re.escape(type_)}@[\w-]+'(?: existing)? = "
+               r"(?:if \(([^\n]*)\) )?\{\n(.*?)^\}$")
+    return {name: (condition, body) for name, condition, body in
+            re.findall(pattern, text, re.MULTILINE | re.DOTALL)}
+
+
+def role_assignments(text: str) -> set[tuple[str, str, str]]:
+    """(scope, role id, condition) of each role assignment in a Bicep file with a `roleIds` map."""
+    granted = set()
+    for condition, body in bicep_resources(text, "Microsoft.Authorization/roleAssignments").values():
+        scope = re.search(r"^  scope: (\w+)$", body, re.MULTILINE).group(1)
+        role = re.search(r"roleDefinitionId: .*roleIds\.(\w+)\)$", body, re.MULTILINE).group(1)
+        role_id = re.search(rf"^  {role}: '([0-9a-f-]+)'$", text, re.MULTILINE).group(1)
+        # One assignment per (scope, principal, role): its name is derived from the three.
+        assert re.search(rf"^  name: guid\({scope}\.id, principalId, roleIds\.{role}\)$", body,
+                         re.MULTILINE), body
+        granted.add((scope, role_id, condition))
+    return granted
+
+
 def bicep_string(expression: str) -> str:
     assert re.fullmatch(r"'[^']*'", expression), f"not a string literal: {expression}"
     return expression[1:-1]
@@ -198,8 +232,9 @@ def test_bicep_defaults_are_the_code_defaults() -> None:
     main = bicep_params(INFRA / "main.bicep")
     storage = bicep_params(INFRA / "modules" / "storage.bicep")
     servicebus = bicep_params(INFRA / "modules" / "servicebus.bicep")
-    assert bicep_string(main["queueName"][0]) == DEFAULTS["BLAST_QUEUE_NAME"]
-    assert bicep_string(servicebus["queueName"][0]) == DEFAULTS["BLAST_QUEUE_NAME"]
+    for param, setting in QUEUES.values():
+        assert bicep_string(main[param][0]) == DEFAULTS[setting], param
+        assert bicep_string(servicebus[param][0]) == DEFAULTS[setting], param
     assert bicep_string(main["dbMountPath"][0]) == DEFAULTS["BLAST_DB_DIR"]
     assert main["blastThreads"][0] == DEFAULTS["BLAST_THREADS"]
     assert main["blastTimeLimitSeconds"][0] == DEFAULTS["BLAST_TIME_LIMIT"]
@@ -211,7 +246,8 @@ def test_parameters_file_names_real_parameters_with_the_code_defaults() -> None:
     values = {name: p["value"] for name, p in
               json.loads((INFRA / "main.parameters.json").read_text())["parameters"].items()}
     assert set(values) <= set(bicep_params(INFRA / "main.bicep"))
-    mirrored = {"queueName": "BLAST_QUEUE_NAME", "dbMountPath": "BLAST_DB_DIR",
+    mirrored = {"queueName": "BLAST_QUEUE_NAME", "bulkQueueName": "BLAST_BULK_QUEUE_NAME",
+                "dbMountPath": "BLAST_DB_DIR",
                 "blastThreads": "BLAST_THREADS", "blastTimeLimitSeconds": "BLAST_TIME_LIMIT",
                 "maxDeliveryCount": "BLAST_MAX_DELIVERIES", "retentionDays": "BLAST_RETENTION_DAYS"}
     for param, setting in mirrored.items():
@@ -247,11 +283,68 @@ def test_queue_max_delivery_count_is_the_max_deliveries_setting() -> None:
 
 
 def test_job_queue_properties() -> None:
-    text = (INFRA / "modules" / "servicebus.bicep").read_text()
+    """Both lanes' queues have every property of the job queue, the same object: they differ
+    in name only."""
+    text = SERVICE_BUS.read_text()
     for line in ("lockDuration: 'PT5M'", "maxDeliveryCount: maxDeliveryCount",
                  "deadLetteringOnMessageExpiration: true", "requiresDuplicateDetection: true",
-                 "disableLocalAuth: true"):
+                 "duplicateDetectionHistoryTimeWindow: duplicateDetectionWindow",
+                 "defaultMessageTimeToLive: messageTimeToLive", "disableLocalAuth: true"):
         assert re.search(rf"^\s+{re.escape(line)}$", text, re.MULTILINE), line
+    properties = bicep_object_var(text, "queueProperties")
+    assert properties["lockDuration"] == "'PT5M'" and properties["requiresSession"] == "false"
+    queues = bicep_resources(text, "Microsoft.ServiceBus/namespaces/queues")
+    assert set(queues) == set(QUEUES), f"servicebus.bicep: queues {sorted(queues)}"
+    for resource, (param, _) in QUEUES.items():
+        condition, body = queues[resource]
+        assert not condition, f"{resource} is deployed only sometimes"
+        # The whole body: parent, name and the shared properties, nothing of its own.
+        assert body == f"  parent: namespace\n  name: {param}\n  properties: queueProperties\n", body
+        assert re.search(rf"^output {param} string = {resource}\.name$", text, re.MULTILINE), resource
+    assert len({DEFAULTS[setting] for _, setting in QUEUES.values()}) == len(QUEUES), \
+        "the lanes' default queue names are the same queue"
+
+
+def test_each_lane_s_queue_reaches_the_app_setting_the_code_reads() -> None:
+    """main.bicep's queue parameters name the queues servicebus.bicep creates, and the app
+    settings carry the created queues' names; a trigger binding %SETTING% needs that setting
+    in every deployment, or the host cannot index the function."""
+    main_path = INFRA / "main.bicep"
+    to_bus = bicep_module_params(main_path, "serviceBus")
+    to_app = bicep_module_params(main_path, "functionApp")
+    settings = app_settings()
+    for param, setting in QUEUES.values():
+        assert to_bus[param] == param, f"main.bicep does not pass {param} to servicebus.bicep"
+        assert to_app[param] == f"serviceBus.outputs.{param}", param
+        assert settings[setting] == param, f"{setting} is not the {param} parameter"
+    bindings = (ROOT / "function_app.py").read_text()
+    bound = set(re.findall(r"%(\w+)%", bindings))
+    assert {setting for _, setting in QUEUES.values()} <= bound, "a lane has no trigger"
+    unwritten = bound - set(settings)
+    assert not unwritten, f"function_app.py binds settings no deployment writes: {unwritten}"
+
+
+def test_the_app_holds_the_same_service_bus_roles_on_both_queues() -> None:
+    """Roles are granted per queue, not on the namespace, so the bulk queue needs every role
+    the interactive one has: Sender (submit), Receiver (its trigger) and, with
+    accurateScaleMetrics, Data Owner (Manage: target-based scaling reads its length)."""
+    main_path = INFRA / "main.bicep"
+    text = (INFRA / "modules" / "roles.bicep").read_text()
+    passed = bicep_module_params(main_path, "roles")
+    existing = bicep_resources(text, "Microsoft.ServiceBus/namespaces/queues")
+    granted = role_assignments(text)
+    by_queue = {resource: {(role, condition) for scope, role, condition in granted if scope == resource}
+                for resource in QUEUES}
+    for resource, (param, _) in QUEUES.items():
+        assert passed[param] == f"serviceBus.outputs.{param}", param
+        assert existing[resource][1] == f"  parent: namespace\n  name: {param}\n", resource
+    assert by_queue["queue"] == by_queue["bulkQueue"], by_queue
+    assert by_queue["queue"] == {
+        ("69a216fc-b8fb-44d8-bc22-1f3c2cd27a39", ""),  # Azure Service Bus Data Sender
+        ("4f6d3b9b-027b-4f4c-9142-0e5a2a2247e0", ""),  # Azure Service Bus Data Receiver
+        ("090c5cfd-751d-490a-894a-3ce6f1109419", "accurateScaleMetrics"),  # Data Owner
+    }
+    assert not {scope for scope, _, _ in granted} & {"namespace"}, "a role on the whole namespace"
 
 
 def test_result_lifecycle_rule_expires_blobs_after_the_retention_setting() -> None:
@@ -495,17 +588,37 @@ def test_the_docs_do_not_promise_queue_scaling_on_a_dedicated_plan() -> None:
                 assert re.search(r"\b(not|no)\b", sentence), f"{path.name}: {sentence}"
 
 
+def test_the_two_lanes_section_names_what_the_app_does() -> None:
+    """infra/README's "Two lanes, and how they scale" states the scaling target of the
+    interactive lane from host.json's maxMessageBatchSize and names each lane's function,
+    queue and setting: they must be the ones the code and host.json have."""
+    readme = (INFRA / "README.md").read_text()
+    section = re.search(r"^## Two lanes, and how they scale$(.*?)^## ", readme, re.MULTILINE | re.DOTALL)
+    assert section, "infra/README has no section \"Two lanes, and how they scale\""
+    text = section.group(1)
+    batch = host_json()["extensions"]["serviceBus"]["maxMessageBatchSize"]
+    assert f"interactive queue ÷ {batch}⌉" in text and f"depth ÷ {batch}" in text, batch
+    functions = re.findall(r"^    def (\w+)\(", (ROOT / "function_app.py").read_text(), re.MULTILINE)
+    workers = {name for name in functions if name.startswith("blast_")}
+    assert workers and all(f"`{name}`" in text for name in workers), workers
+    for param, setting in QUEUES.values():
+        assert f"`{DEFAULTS[setting]}` (`{param}`; `{setting}`)" in text, setting
+    assert f"default {DEFAULTS['BLAST_INTERACTIVE_LETTERS']}" in text
+
+
 # What the operator commands (python -m blast_core dead-letters [--requeue], clean-up) do to
 # the deployment under the operator's own identity, and the built-in role that allows it.
 OPERATOR_ROLES = {
-    # Receive and complete dead letters, send requeued batches, and Manage for the queue's
-    # runtime counts: Data Owner is the one built-in Service Bus role with Manage.
+    # Receive and complete dead letters, send requeued batches, and Manage for the queues'
+    # runtime counts, on each lane's queue: Data Owner is the one built-in Service Bus role
+    # with Manage.
     ("queue", "090c5cfd-751d-490a-894a-3ce6f1109419"),  # Azure Service Bus Data Owner
+    ("bulkQueue", "090c5cfd-751d-490a-894a-3ce6f1109419"),  # the same on the bulk lane's queue
     ("dataStorage", "ba92f5b4-2d11-453d-a403-e96b0029c9fe"),  # Storage Blob Data Contributor
     ("dataStorage", "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3"),  # Storage Table Data Contributor
 }
 # The settings those commands need to reach the deployment (README's settings table).
-OPERATOR_SETTINGS = {"BLAST_QUEUE_TRANSPORT", "BLAST_QUEUE_NAME",
+OPERATOR_SETTINGS = {"BLAST_QUEUE_TRANSPORT", "BLAST_QUEUE_NAME", "BLAST_BULK_QUEUE_NAME",
                      f"{SERVICEBUS_CONNECTION}__fullyQualifiedNamespace", STORAGE_CONNECTION,
                      f"{STORAGE_CONNECTION}__blobServiceUri", f"{STORAGE_CONNECTION}__tableServiceUri",
                      "BLAST_RESULTS_CONTAINER", "BLAST_JOBS_TABLE", "BLAST_RETENTION_DAYS"}
@@ -525,21 +638,19 @@ def test_an_operator_can_be_given_the_roles_of_the_operator_commands() -> None:
     passed = bicep_module_params(main_path, "operatorRoles")
     assert passed["principalId"] == "operatorPrincipalId"
     assert passed["principalType"] == "operatorPrincipalType"
+    for param, _ in QUEUES.values():
+        assert passed[param] == f"serviceBus.outputs.{param}", param
     text = (INFRA / module.group(1)).read_text()
-    assignments = re.findall(
-        r"^resource \w+ 'Microsoft\.Authorization/roleAssignments@[\d-]+' = \{\n(.*?)^\}$", text,
-        re.MULTILINE | re.DOTALL)
-    granted = set()
-    for body in assignments:
-        scope = re.search(r"^  scope: (\w+)$", body, re.MULTILINE).group(1)
-        role = re.search(r"roleDefinitionId: .*roleIds\.(\w+)\)$", body, re.MULTILINE).group(1)
-        role_id = re.search(rf"^  {role}: '([0-9a-f-]+)'$", text, re.MULTILINE).group(1)
+    for body in re.findall(r"^resource \w+ 'Microsoft\.Authorization/roleAssignments@[\d-]+' = \{\n(.*?)^\}$",
+                           text, re.MULTILINE | re.DOTALL):
         assert re.search(r"^    principalType: principalType$", body, re.MULTILINE), body
-        assert re.search(r"^  name: guid\(\w+\.id, principalId, roleIds\.\w+\)$", body, re.MULTILINE)
-        granted.add((scope, role_id))
-    assert granted == OPERATOR_ROLES
-    assert re.search(r"^resource queue '[^']+' existing = \{\n  parent: namespace\n  name: queueName\n\}$",
-                     text, re.MULTILINE), "the Service Bus role is not scoped to the queue"
+    granted = role_assignments(text)
+    assert {(scope, role) for scope, role, _ in granted} == OPERATOR_ROLES
+    assert not any(condition for _, _, condition in granted), "an operator role is conditional"
+    existing = bicep_resources(text, "Microsoft.ServiceBus/namespaces/queues")
+    for resource, (param, _) in QUEUES.items():
+        assert existing.get(resource, ("", ""))[1] == f"  parent: namespace\n  name: {param}\n", \
+            f"the Service Bus role is not scoped to the queue {param}"
 
 
 def test_the_deployment_outputs_the_settings_of_the_operator_commands() -> None:
@@ -554,7 +665,8 @@ def test_the_deployment_outputs_the_settings_of_the_operator_commands() -> None:
     app = bicep_module_params(INFRA / "main.bicep", "functionApp")
     assert bicep_string(outputs["BLAST_QUEUE_TRANSPORT"]) == bicep_string(
         app_settings()["BLAST_QUEUE_TRANSPORT"])
-    assert outputs["BLAST_QUEUE_NAME"] == app["queueName"]
+    for param, setting in QUEUES.values():
+        assert outputs[setting] == app[param] == f"serviceBus.outputs.{param}", setting
     assert outputs[f"{SERVICEBUS_CONNECTION}__fullyQualifiedNamespace"] == app[
         "serviceBusFullyQualifiedNamespace"]
     # Set and empty: the commands otherwise fall back to a local Azurite connection string.

@@ -96,7 +96,8 @@ def test_stats_over_http_and_from_the_command_line(served):
     server, job, _ = served
     stats = requests.get(f"{server.url}/stats", timeout=30).json()
     assert stats["queue"] | {"age_seconds": 0} == {
-        "transport": "storage", "name": stats["queue"]["name"], "depth": 0, "dead_letters": 0,
+        "transport": "storage", "name": stats["queue"]["name"],
+        "bulk_name": stats["queue"]["bulk_name"], "depth": 0, "dead_letters": 0,
         "error": None, "age_seconds": 0}
     assert stats["jobs"]["last_hour"] == {"queued": 0, "running": 0, "succeeded": 1,
                                           "failed": 0, "cancelled": 0, "total": 1}
@@ -149,7 +150,8 @@ def test_stats_read_the_queue_through_the_transport_with_a_short_cache(azurite, 
         for number in range(3):
             service.transport.send(Outgoing(messages.batch_message(jobs.new_job_id(), number)
                                             .encode(), "m"))
-        service.transport.poison.send_message(messages.batch_message(jobs.new_job_id(), 0).encode())
+        service.transport.lane(messages.BULK).poison.send_message(
+            messages.batch_message(jobs.new_job_id(), 0).encode())
         stats = service.stats()
         assert (stats["queue"]["depth"], stats["queue"]["dead_letters"]) == (3, 1)
         assert stats["jobs"]["last_hour"]["total"] == 1
@@ -189,7 +191,7 @@ def test_service_bus_counts_come_from_the_queue_runtime_properties():
 def test_a_service_bus_transport_from_settings_has_a_management_client():
     settings = Settings.from_env({
         "BLAST_SERVICEBUS": "Endpoint=sb://ns.example/;SharedAccessKeyName=k;SharedAccessKey=s2"})
-    transport = ServiceBusTransport.connect(settings)
+    transport = ServiceBusTransport.connect(settings, settings.queue_name)
     assert type(transport._admin).__name__ == "ServiceBusAdministrationClient"
 
 

@@ -128,7 +128,8 @@ def test_deliveries_count_from_one_like_the_functions_trigger_and_settle():
 
 def test_identity_based_settings_need_no_secret():
     transport = ServiceBusTransport.connect(Settings.from_env({
-        "BLAST_SERVICEBUS__fullyQualifiedNamespace": "example.servicebus.windows.net"}))
+        "BLAST_SERVICEBUS__fullyQualifiedNamespace": "example.servicebus.windows.net"}),
+        "blast-jobs")
     assert transport._client.fully_qualified_namespace == "example.servicebus.windows.net"
     transport.close()
 

@@ -81,7 +81,7 @@ def test_identity_based_storage_clients_need_no_secret():
     connection = settings.connection("BLAST_STORAGE")
     results = AzureJobBlobs.connect(connection, "results")
     records = JobRecords.connect(connection, "jobs")
-    queue = StorageQueueTransport.connect(settings)
+    queue = StorageQueueTransport.connect(settings, settings.queue_name)
     assert results._service.url.startswith("https://acct.blob.core.windows.net")
     assert records._table.url.startswith("https://acct.table.core.windows.net")
     assert queue.queue.url.startswith("https://acct.queue.core.windows.net")

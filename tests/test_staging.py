@@ -14,12 +14,21 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, RRNA_DATA, SMALL_DB, direct_blastn, result_text, sample_queries, service_env
+from conftest import (
+    ROOT,
+    RRNA_DATA,
+    SMALL_DB,
+    direct_blastn,
+    queued_message,
+    result_text,
+    sample_queries,
+    service_env,
+)
 
 from blast_core.blast import staging
 from blast_core.blast.databases import DatabaseCatalog
 from blast_core.blast.search import TABULAR_COLUMNS
-from blast_core.domain import jobs, messages
+from blast_core.domain import jobs
 from blast_core.service import bootstrap
 from blast_core.settings import Settings, SettingsError
 
@@ -275,7 +284,7 @@ def test_the_service_searches_the_staged_copy(azurite, blast_available, tmp_path
         for seed in (31, 32):
             query = sample_queries(SMALL_DB, 2, seed=seed)
             job = service.submit({"query": query, "database": SMALL_DB, "max_target_seqs": 20})
-            service.handle(messages.batch_message(job.id, 0), 1)
+            service.handle(queued_message(service, job.id), 1)
             assert service.get(job.id).status == jobs.SUCCEEDED
             tsv = result_text(service, job.id, "tsv")
             assert tsv.strip()
@@ -296,7 +305,7 @@ def test_several_staged_databases_are_searched_together(azurite, blast_available
     query = sample_queries("16SCore", 2, seed=33) + sample_queries("UniVec_Core", 2, seed=34)
     try:
         job = service.submit({"query": query, "database": ["16SCore", "UniVec_Core"]})
-        service.handle(messages.batch_message(job.id, 0), 1)
+        service.handle(queued_message(service, job.id), 1)
         assert service.get(job.id).status == jobs.SUCCEEDED
         tsv = result_text(service, job.id, "tsv")
     finally:

@@ -92,7 +92,7 @@ def test_the_worker_continues_the_trace_its_message_carries(spans, service):
     with pytest.raises(messages.MalformedMessage):  # no batch 3: fails inside the span
         service.handle(messages.batch_message(job.id, 3, {"traceparent": TRACEPARENT}), 1)
     (span,) = spans.get_finished_spans()
-    assert (span.name, f"{span.context.trace_id:032x}") == ("process batch",
+    assert (span.name, f"{span.context.trace_id:032x}") == ("receive batch",
                                                             TRACEPARENT.split("-")[1])
     assert not span.status.is_ok
 

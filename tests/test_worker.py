@@ -5,7 +5,7 @@ import threading
 import time
 
 import pytest
-from conftest import SMALL_DB, result_text, sample_queries, service_env
+from conftest import SMALL_DB, queued_message, result_text, sample_queries, service_env
 
 from blast_core.domain import jobs, messages
 from blast_core.hosts.worker import handle, retry_delay, run_worker
@@ -16,17 +16,27 @@ from blast_core.settings import Settings
 from blast_core.storage.ports import Outgoing, archive_blob, query_blob
 
 
-def submit(service: BlastService, seed: int = 1) -> str:
-    return service.submit({"query": sample_queries(SMALL_DB, 1, seed=seed),
+def submit(service: BlastService, seed: int = 1, sequences: int = 1) -> str:
+    return service.submit({"query": sample_queries(SMALL_DB, sequences, seed=seed),
                            "database": SMALL_DB}).id
+
+
+def two_batches(env: dict[str, str], **overrides: str) -> BlastService:
+    """A service that makes a job of two 16S queries two batches, each query in Blob storage
+    (a one-batch job's query travels in its message)."""
+    service = bootstrap.build(Settings.from_env({**env, "BLAST_BATCH_LETTERS": "1000",
+                                                 **overrides}))
+    service.ensure_storage()
+    return service
 
 
 def test_a_redelivered_message_for_a_finished_job_does_not_search_again(service):
     job_id = submit(service)
-    service.handle(messages.batch_message(job_id, 0), 1)
+    message = queued_message(service, job_id)
+    service.handle(message, 1)
     first, etag = service.records.get(job_id)
     assert (first.status, first.attempts) == ("succeeded", 1)
-    service.handle(messages.batch_message(job_id, 0), 2)
+    service.handle(message, 2)
     again, etag_again = service.records.get(job_id)
     assert again == first and etag_again == etag
 
@@ -35,7 +45,7 @@ def test_a_job_left_running_by_a_dead_worker_runs_again(service):
     job_id = submit(service)
     job, etag = service.records.get(job_id)
     service.records.replace(job.batch_started(0), etag)
-    service.handle(messages.batch_message(job_id, 0), 2)
+    service.handle(queued_message(service, job_id), 2)
     done, _ = service.records.get(job_id)
     assert (done.status, done.attempts) == ("succeeded", 2)
     assert result_text(service, job_id)
@@ -45,24 +55,27 @@ def test_blast_refusing_a_job_fails_it_without_retry(service, settings_env, tmp_
     job_id = submit(service)
     no_databases = bootstrap.build(Settings.from_env(
         {**settings_env, "BLAST_DB_DIR": str(tmp_path)}))
-    no_databases.handle(messages.batch_message(job_id, 0), 1)
+    no_databases.handle(queued_message(service, job_id), 1)
     failed, _ = service.records.get(job_id)
     assert failed.status == "failed" and "BLAST rejected the search" in failed.error
     assert not service.blobs.exists(job_id, archive_blob(0))
 
 
-def test_a_transient_error_retries_and_the_last_attempt_fails_the_job(service):
-    job_id = submit(service)
+def test_a_transient_error_retries_and_the_last_attempt_fails_the_job(settings_env):
+    service = two_batches(settings_env)
+    job_id = submit(service, sequences=2)
     service.blobs._container.delete_blob(f"{job_id}/{query_blob(0)}")
     with pytest.raises(Exception, match=r"BlobNotFound|not exist"):
         service.handle(messages.batch_message(job_id, 0), 1)
-    assert service.records.get(job_id)[0].status == "running"
+    assert service.records.get(job_id)[0].status == "queued", \
+        "a batch whose query cannot be read is not started"
     with pytest.raises(Exception, match=r"BlobNotFound|not exist"):
         service.handle(messages.batch_message(job_id, 0), service.settings.max_deliveries,
                        last_attempt=True)
     failed, _ = service.records.get(job_id)
     assert failed.status == "failed"
-    assert failed.error.startswith(f"gave up after {service.settings.max_deliveries} attempts: ")
+    assert failed.error.startswith(
+        f"batch 1 of 2: gave up after {service.settings.max_deliveries} attempts: ")
 
 
 def test_unreadable_and_unknown_messages_can_never_succeed(service):
@@ -102,10 +115,10 @@ class ScriptedService:
         self.settings = Settings.from_env({"BLAST_MAX_DELIVERIES": str(max_deliveries)})
         self.attempts: list[int] = []
 
-    def handle(self, message, attempt: int, last_attempt: bool) -> None:
-        self.attempts.append((attempt, last_attempt) if last_attempt else attempt)
-        if self.failure:
-            raise self.failure
+    def handle_many(self, work, capacity: float) -> list[Exception | None]:
+        for _, attempt, last_attempt in work:
+            self.attempts.append((attempt, last_attempt) if last_attempt else attempt)
+        return [self.failure] * len(work)
 
 
 def settled(service, body, delivery_count: int = 1) -> list[tuple]:
@@ -154,8 +167,9 @@ def test_the_worker_poisons_bad_messages_and_keeps_serving(azurite, blast_availa
     env = service_env(azurite, BLAST_MAX_DELIVERIES="2", BLAST_VISIBILITY_TIMEOUT="3")
     service = bootstrap.build(Settings.from_env(env))
     service.ensure_storage()
-    service.transport.queue.send_message("this is not a job")
-    service.transport.queue.send_message(messages.batch_message(jobs.new_job_id(), 0).encode())
+    queues = service.transport.lane(messages.INTERACTIVE)
+    queues.queue.send_message("this is not a job")
+    queues.queue.send_message(messages.batch_message(jobs.new_job_id(), 0).encode())
     good = submit(service, seed=8)
     stop = threading.Event()
     worker = threading.Thread(target=run_worker, args=(service, stop))
@@ -163,7 +177,7 @@ def test_the_worker_poisons_bad_messages_and_keeps_serving(azurite, blast_availa
     try:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            poisoned = service.transport.poison.peek_messages(max_messages=5)
+            poisoned = queues.poison.peek_messages(max_messages=5)
             if len(poisoned) == 2 and service.records.get(good)[0].status == "succeeded":
                 break
             time.sleep(0.2)
@@ -172,7 +186,7 @@ def test_the_worker_poisons_bad_messages_and_keeps_serving(azurite, blast_availa
         worker.join(timeout=30)
     assert service.records.get(good)[0].status == "succeeded"
     assert sorted(m.content[:4] for m in poisoned) == sorted(['{"jo', "this"])
-    assert service.transport.queue.peek_messages(max_messages=5) == []
+    assert queues.queue.peek_messages(max_messages=5) == []
 
 
 def run_worker_until(service: BlastService, done, timeout: float = 60) -> None:
@@ -190,18 +204,18 @@ def run_worker_until(service: BlastService, done, timeout: float = 60) -> None:
 
 
 def test_dead_lettered_jobs_are_listed_and_requeued(azurite, blast_available):
-    env = service_env(azurite, BLAST_MAX_DELIVERIES="1", BLAST_VISIBILITY_TIMEOUT="3")
-    service = bootstrap.build(Settings.from_env(env))
-    service.ensure_storage()
-    job_id = submit(service, seed=40)
+    service = two_batches(service_env(azurite), BLAST_MAX_DELIVERIES="1",
+                          BLAST_VISIBILITY_TIMEOUT="3")
+    job_id = submit(service, seed=40, sequences=2)
     query = service.blobs.get_text(job_id, query_blob(0))
     service.blobs._container.delete_blob(f"{job_id}/{query_blob(0)}")
-    service.transport.poison.send_message("not a job at all")
+    poison = service.transport.lane(messages.BULK).poison  # the job's lane: 2,800 letters
+    poison.send_message("not a job at all")
     run_worker_until(service, lambda: service.get(job_id).status == "failed")
 
     letters = {letter.job_id: letter for letter in service.dead_letters()}
     assert letters[job_id].status == "failed"
-    assert letters[job_id].error.startswith("gave up after 1 attempts")
+    assert letters[job_id].error.startswith("batch 1 of 2: gave up after 1 attempts")
     assert letters[None].status is None
 
     service.blobs.put_text(job_id, query_blob(0), query, "text/x-fasta")
@@ -213,7 +227,7 @@ def test_dead_lettered_jobs_are_listed_and_requeued(azurite, blast_available):
 
     # A cancelled job's dead letter is removed, not requeued: the job stays cancelled.
     cancelled = service.cancel(submit(service, seed=41)).id
-    service.transport.poison.send_message(messages.batch_message(cancelled, 0).encode())
+    poison.send_message(messages.batch_message(cancelled, 0).encode())
     assert service.requeue_dead_letters() == ([], 1)
     assert service.get(cancelled).status == "cancelled"
     assert [letter.job_id for letter in service.dead_letters()] == [None]

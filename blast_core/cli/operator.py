@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from blast_core.cli.parser import EXIT_INTERRUPTED
+from blast_core.domain.messages import BULK, INTERACTIVE, LANES
 from blast_core.logs import configure_logging
 from blast_core.settings import STORAGE_CONNECTION, Settings, SettingsError
 
@@ -87,7 +88,7 @@ def run_service(args: argparse.Namespace) -> int:
     from blast_core import telemetry
 
     telemetry.configure(settings)
-    run_worker(service, args.wake_fd)
+    run_worker(service, args.lane, args.wake_fd)
     return 0
 
 
@@ -203,11 +204,16 @@ def stop_on_signals() -> None:
         signal.signal(signum, leave_now)
 
 
-def run_worker(service: BlastService, wake_fd: int | None = None) -> None:
+def run_worker(service: BlastService, lane: str, wake_fd: int | None = None) -> None:
+    """Work on one lane, or on both (`all`: one thread each, as the two triggers of a
+    function app instance)."""
     from blast_core.hosts.worker import run_worker as work
 
     service.ensure_storage()
-    logging.getLogger("blast_core.hosts.worker").info("worker %d listening on %s queue %s",
-                                                      os.getpid(), service.settings.queue_transport,
-                                                      service.settings.queue_name)
-    work(service, threading.Event(), wake_fd)
+    settings = service.settings
+    names = {INTERACTIVE: settings.queue_name, BULK: settings.bulk_queue_name}
+    lanes = LANES if lane == "all" else (lane,)
+    logging.getLogger("blast_core.hosts.worker").info(
+        "worker %d listening on %s queue(s) %s", os.getpid(), settings.queue_transport,
+        " and ".join(f"{names[name]} ({name})" for name in lanes))
+    work(service, threading.Event(), wake_fd, None if lane == "all" else lane)

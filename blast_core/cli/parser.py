@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from blast_core.cli.client import DEFAULT_URL
+from blast_core.domain.messages import LANES
 
 # The sample set: SAMPLE_COUNT sequences of a real database from Debian's ncbi-rrna-data,
 # picked and mutated (3 %) with a fixed seed, so that sample N is the same query everywhere.
@@ -59,6 +60,8 @@ def _add_operator_commands(commands) -> None:
                                          "(setting BLAST_API_KEY)")
     worker = commands.add_parser("worker", help="run one queue worker in the foreground")
     worker.add_argument("--db-dir", help="database directory (setting BLAST_DB_DIR)")
+    worker.add_argument("--lane", choices=("all", *LANES), default="all",
+                        help="the lane to work on: interactive, bulk, or both (default)")
     worker.add_argument("--wake-fd", type=int, help=argparse.SUPPRESS)  # from serve
     commands.add_parser("clean-up", help="delete the jobs older than BLAST_RETENTION_DAYS now "
                                          "(serve does so every BLAST_CLEANUP_SECONDS)")

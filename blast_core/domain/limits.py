@@ -10,7 +10,13 @@ The platform's numbers, with their sources (docs/reliability.md has the whole ta
   so no invocation outlives the grace it is given.
 - `LOCK_DURATION`: the queue's lock, 5 minutes, the longest Service Bus allows
   (infra/modules/servicebus.bicep); the host renews it up to `maxAutoLockRenewalDuration`,
-  which host.json sets to `FUNCTION_TIMEOUT`.
+  which host.json sets to `FUNCTION_TIMEOUT`, but never for a function that receives a batch
+  of messages (the same reference: the setting "doesn't apply to functions receiving a batch
+  of messages"; azure-sdk-for-net#27979). So the interactive lane's batch trigger takes on
+  at most `BATCH_TRIGGER_SHARE` of a batch's work per invocation, and only jobs that small
+  go to that lane: a batch is sized to take at most `PLATFORM_UPDATE_GRACE` at half the
+  slowest search rate measured (`tuning.py`), so that share ends within the lock, less a
+  minute for storage, even at that rate.
 - `MESSAGE_TTL`: a message waits at most a day (`defaultMessageTimeToLive` P1D in the Bicep;
   every send asks for it too, so the Storage Queue keeps the same rule), then expires.
 - `HTTP_RESPONSE_LIMIT`: an HTTP-triggered function answers within 230 s ("Azure Functions
@@ -32,12 +38,17 @@ SCALE_IN_GRACE = 60 * 60
 PLATFORM_UPDATE_GRACE = 10 * 60
 FUNCTION_TIMEOUT = SCALE_IN_GRACE
 LOCK_DURATION = 5 * 60
+BATCH_TRIGGER_SHARE = (LOCK_DURATION - 60) / PLATFORM_UPDATE_GRACE
 MESSAGE_TTL = 24 * 60 * 60
 HTTP_RESPONSE_LIMIT = 230
 MAX_RETRY_DELAY = 60  # seconds before a failed delivery is tried again, at most
 FINISH_RESERVE = 5 * 60  # upload of a batch's archive and the record update, after BLAST;
 #                          a quarter of a shorter function timeout (tests shrink it)
 MIN_SEARCH_SECONDS = 30  # less left for BLAST in an invocation: try again in a new one
+# A single-batch query this small travels inside its message: a Storage Queue message holds
+# 64 KiB and a Service Bus one 256 KiB (Standard); JSON escaping (a newline is two bytes),
+# the XML a Storage Queue wraps a message in and the rest of the message stay within the rest.
+INLINE_QUERY_BYTES = 48_000
 STRANDED_MARGIN = 10 * 60  # clocks, sweeps and retries: added to every waiting bound
 
 FUNCTION_TIMEOUT_OVERRIDE = "AzureFunctionsJobHost__functionTimeout"

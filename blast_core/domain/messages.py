@@ -5,6 +5,9 @@ A message may be delivered more than once, and a worker that must retry later se
 scheduled for later (Service Bus cannot delay an abandoned message), so a message carries the
 deliveries of its earlier copies in `attempts`: the attempt a delivery makes is `attempts` plus
 the transport's own delivery count.
+
+A small job's query travels inside its message (`query`, at most INLINE_QUERY_BYTES of FASTA),
+which spares a Blob upload at submit and a download in the worker.
 """
 
 from __future__ import annotations
@@ -15,6 +18,21 @@ import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
+
+from blast_core.domain.limits import BATCH_TRIGGER_SHARE, INLINE_QUERY_BYTES
+
+# The two lanes, each a queue with a trigger of its own, so that a quick search never waits
+# behind bulk work: a job of at most BLAST_INTERACTIVE_LETTERS query letters is interactive.
+INTERACTIVE, BULK = "interactive", "bulk"
+LANES = (INTERACTIVE, BULK)
+
+
+def lane_for(query_letters: int, interactive_letters: int, batch_letters: int) -> str:
+    """Interactive for a job of at most BLAST_INTERACTIVE_LETTERS, and small enough for the
+    lane's batch trigger, which must finish within the queue's lock (`limits.py`)."""
+    small = min(interactive_letters, BATCH_TRIGGER_SHARE * batch_letters)
+    return INTERACTIVE if query_letters <= small else BULK
+
 
 _JOB_ID = re.compile(r"^[0-9a-f]{19}$")
 _FORMAT = re.compile(r"^[a-z0-9]{1,12}$")
@@ -28,14 +46,17 @@ class MalformedMessage(ValueError):
 
 @dataclass(frozen=True)
 class Message:
-    """Work for a worker: search batch `batch` of job `job_id`, or make its result in
-    `format`; `trace` is the W3C trace context of the submit the work continues."""
+    """Work for a worker: search batch `batch` of job `job_id` (its FASTA in `query`, or in
+    Blob storage when None), or make its result in `format`; `trace` is the W3C trace context
+    of the submit the work continues; `lane` the queue it travels in."""
 
     job_id: str
     batch: int | None = None
     format: str | None = None
     attempts: int = 0
     trace: Mapping[str, str] = field(default_factory=dict)
+    query: str | None = None
+    lane: str = INTERACTIVE
 
     @property
     def first_id(self) -> str:
@@ -59,6 +80,10 @@ class Message:
             data["batch"] = self.batch
         else:
             data["format"] = self.format
+        if self.lane != INTERACTIVE:
+            data["lane"] = self.lane
+        if self.query is not None:
+            data["query"] = self.query
         if self.attempts:
             data["attempts"] = self.attempts
         if self.trace:
@@ -66,13 +91,14 @@ class Message:
         return json.dumps(data)
 
 
-def batch_message(job_id: str, batch: int, trace: Mapping[str, str] | None = None) -> Message:
-    return Message(job_id, batch=batch, trace=dict(trace or {}))
+def batch_message(job_id: str, batch: int, trace: Mapping[str, str] | None = None,
+                  query: str | None = None, lane: str = INTERACTIVE) -> Message:
+    return Message(job_id, batch=batch, trace=dict(trace or {}), query=query, lane=lane)
 
 
-def format_message(job_id: str, format_name: str,
-                   trace: Mapping[str, str] | None = None) -> Message:
-    return Message(job_id, format=format_name, trace=dict(trace or {}))
+def format_message(job_id: str, format_name: str, trace: Mapping[str, str] | None = None,
+                   lane: str = INTERACTIVE) -> Message:
+    return Message(job_id, format=format_name, trace=dict(trace or {}), lane=lane)
 
 
 def decode(body: bytes | str) -> Message:
@@ -90,15 +116,22 @@ def decode(body: bytes | str) -> Message:
     if not _natural(attempts):
         raise MalformedMessage("message has no valid attempts count")
     trace = _trace(data.get("trace"))
+    lane = data.get("lane", INTERACTIVE)
+    if lane not in LANES:
+        raise MalformedMessage("message has no valid lane")
     if "format" in data:
         name = data["format"]
         if not isinstance(name, str) or not _FORMAT.match(name) or "batch" in data:
             raise MalformedMessage("message has no valid format")
-        return Message(job_id, format=name, attempts=attempts, trace=trace)
+        return Message(job_id, format=name, attempts=attempts, trace=trace, lane=lane)
     batch = data.get("batch", 0)
     if not _natural(batch):
         raise MalformedMessage("message has no valid batch number")
-    return Message(job_id, batch=batch, attempts=attempts, trace=trace)
+    query = data.get("query")
+    if query is not None and (not isinstance(query, str)
+                              or len(query.encode("utf-8", "replace")) > INLINE_QUERY_BYTES):
+        raise MalformedMessage("message has no valid query")
+    return Message(job_id, batch=batch, attempts=attempts, trace=trace, query=query, lane=lane)
 
 
 def _natural(value: object) -> bool:

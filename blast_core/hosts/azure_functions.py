@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 import azure.functions as func
 
 from blast_core.api import dispatch
+from blast_core.domain.limits import BATCH_TRIGGER_SHARE
 from blast_core.hosts import worker
 from blast_core.service.bootstrap import default_service
 from blast_core.storage.ports import Outgoing, Transport
@@ -81,6 +82,10 @@ class HostDelivery:
     def retry_later(self, seconds: int, copy: Outgoing) -> None:
         self._transport.send(copy, delay=seconds)
 
+    def release(self, copy: Outgoing) -> None:
+        """Back to the queue unworked: the copy is sent, and returning completes this one."""
+        self._transport.send(copy)
+
     def dead_letter(self, reason: str) -> None:
         raise MessageDeadLettered(f"{reason}; the message goes to the dead-letter queue once "
                                   "the host has abandoned it the queue's max delivery count")
@@ -88,5 +93,27 @@ class HostDelivery:
 
 def process_delivery(body: bytes, delivery_count: int) -> None:
     """The queue trigger's work; raising makes the host abandon the message."""
+    process_deliveries([(body, delivery_count)])
+
+
+def process_deliveries(received: list[tuple[bytes, int]]) -> None:
+    """A batch trigger's work (`cardinality="many"`): each message's body and delivery count.
+
+    The host settles a batch as one: it completes every message when the function returns
+    and abandons every one when it raises. So each message is settled here as far as a
+    Python function can (a retry is a scheduled copy, a message handed back is a copy sent
+    now), and only a message to dead-letter makes the function raise, after all the others'
+    work is recorded: their redelivery finds their batches finished and is completed. The
+    host renews no lock for a batch, so this takes on only what ends within one
+    (`limits.BATCH_TRIGGER_SHARE`)."""
     service = default_service()
-    worker.handle(service, HostDelivery(service.transport, body, delivery_count))()
+    settles = worker.handle_many(service, [HostDelivery(service.transport, body, count)
+                                           for body, count in received], BATCH_TRIGGER_SHARE)
+    dead = []
+    for settle in settles:
+        try:
+            settle()
+        except MessageDeadLettered as error:
+            dead.append(str(error))
+    if dead:
+        raise MessageDeadLettered("; ".join(dead))

@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl
 from blast_core.api import dispatch
 from blast_core.api.routes import ROUTES
 from blast_core.blast.programs import die_with_parent, stop_processes
+from blast_core.domain.messages import LANES
 from blast_core.service.core import BlastService
 
 log = logging.getLogger("blast_core.hosts.serve")
@@ -69,16 +70,18 @@ def _respond(environ: dict[str, Any], service_factory: Callable[[], BlastService
 
 
 def start_workers(count: int) -> tuple[list[subprocess.Popen[bytes]], Callable[[], None]]:
-    """Worker processes that die with this one, even when it is killed, and a function that
-    wakes the idle ones (each reads the end of a pipe that this process writes to). Each has
-    a process group of its own, so that a Ctrl-C on the terminal reaches serve only, which
+    """`count` worker processes per lane (as each function app instance has a trigger per
+    lane), that die with this one, even when it is killed, and a function that wakes the
+    idle ones (each reads the end of a pipe that this process writes to). Each has a
+    process group of its own, so that a Ctrl-C on the terminal reaches serve only, which
     then stops them."""
     workers, wake_ends = [], []
-    for _ in range(count):
+    for lane in [lane for lane in LANES for _ in range(count)]:
         read_end, write_end = os.pipe()
         os.set_blocking(write_end, False)
         workers.append(subprocess.Popen(
-            [sys.executable, "-m", "blast_core", "worker", "--wake-fd", str(read_end)],
+            [sys.executable, "-m", "blast_core", "worker", "--lane", lane,
+             "--wake-fd", str(read_end)],
             pass_fds=(read_end,), preexec_fn=die_with_parent, process_group=0,
             stdin=subprocess.DEVNULL))
         os.close(read_end)

@@ -12,18 +12,24 @@ import logging
 import os
 import select
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from functools import partial
 
 from blast_core.domain import messages
 from blast_core.domain.limits import MAX_RETRY_DELAY
+from blast_core.domain.messages import INTERACTIVE, LANES
 from blast_core.logs import describe, job_fields
 from blast_core.service.core import BlastService
-from blast_core.service.errors import UnknownJob
+from blast_core.service.errors import NotTakenOn, UnknownJob
+from blast_core.service.processing import Work
 from blast_core.storage.ports import Delivery, Outgoing
 
 log = logging.getLogger("blast_core.hosts.worker")
 
-IDLE_WAIT = (0.02, 0.25)
+# An idle worker polls its Storage Queue from every 0.02 s up to every second: serve wakes it
+# on every submission, so polling finds only retries, requeues and other hosts' messages,
+# and a faster poll takes CPU from the BLAST runs of the other lane's workers.
+IDLE_WAIT = (0.02, 1.0)
 
 
 def retry_delay(attempt: int) -> int:
@@ -32,65 +38,104 @@ def retry_delay(attempt: int) -> int:
 
 
 def handle(service: BlastService, delivery: Delivery) -> Callable[[], None]:
-    """Process one delivery; returns how to settle it, for the caller to do once it has
-    stopped renewing the lock. A message that cannot be read, or names no job, can never
-    succeed and is dead-lettered at once. A failed attempt is retried after `retry_delay`
-    until BLAST_MAX_DELIVERIES attempts (the service records the last one's failure on the
-    job), then dead-lettered; a message delivered past that is dead-lettered unread, so
-    that it reaches the dead-letter queue where the host settles by raising."""
-    try:
-        message = messages.decode(delivery.body)
-    except messages.MalformedMessage as error:
-        log.error("unreadable message (%s); dead-lettering it", error)
-        unreadable = f"unreadable: {error}"
-        return lambda: delivery.dead_letter(unreadable)
-    attempt = message.attempts + delivery.delivery_count
-    fields = job_fields(message.job_id, message.batch, attempt)
+    """`handle_many` for one delivery."""
+    return handle_many(service, [delivery])[0]
+
+
+def handle_many(service: BlastService, deliveries: Sequence[Delivery],
+                capacity: float = 1.0) -> list[Callable[[], None]]:
+    """Process deliveries received together (the service searches their batches in one BLAST
+    run where it can); returns how to settle each, for the caller to do once it has stopped
+    renewing the locks. A message that cannot be read, or names no job, can never succeed
+    and is dead-lettered at once. A failed attempt is retried after `retry_delay` until
+    BLAST_MAX_DELIVERIES attempts (the service records the last one's failure on the job),
+    then dead-lettered; a message delivered past that is dead-lettered unread, so that it
+    reaches the dead-letter queue where the host settles by raising. A message the service
+    did not take on (`capacity`: `coalescing.plan`) goes back to the queue as it came."""
+    settles: list[Callable[[], None]] = [delivery.complete for delivery in deliveries]
+    admitted: list[tuple[int, Work]] = []
     most = service.settings.max_deliveries
-    if attempt > most:
-        return lambda: delivery.dead_letter(f"gave up after {most} attempts")
-    try:
-        service.handle(message, attempt, last_attempt=attempt >= most)
-    except (messages.MalformedMessage, UnknownJob) as error:
-        log.error("attempt %d: %s; dead-lettering the message", attempt, error, extra=fields)
-        hopeless = describe(error)
-        return lambda: delivery.dead_letter(hopeless)
-    except Exception as error:
-        reason = describe(error)
-        if attempt >= most:
-            log.error("attempt %d failed (%s); giving up", attempt, reason, extra=fields)
-            return lambda: delivery.dead_letter(f"gave up after {attempt} attempts: {reason}")
-        delay = retry_delay(attempt)
-        log.warning("attempt %d failed (%s); trying again in %d s", attempt, reason, delay,
-                    extra=fields)
-        retry = message.retried(attempt)
-        copy = Outgoing(retry.encode(), retry.resend_id(), dict(retry.trace))
-        return lambda: delivery.retry_later(delay, copy)
-    return delivery.complete
+    for index, delivery in enumerate(deliveries):
+        try:
+            message = messages.decode(delivery.body)
+        except messages.MalformedMessage as error:
+            log.error("unreadable message (%s); dead-lettering it", error)
+            settles[index] = partial(delivery.dead_letter, f"unreadable: {error}")
+            continue
+        attempt = message.attempts + delivery.delivery_count
+        if attempt > most:
+            settles[index] = partial(delivery.dead_letter, f"gave up after {most} attempts")
+            continue
+        admitted.append((index, Work(message, attempt, last_attempt=attempt >= most)))
+    outcomes = service.handle_many([work for _, work in admitted], capacity) if admitted else []
+    for (index, work), outcome in zip(admitted, outcomes, strict=True):
+        settles[index] = _settlement(service, deliveries[index], work, outcome)
+    return settles
 
 
-def run_worker(service: BlastService, stop: threading.Event, wake_fd: int | None = None) -> None:
-    """Work through the queue until `stop` is set; one message at a time.
+def _settlement(service: BlastService, delivery: Delivery, work: Work,
+                outcome: Exception | None) -> Callable[[], None]:
+    message, attempt = work.message, work.attempt
+    fields = job_fields(message.job_id, message.batch, attempt)
+    if outcome is None:
+        return delivery.complete
+    if isinstance(outcome, NotTakenOn):
+        untried = message.retried(attempt - 1)  # this delivery made no attempt
+        return partial(delivery.release, Outgoing.of(untried, untried.resend_id()))
+    reason = describe(outcome)
+    if isinstance(outcome, (messages.MalformedMessage, UnknownJob)):
+        log.error("attempt %d: %s; dead-lettering the message", attempt, reason, extra=fields)
+        return partial(delivery.dead_letter, reason)
+    if work.last_attempt:
+        log.error("attempt %d failed (%s); giving up", attempt, reason, extra=fields)
+        return partial(delivery.dead_letter, f"gave up after {attempt} attempts: {reason}")
+    delay = retry_delay(attempt)
+    log.warning("attempt %d failed (%s); trying again in %d s", attempt, reason, delay,
+                extra=fields)
+    retry = message.retried(attempt)
+    return partial(delivery.retry_later, delay, Outgoing.of(retry, retry.resend_id()))
+
+
+def run_worker(service: BlastService, stop: threading.Event, wake_fd: int | None = None,
+               lane: str | None = None) -> None:
+    """Work through one lane's queue (None: each lane's, in a thread of its own, as the two
+    triggers of a function app instance) until `stop` is set, receiving up to
+    BLAST_COALESCE_MESSAGES messages at a time in the interactive lane (as its trigger does
+    under the Functions host) and one at a time in the bulk lane.
 
     A Storage Queue must be polled: an idle worker polls less and less often, up to
     IDLE_WAIT[1]. A byte written to `wake_fd` (serve does so on every submission) ends the
     wait at once, so a job sent to an idle `serve` starts without delay."""
-    wait = IDLE_WAIT[0]
+    if lane is None:
+        others = [threading.Thread(target=run_worker, args=(service, stop, None, other),
+                                   name=f"{other} lane") for other in LANES[1:]]
+        for thread in others:
+            thread.start()
+        try:
+            run_worker(service, stop, wake_fd, LANES[0])
+        finally:
+            stop.set()  # the first lane ends only when told to, or when serve is gone
+            for thread in others:
+                thread.join()
+        return
+    wait, queue = IDLE_WAIT[0], service.transport.lane(lane)
+    at_once = service.settings.coalesce_messages if lane == INTERACTIVE else 1
+    log.info("worker of the %s lane ready: up to %d message(s) at a time", lane, at_once)
     while not stop.is_set():
         try:
-            delivery = service.transport.receive()
+            deliveries = queue.receive_many(at_once)
         except Exception as error:
             log.warning("cannot receive from the queue (%s); retrying", type(error).__name__)
             stop.wait(1.0)
             continue
-        if delivery is None:
+        if not deliveries:
             if _idle(stop, wake_fd, wait):
                 wait = IDLE_WAIT[0]
             else:
                 wait = min(wait * 2, IDLE_WAIT[1])
             continue
         wait = IDLE_WAIT[0]
-        work_on(service, delivery)
+        work_on(service, deliveries)
 
 
 def _idle(stop: threading.Event, wake_fd: int | None, seconds: float) -> bool:
@@ -104,28 +149,30 @@ def _idle(stop: threading.Event, wake_fd: int | None, seconds: float) -> bool:
     return bool(ready)
 
 
-def work_on(service: BlastService, delivery: Delivery) -> None:
-    """Handle a delivery this worker received, keeping it hidden (Storage Queue) or locked
-    (Service Bus) meanwhile, then settle it."""
+def work_on(service: BlastService, deliveries: Sequence[Delivery]) -> None:
+    """Handle deliveries this worker received, keeping them hidden (Storage Queue) or locked
+    (Service Bus) meanwhile, then settle each."""
     stop_renewing = threading.Event()
     renewer = threading.Thread(target=_keep_hidden, daemon=True, args=(
-        delivery, stop_renewing, service.settings.visibility_timeout / 3))
+        deliveries, stop_renewing, service.settings.visibility_timeout / 3))
     renewer.start()
     try:
-        settle = handle(service, delivery)
+        settles = handle_many(service, deliveries)
     finally:
         stop_renewing.set()
         renewer.join()
-    try:
-        settle()
-    except Exception as error:
-        log.warning("the message could not be settled (%s); it will be delivered again",
-                    type(error).__name__)
-
-
-def _keep_hidden(delivery: Delivery, stop: threading.Event, interval: float) -> None:
-    while not stop.wait(interval):
+    for settle in settles:  # one after another: a Service Bus receiver is not thread-safe
         try:
-            delivery.renew()
+            settle()
         except Exception as error:
-            log.warning("could not renew the message (%s)", type(error).__name__)
+            log.warning("a message could not be settled (%s); it will be delivered again",
+                        type(error).__name__)
+
+
+def _keep_hidden(deliveries: Sequence[Delivery], stop: threading.Event, interval: float) -> None:
+    while not stop.wait(interval):
+        for delivery in deliveries:
+            try:
+                delivery.renew()
+            except Exception as error:
+                log.warning("could not renew a message (%s)", type(error).__name__)

@@ -7,7 +7,7 @@ in-memory fakes of the same small interfaces (`storage/ports.py`)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from blast_core.blast.databases import DatabaseCatalog
@@ -19,14 +19,15 @@ from blast_core.domain.jobs import Job
 from blast_core.domain.messages import Message
 from blast_core.service import cancel, lookup, operations, processing, results, submission
 from blast_core.service.operations import DeadLetterView, QueueCountsCache, SweepReport
+from blast_core.service.processing import Outcome, Work
 from blast_core.service.results import ResultBody, ResultLink
 from blast_core.settings import Settings
-from blast_core.storage.ports import JobBlobs, JobStore, Transport
+from blast_core.storage.ports import JobBlobs, JobStore, Lanes
 
 
 class BlastService:
     def __init__(self, settings: Settings, catalog: DatabaseCatalog, records: JobStore,
-                 blobs: JobBlobs, transport: Transport):
+                 blobs: JobBlobs, transport: Lanes):
         self.settings = settings
         self.catalog = catalog
         self.records = records
@@ -82,6 +83,9 @@ class BlastService:
 
     def handle(self, message: Message, attempt: int, last_attempt: bool = False) -> None:
         processing.handle(self, message, attempt, last_attempt)
+
+    def handle_many(self, work: Sequence[Work], capacity: float = 1.0) -> list[Outcome]:
+        return processing.handle_many(self, work, capacity)
 
     def stats(self) -> dict[str, object]:
         return operations.stats(self)

@@ -56,9 +56,14 @@ class NoTimeLeft(Exception):
 
 
 class BatchStopped(Exception):
-    """BLAST of a batch was stopped because its job was cancelled; `timings` says what the
-    batch had spent by then."""
+    """BLAST of a run was stopped because the jobs of all its batches were cancelled;
+    `timings` says what each batch had spent by then."""
 
-    def __init__(self, timings: BatchTimings):
+    def __init__(self, timings: list[BatchTimings]):
         super().__init__("stopped")
         self.timings = timings
+
+
+class NotTakenOn(Exception):
+    """A batch received with more than one batch's worth of others (`domain/coalescing.py`):
+    not worked on, it goes back to the queue as it came, for another worker."""

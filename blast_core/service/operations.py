@@ -10,7 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -49,7 +49,8 @@ class QueueCountsCache:
             if self._taken is None or \
                     time.monotonic() - self._taken[0] >= QUEUE_COUNTS_CACHE_SECONDS:
                 counts: dict[str, object] = {"transport": service.settings.queue_transport,
-                                             "name": service.settings.queue_name}
+                                             "name": service.settings.queue_name,
+                                             "bulk_name": service.settings.bulk_queue_name}
                 try:
                     found = service.transport.counts()
                     counts.update(depth=found.depth, dead_letters=found.dead_letters, error=None)
@@ -235,17 +236,22 @@ def requeue_dead_letters(service: BlastService, limit: int = 1000) -> tuple[list
         delivery = service.transport.receive_dead_letter()
         if delivery is None:
             break
-        job_id, found = _job_of(service, delivery.body)
-        if found is None:
+        message, found = _message_of(service, delivery.body)
+        if message is None or found is None:
             unreadable.append(delivery)  # held until the loop ends, so it is seen once
             continue
+        job_id = message.job_id
         if found.job.status in (jobs.SUCCEEDED, jobs.CANCELLED) or lookup.expired(service,
                                                                                   job_id):
             delivery.complete()  # nothing left to run
             continue
         if job_id not in requeued:
             service.records.replace(found.job.requeued(), found.etag)
-            submission.queue(service, found.job, found.job.unfinished_batches(), resend=True)
+            if message.query is not None:  # a one-batch job whose query is in its message
+                submission.send(service, replace(message, attempts=0), resend=True)
+            else:
+                submission.queue(service, found.job, found.job.unfinished_batches(),
+                                 resend=True)
             requeued.append(job_id)
             job_log(job_id).info("job %s requeued from the dead letters", job_id)
         delivery.complete()
@@ -255,8 +261,14 @@ def requeue_dead_letters(service: BlastService, limit: int = 1000) -> tuple[list
 
 
 def _job_of(service: BlastService, body: bytes) -> tuple[str | None, StoredJob | None]:
+    message, found = _message_of(service, body)
+    return (message.job_id if message else None), found
+
+
+def _message_of(service: BlastService,
+                body: bytes) -> tuple[Message | None, StoredJob | None]:
     try:
         message = messages.decode(body)
     except messages.MalformedMessage:
         return None, None
-    return message.job_id, service.records.get(message.job_id)
+    return message, service.records.get(message.job_id)

@@ -107,8 +107,9 @@ def _ask_for_format(service: BlastService, job: Job, format_name: str) -> Result
             made.at)).total_seconds() < FORMAT_REQUEST_SECONDS:
         return ResultPending(job, format_name)
     trace = {"traceparent": job.traceparent} if job.traceparent else {}
-    submission.send(service, messages.format_message(job.id, format_name, trace),
-                    resend=made.state is not None)
+    submission.send(service, messages.format_message(
+        job.id, format_name, trace, submission.lane_of(service, job)),
+        resend=made.state is not None)
     with contextlib.suppress(RecordMissing):
         service.records.update(job.id, lambda current: current.format_queued(format_name)
                                if current.format_state(format_name) == made else None)
@@ -163,8 +164,9 @@ def _make(service: BlastService, job: Job, fmt: search.OutputFormat) -> None:
             os.unlink(archive)
             parts.append(formatted)
             queries_before.append(seen)
-            seen += fasta.count_sequences(
-                service.blobs.get_text(job.id, query_blob(number)).splitlines())
+            if number + 1 < job.batches:  # a job of one batch may have no query blob
+                seen += fasta.count_sequences(
+                    service.blobs.get_text(job.id, query_blob(number)).splitlines())
         merged = os.path.join(workdir, f"result.{fmt.extension}")
         with contextlib.ExitStack() as files, open(merged, "w") as out:
             out.writelines(batches.merge(fmt.name, [files.enter_context(open(part))

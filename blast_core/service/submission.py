@@ -1,5 +1,7 @@
 """Submitting a job: validate, refuse what cannot finish in time, store the query batches,
-record the job, then queue every batch, so a worker never sees a job without a record."""
+record the job, then queue every batch, so a worker never sees a job without a record. A
+job of one small batch carries its query in its message (`limits.INLINE_QUERY_BYTES`) and
+stores none in Blob storage."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from typing import TYPE_CHECKING
 from blast_core import telemetry
 from blast_core.domain import batches, client_input, fasta, job_request, jobs, messages, tuning
 from blast_core.domain.jobs import Job
-from blast_core.domain.limits import duration
+from blast_core.domain.limits import INLINE_QUERY_BYTES, duration
 from blast_core.domain.messages import Message
 from blast_core.logs import job_log
 from blast_core.service import lookup
@@ -45,13 +47,20 @@ def _submit(service: BlastService, payload: object) -> Job:
                         traceparent=telemetry.inject().get("traceparent", ""))
     telemetry.annotate(job_id=job.id, program=job.program, database=job.database,
                        batches=job.batches)
+    texts = [fasta.format_fasta(part) for part in parts]
+    inline = texts[0] if len(texts) == 1 and len(texts[0].encode()) <= INLINE_QUERY_BYTES \
+        else None
+    lane = lane_of(service, job, database_letters)
     try:
-        for number, part in enumerate(parts):
-            service.blobs.put_text(job.id, query_blob(number), fasta.format_fasta(part),
-                                   "text/x-fasta")
+        if inline is None:
+            for number, text in enumerate(texts):
+                service.blobs.put_text(job.id, query_blob(number), text, "text/x-fasta")
         service.records.create(job)
         try:
-            queue(service, job, range(job.batches))
+            if inline is None:
+                queue(service, job, range(job.batches), lane=lane)
+            else:
+                send(service, messages.batch_message(job.id, 0, telemetry.inject(), inline, lane))
         except Exception:
             service.records.delete(job.id)
             raise
@@ -82,15 +91,26 @@ def _refuse_what_cannot_finish(service: BlastService, request: job_request.JobRe
                 "here (BLAST_TIME_LIMIT): use task megablast, or split the sequence"))])
 
 
-def queue(service: BlastService, job: Job, numbers: Iterable[int], resend: bool = False) -> None:
-    """Send a message per batch: under its first id when submitting (duplicate detection
-    drops a repeated send), under a fresh one when sending again (a requeue)."""
-    trace = telemetry.inject()
+def queue(service: BlastService, job: Job, numbers: Iterable[int], resend: bool = False,
+          lane: str | None = None) -> None:
+    """Send a message per batch, to the job's lane: under its first id when submitting
+    (duplicate detection drops a repeated send), under a fresh one when sending again (a
+    requeue)."""
+    trace, lane = telemetry.inject(), lane or lane_of(service, job)
     for number in numbers:
-        send(service, messages.batch_message(job.id, number, trace), resend)
+        send(service, messages.batch_message(job.id, number, trace, lane=lane), resend)
+
+
+def lane_of(service: BlastService, job: Job, database_letters: int | None = None) -> str:
+    """The lane of a job's messages, by its query letters (`messages.lane_for`)."""
+    if database_letters is None:
+        database_letters = lookup.database_letters(service, job.databases) or 0
+    return messages.lane_for(job.query_letters, service.settings.interactive_letters,
+                             tuning.batch_letters(job.program, job.task, database_letters,
+                                                  service.settings.threads,
+                                                  service.settings.batch_letters))
 
 
 def send(service: BlastService, message: Message, resend: bool = False) -> None:
-    service.transport.send(Outgoing(message.encode(),
-                                    message.resend_id() if resend else message.first_id,
-                                    dict(message.trace)))
+    service.transport.send(Outgoing.of(message, message.resend_id() if resend
+                                       else message.first_id))

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import NamedTuple, Protocol
 
 from blast_core.domain.jobs import Job
+from blast_core.domain.messages import INTERACTIVE, Message
 
 
 class StoredJob(NamedTuple):
@@ -102,12 +103,17 @@ class JobBlobs(Protocol):
 
 @dataclass(frozen=True)
 class Outgoing:
-    """A message to send: its body, its id (what Service Bus duplicate detection compares) and
-    application properties (Service Bus only; the body carries them too)."""
+    """A message to send: its body, its id (what Service Bus duplicate detection compares),
+    application properties (Service Bus only; the body carries them too) and its lane."""
 
     body: str
     message_id: str
     properties: Mapping[str, str] = field(default_factory=dict)
+    lane: str = INTERACTIVE
+
+    @classmethod
+    def of(cls, message: Message, message_id: str) -> Outgoing:
+        return cls(message.encode(), message_id, dict(message.trace), message.lane)
 
 
 class Delivery(Protocol):
@@ -122,6 +128,8 @@ class Delivery(Protocol):
         """Have the message come back after `seconds`: the same message hidden that long
         where the queue can, else `copy` (its next attempt) scheduled, and this one settled."""
     def dead_letter(self, reason: str) -> None: ...
+    def release(self, copy: Outgoing) -> None:
+        """Hand the message back unworked, as `copy`, for another worker."""
 
 
 class ReceivedDelivery(Delivery, Protocol):
@@ -153,8 +161,65 @@ class Transport(Protocol):
     def counts(self) -> QueueCounts: ...
     def send(self, message: Outgoing, delay: float = 0) -> None: ...
     def receive(self) -> Delivery | None: ...
+    def receive_many(self, max_messages: int) -> list[Delivery]: ...
     def peek_dead_letters(self, limit: int) -> list[DeadLetter]: ...
     def receive_dead_letter(self) -> ReceivedDelivery | None: ...
     def close(self) -> None: ...
 
+
+class Lanes:
+    """The job queues, one per lane (`messages.LANES`), as one: a message is sent to its
+    lane's queue, workers receive from one lane, and counts and dead letters are those of
+    all lanes together. Two lanes may share one queue (the unit tests' fakes do)."""
+
+    def __init__(self, queues: Mapping[str, Transport]):
+        self.queues = dict(queues)
+        self._distinct = list({id(queue): queue for queue in self.queues.values()}.values())
+
+    def lane(self, name: str) -> Transport:
+        return self.queues[name]
+
+    def ensure(self) -> None:
+        for queue in self._distinct:
+            queue.ensure()
+
+    def counts(self) -> QueueCounts:
+        counted = [queue.counts() for queue in self._distinct]
+        return QueueCounts(sum(c.depth for c in counted), sum(c.dead_letters for c in counted))
+
+    def send(self, message: Outgoing, delay: float = 0) -> None:
+        self.queues[message.lane].send(message, delay)
+
+    def receive(self) -> Delivery | None:
+        """The next message of any lane, the interactive lane's first."""
+        for queue in self._distinct:
+            delivery = queue.receive()
+            if delivery is not None:
+                return delivery
+        return None
+
+    def receive_many(self, max_messages: int) -> list[Delivery]:
+        """Up to `max_messages` of one lane: the first lane that has any."""
+        for queue in self._distinct:
+            deliveries = queue.receive_many(max_messages)
+            if deliveries:
+                return deliveries
+        return []
+
+    def peek_dead_letters(self, limit: int) -> list[DeadLetter]:
+        found: list[DeadLetter] = []
+        for queue in self._distinct:
+            found += queue.peek_dead_letters(limit - len(found)) if len(found) < limit else []
+        return found
+
+    def receive_dead_letter(self) -> ReceivedDelivery | None:
+        for queue in self._distinct:
+            delivery = queue.receive_dead_letter()
+            if delivery is not None:
+                return delivery
+        return None
+
+    def close(self) -> None:
+        for queue in self._distinct:
+            queue.close()
 

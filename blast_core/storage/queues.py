@@ -14,9 +14,10 @@ from azure.core.exceptions import ResourceExistsError
 from azure.storage.queue import QueueClient, QueueMessage
 
 from blast_core.domain.limits import MESSAGE_TTL
+from blast_core.domain.messages import BULK, INTERACTIVE
 from blast_core.settings import SERVICEBUS_CONNECTION, STORAGE_CONNECTION, Settings
 from blast_core.storage.clients import credential, storage_client
-from blast_core.storage.ports import DeadLetter, Outgoing, QueueCounts, Transport
+from blast_core.storage.ports import DeadLetter, Lanes, Outgoing, QueueCounts
 
 
 class StorageQueueTransport:
@@ -28,9 +29,9 @@ class StorageQueueTransport:
         self.visibility_timeout = visibility_timeout
 
     @classmethod
-    def connect(cls, settings: Settings) -> StorageQueueTransport:
+    def connect(cls, settings: Settings, name: str) -> StorageQueueTransport:
         connection = settings.connection(STORAGE_CONNECTION)
-        names = (settings.queue_name, f"{settings.queue_name}-poison")
+        names = (name, f"{name}-poison")
         queues = [storage_client(QueueClient, connection, "queue", name) for name in names]
         return cls(*queues, visibility_timeout=settings.visibility_timeout)
 
@@ -49,6 +50,14 @@ class StorageQueueTransport:
 
     def receive(self) -> StorageQueueDelivery | None:
         return self._receive(self.queue)
+
+    def receive_many(self, max_messages: int) -> list[StorageQueueDelivery]:
+        """Up to `max_messages` (at most 32, the Storage Queue limit) in one call."""
+        count = max(1, min(max_messages, 32))
+        pages = self.queue.receive_messages(messages_per_page=count, max_messages=count,
+                                            visibility_timeout=self.visibility_timeout)
+        page = next(pages.by_page(), [])
+        return [StorageQueueDelivery(self, self.queue, message) for message in page]
 
     def counts(self) -> QueueCounts:
         return QueueCounts(self.queue.get_queue_properties().approximate_message_count or 0,
@@ -96,6 +105,12 @@ class StorageQueueDelivery:
     def abandon(self) -> None:
         self._update(0)
 
+    def release(self, copy: Outgoing) -> None:
+        """Back to the queue unworked: `copy` sent, then this one deleted, so that the
+        dequeue count of a delivery that made no attempt does not count."""
+        self._transport.send(copy)
+        self.complete()
+
     def complete(self) -> None:
         with self._lock:
             self._queue.delete_message(self._message.id, self._message.pop_receipt)
@@ -129,7 +144,7 @@ class ServiceBusTransport:
         self._dead_letters = None
 
     @classmethod
-    def connect(cls, settings: Settings) -> ServiceBusTransport:
+    def connect(cls, settings: Settings, name: str) -> ServiceBusTransport:
         from azure.servicebus import ServiceBusClient
         from azure.servicebus.management import ServiceBusAdministrationClient
 
@@ -141,7 +156,7 @@ class ServiceBusTransport:
             namespace = connection.properties.get("fullyQualifiedNamespace", "")
             client = ServiceBusClient(namespace, credential=credential())
             admin = ServiceBusAdministrationClient(namespace, credential=credential())
-        return cls(client, settings.queue_name, admin)
+        return cls(client, name, admin)
 
     def ensure(self) -> None:
         """Service Bus queues are created by the deployment (infra/), not by the app."""
@@ -162,10 +177,14 @@ class ServiceBusTransport:
                 time_to_live=timedelta(seconds=MESSAGE_TTL), scheduled_enqueue_time_utc=scheduled))
 
     def receive(self) -> ServiceBusDelivery | None:
+        found = self.receive_many(1)
+        return found[0] if found else None
+
+    def receive_many(self, max_messages: int) -> list[ServiceBusDelivery]:
         if self._receiver is None:
             self._receiver = self._client.get_queue_receiver(self._queue_name)
-        messages = self._receiver.receive_messages(max_message_count=1, max_wait_time=5)
-        return ServiceBusDelivery(self, self._receiver, messages[0]) if messages else None
+        messages = self._receiver.receive_messages(max_message_count=max_messages, max_wait_time=5)
+        return [ServiceBusDelivery(self, self._receiver, message) for message in messages]
 
     def counts(self) -> QueueCounts:
         """The queue's runtime properties, from the management API."""
@@ -228,6 +247,11 @@ class ServiceBusDelivery:
         self._transport.send(copy, delay=seconds)
         self._receiver.complete_message(self._message)
 
+    def release(self, copy: Outgoing) -> None:
+        """Back to the queue unworked, as a copy: abandoning would count a delivery."""
+        self._transport.send(copy)
+        self._receiver.complete_message(self._message)
+
     def dead_letter(self, reason: str) -> None:
         self._receiver.dead_letter_message(self._message, reason=reason[:4096])
 
@@ -245,7 +269,10 @@ def _dead_letter_reason(message) -> str:
     return f"{reason}: {description}" if reason and description else reason or description
 
 
-def connect(settings: Settings) -> Transport:
-    if settings.queue_transport == "servicebus":
-        return ServiceBusTransport.connect(settings)
-    return StorageQueueTransport.connect(settings)
+def connect(settings: Settings) -> Lanes:
+    """The queue of each lane: BLAST_QUEUE_NAME for interactive work, BLAST_BULK_QUEUE_NAME for
+    bulk work."""
+    kind = ServiceBusTransport if settings.queue_transport == "servicebus" \
+        else StorageQueueTransport
+    return Lanes({INTERACTIVE: kind.connect(settings, settings.queue_name),
+                  BULK: kind.connect(settings, settings.bulk_queue_name)})

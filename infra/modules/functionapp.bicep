@@ -43,7 +43,13 @@ param blastBinSubdirectory string
 param dbCacheDir string
 
 param serviceBusFullyQualifiedNamespace string
+
+@description('Queue of the interactive lane (BLAST_QUEUE_NAME), the function blast_worker.')
 param queueName string
+
+@description('Queue of the bulk lane (BLAST_BULK_QUEUE_NAME), the function blast_bulk_worker. Its trigger binds %BLAST_BULK_QUEUE_NAME%: without the setting the host cannot index the function.')
+param bulkQueueName string
+
 param maxDeliveryCount int
 param appInsightsConnectionString string
 
@@ -72,8 +78,11 @@ var coresPerInstance = {
 }
 
 // BLAST is CPU-bound: messages handled at once on an instance times threads per BLAST run
-// should equal the instance's cores. Target-based scaling then adds an instance for every
-// maxConcurrentCalls messages waiting in the queue.
+// should equal the instance's cores. maxConcurrentCalls governs the single-dispatch bulk
+// trigger only, and target-based scaling asks for an instance per maxConcurrentCalls
+// messages waiting in the bulk queue; the interactive trigger takes batches (host.json
+// maxMessageBatchSize), one at a time per instance, and asks for an instance per
+// maxMessageBatchSize waiting messages (infra/README.md, "Two lanes, and how they scale").
 var maxConcurrentCalls = max(1, coresPerInstance[planSku] / blastThreads)
 
 resource hostStorage 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -102,6 +111,7 @@ var commonSettings = {
   BLAST_RETENTION_DAYS: string(retentionDays)
   BLAST_QUEUE_TRANSPORT: 'servicebus'
   BLAST_QUEUE_NAME: queueName
+  BLAST_BULK_QUEUE_NAME: bulkQueueName
   BLAST_MAX_DELIVERIES: string(maxDeliveryCount)
   BLAST_RESULTS_CONTAINER: resultsContainerName
   BLAST_JOBS_TABLE: jobsTableName

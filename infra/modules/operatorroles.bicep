@@ -16,7 +16,12 @@ param principalType string = 'User'
 
 param dataStorageName string
 param serviceBusName string
+
+@description('Queue of the interactive lane (BLAST_QUEUE_NAME).')
 param queueName string
+
+@description('Queue of the bulk lane (BLAST_BULK_QUEUE_NAME).')
+param bulkQueueName string
 
 var roleIds = {
   serviceBusDataOwner: '090c5cfd-751d-490a-894a-3ce6f1109419'
@@ -37,13 +42,29 @@ resource queue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' existing = {
   name: queueName
 }
 
-// The queue and its dead-letter sub-queue: receive and complete dead letters (Listen), send
-// the requeued batches (Send), and read the queue's runtime counts through the management API
-// (Manage). Data Owner is the only built-in Service Bus role with Manage, and it holds Send
-// and Listen as well, so it is the one assignment, on the queue alone.
+resource bulkQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' existing = {
+  parent: namespace
+  name: bulkQueueName
+}
+
+// Each queue and its dead-letter sub-queue: receive and complete dead letters (Listen), send
+// the requeued batches back to their lane's queue (Send), and read the queue's runtime counts
+// through the management API (Manage). Data Owner is the only built-in Service Bus role with
+// Manage, and it holds Send and Listen as well, so it is the one assignment per queue, on the
+// two queues alone rather than the namespace.
 resource queueOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(queue.id, principalId, roleIds.serviceBusDataOwner)
   scope: queue
+  properties: {
+    principalId: principalId
+    principalType: principalType
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.serviceBusDataOwner)
+  }
+}
+
+resource bulkQueueOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(bulkQueue.id, principalId, roleIds.serviceBusDataOwner)
+  scope: bulkQueue
   properties: {
     principalId: principalId
     principalType: principalType

@@ -5,13 +5,18 @@ param principalId string
 param hostStorageName string
 param dataStorageName string
 param serviceBusName string
+
+@description('Queue of the interactive lane (BLAST_QUEUE_NAME).')
 param queueName string
+
+@description('Queue of the bulk lane (BLAST_BULK_QUEUE_NAME): its Service Bus roles are those of queueName.')
+param bulkQueueName string
 param appInsightsName string
 
 @description('Registry the app pulls its image from; empty when BLAST+ comes from the share.')
 param registryName string = ''
 
-@description('Grant Azure Service Bus Data Owner on the queue so target-based scaling reads the exact queue length (it needs Manage rights; without them it estimates).')
+@description('Grant Azure Service Bus Data Owner on both queues so target-based scaling reads their exact lengths (it needs Manage rights; without them it estimates).')
 param accurateScaleMetrics bool = true
 
 var roleIds = {
@@ -37,9 +42,16 @@ resource namespace 'Microsoft.ServiceBus/namespaces@2024-01-01' existing = {
   name: serviceBusName
 }
 
+// The Service Bus roles are granted on each queue, not on the namespace: the same roles on
+// both lanes' queues, and on nothing else in the namespace.
 resource queue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' existing = {
   parent: namespace
   name: queueName
+}
+
+resource bulkQueue 'Microsoft.ServiceBus/namespaces/queues@2024-01-01' existing = {
+  parent: namespace
+  name: bulkQueueName
 }
 
 resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
@@ -110,6 +122,37 @@ resource queueReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
 resource queueOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (accurateScaleMetrics) {
   name: guid(queue.id, principalId, roleIds.serviceBusDataOwner)
   scope: queue
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.serviceBusDataOwner)
+  }
+}
+
+// The same three on the bulk lane's queue.
+resource bulkQueueSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(bulkQueue.id, principalId, roleIds.serviceBusDataSender)
+  scope: bulkQueue
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.serviceBusDataSender)
+  }
+}
+
+resource bulkQueueReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(bulkQueue.id, principalId, roleIds.serviceBusDataReceiver)
+  scope: bulkQueue
+  properties: {
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roleIds.serviceBusDataReceiver)
+  }
+}
+
+resource bulkQueueOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (accurateScaleMetrics) {
+  name: guid(bulkQueue.id, principalId, roleIds.serviceBusDataOwner)
+  scope: bulkQueue
   properties: {
     principalId: principalId
     principalType: 'ServicePrincipal'

@@ -3,11 +3,16 @@
 
 It builds each function's input the way the real worker does (a `func.HttpRequest`; the Service
 Bus message through the library's own `ServiceBusMessageInConverter` from the body and the
-trigger metadata the host sends), runs invocations on a thread pool
-(`PYTHON_THREADPOOL_THREAD_COUNT`), and answers each with its result or its error. Service
-Bus calls made by the app reach the emulated namespace of the host's process. When this
-process dies, every invocation running in it dies with it, BLAST included (parent-death
-signal).
+trigger metadata the host sends; a batch, `cardinality="many"`, through the same converter
+from the TypedData the host sends for one: the bodies as `json`, `collection_bytes` or
+`collection_string` and the `...Array` metadata, each turned into a `meta.Datum` as the
+worker's `Datum.from_typed_data` does, a collection keeping its protobuf shape, its values
+under `.bytes`, `.string` or `.sint64`; the converter's `decode_multiple_messages` then
+builds the list, azure-functions-python-library `azure/functions/servicebus.py`), runs
+invocations on a thread pool (`PYTHON_THREADPOOL_THREAD_COUNT`), and answers each with its
+result or its error. Service Bus calls made by the app reach the emulated namespace of the
+host's process. When this process dies, every invocation running in it dies with it, BLAST
+included (parent-death signal).
 
 Usage: python language_worker.py APP_DIR HOST_PORT NAMESPACE_PORT, with the connection keys
 in the environment (EMULATED_HOST_KEY, EMULATED_NAMESPACE_KEY, hex).
@@ -56,6 +61,34 @@ def servicebus_input(payload: dict[str, Any]) -> Any:
                                                trigger_metadata=metadata)
 
 
+COLLECTION_FIELDS = {"collection_bytes": "bytes", "collection_string": "string",
+                     "collection_sint64": "sint64", "collection_double": "double"}
+
+
+class Collection:
+    """A TypedData collection as the worker's protobuf message has it (`CollectionString`
+    and the others): its values in one repeated field."""
+
+    def __init__(self, field: str, values: list[Any]):
+        setattr(self, field, list(values))
+
+
+def typed_datum(typed: dict[str, Any]) -> meta.Datum:
+    """`Datum.from_typed_data`: the value of the TypedData's case, under the case's name."""
+    kind, value = typed["type"], typed["value"]
+    if kind in COLLECTION_FIELDS:
+        value = Collection(COLLECTION_FIELDS[kind], value)
+    return meta.Datum(value, kind)
+
+
+def servicebus_batch_input(payload: dict[str, Any]) -> Any:
+    """What the worker hands a batch trigger: the library's converter applied to the body
+    collection and the trigger metadata arrays the host sent."""
+    metadata = {name: typed_datum(typed) for name, typed in payload["metadata"].items()}
+    return ServiceBusMessageInConverter.decode(typed_datum(payload["data"]),
+                                               trigger_metadata=metadata)
+
+
 def http_input(payload: dict[str, Any]) -> func.HttpRequest:
     return func.HttpRequest(payload["method"], payload["url"], headers=payload["headers"],
                             params=payload["params"], route_params=payload["route_params"],
@@ -70,6 +103,8 @@ def run(function: Any, kind: str, payload: dict[str, Any]) -> Any:
                 "body": response.get_body()}
     if kind == "servicebus":
         return user_function(servicebus_input(payload))
+    if kind == "servicebus-batch":
+        return user_function(servicebus_batch_input(payload))
     if kind == "timer":
         return user_function(TimerRequest(past_due=False))
     raise ValueError(f"unknown trigger kind {kind!r}")

@@ -24,7 +24,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 
-from blast_core.blast import search
+from blast_core.blast import archive, search
 from blast_core.domain import jobs, messages
 from blast_core.domain.database import DatabaseInfo
 from blast_core.domain.jobs import Job
@@ -33,6 +33,7 @@ from blast_core.service.core import BlastService
 from blast_core.settings import Settings
 from blast_core.storage.ports import (
     DeadLetter,
+    Lanes,
     Outgoing,
     QueueCounts,
     RecordConflict,
@@ -373,7 +374,8 @@ class FakeTransport:
     settled once: `complete` removes it, `abandon` and a lost lock (`FakeDelivery.lose_lock`,
     a worker gone) put it back, or, once it has been delivered `max_delivery_count` times,
     move it to the dead letters as `MaxDeliveryCountExceeded`; `retry_later` schedules its
-    copy and completes it (Service Bus cannot delay an abandoned message); `dead_letter`
+    copy and completes it (Service Bus cannot delay an abandoned message), `release` sends its
+    copy at once and completes it; `dead_letter`
     keeps the reason, which `peek_dead_letters` (oldest first, nothing removed) returns;
     `receive_dead_letter` locks a dead letter until it is completed or abandoned (left
     where it was); a dead letter cannot be dead-lettered again; `counts` are the visible
@@ -427,10 +429,15 @@ class FakeTransport:
                                      now + timedelta(seconds=delay) if delay > 0 else now))
 
     def receive(self) -> FakeDelivery | None:
+        found = self.receive_many(1)
+        return found[0] if found else None
+
+    def receive_many(self, max_messages: int) -> list[FakeDelivery]:
+        """The first `max_messages` visible messages, locked, in the order they were sent."""
         with self._lock:
             now = self.clock.now()
-            entry = next((e for e in self.queue if not e.locked and e.visible_at <= now), None)
-            return None if entry is None else self._deliver(entry, dead_letter=False)
+            visible = [e for e in self.queue if not e.locked and e.visible_at <= now]
+            return [self._deliver(entry, dead_letter=False) for entry in visible[:max_messages]]
 
     def peek_dead_letters(self, limit: int) -> list[DeadLetter]:
         with self._lock:
@@ -536,6 +543,14 @@ class FakeDelivery:
             self._settle(("retry", seconds, copy.message_id))
             self._transport.queue.remove(self._entry)
 
+    def release(self, copy: Outgoing) -> None:
+        with self._transport._lock:
+            if self._settled:
+                raise LockLost(f"message {self.message_id}: settled already")
+            self._transport.send(copy)
+            self._settle(("release", copy.message_id))
+            self._transport.queue.remove(self._entry)
+
     def dead_letter(self, reason: str) -> None:
         with self._transport._lock:
             if self._dead_letter_queue:
@@ -601,7 +616,21 @@ class FakeBlast:
     def install(self, monkeypatch: Any) -> FakeBlast:
         monkeypatch.setattr(search, "run_search", self.run_search)
         monkeypatch.setattr(search, "format_archive", self.format_archive)
+        monkeypatch.setattr(archive, "split_archive", self.split_archive)
+        monkeypatch.setattr(search, "count_archive_hits", self.count_archive_hits)
         return self
+
+    def split_archive(self, text: str, counts: list[int]) -> list[str]:
+        """A coalesced run's fake archive, split per batch as `archive.split_archive` does."""
+        names = text.removeprefix(self.ARCHIVE_HEADER).split()
+        if sum(counts) != len(names):
+            raise ValueError(f"{len(names)} queries in the archive, {sum(counts)} expected")
+        starts = list(itertools.accumulate([0, *counts]))
+        return [self.ARCHIVE_HEADER + "".join(f"{name}\n" for name in names[a:b])
+                for a, b in itertools.pairwise(starts)]
+
+    def count_archive_hits(self, text: str) -> int:
+        return self.hits_per_query * len(text.removeprefix(self.ARCHIVE_HEADER).split())
 
     def run_search(self, job: Job, tools: search.BlastTools, query_path: str,
                    db_paths: list[str], workdir: str, queries: int = 1,
@@ -676,6 +705,15 @@ class FakeWorld:
         return self.service.submit({"query": query(batches), "database": FAKE_DATABASE.name,
                                     **options})
 
+    def message(self, job_id: str, batch: int) -> Message:
+        """A batch's message as submission sent it (a small job's carries its query); one
+        made here for a batch that no message was sent for."""
+        for sent in self.transport.sent:
+            message = messages.decode(sent.body)
+            if (message.job_id, message.batch) == (job_id, batch):
+                return message
+        return messages.batch_message(job_id, batch)
+
     def job(self, job_id: str) -> Job:
         found = self.records.get(job_id)
         assert found is not None, f"no record for job {job_id}"
@@ -715,7 +753,8 @@ def build(**env: str) -> FakeWorld:
     records, blobs = FakeJobStore(clock), FakeJobBlobs()
     transport = FakeTransport(clock, max_delivery_count=settings.max_deliveries)
     catalog = FakeCatalog(db_dir=settings.db_dir)
-    service = BlastService(settings, catalog, records, blobs, transport)  # type: ignore[arg-type]
+    service = BlastService(settings, catalog, records, blobs,
+                           Lanes({lane: transport for lane in messages.LANES}))  # type: ignore[arg-type]
     world = FakeWorld(service, records, blobs, transport, catalog, clock)
     service.on_queued = lambda: world.woken.append(True)
     return world

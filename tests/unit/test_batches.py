@@ -18,7 +18,7 @@ TIMES = jobs.BatchTimings(queued=1.0, staging=0.0, blast=2.0, transfer=0.5, blas
 
 
 def handle(world, job_id: str, batch: int, attempt: int = 1, last: bool = False) -> None:
-    world.service.handle(messages.batch_message(job_id, batch), attempt, last_attempt=last)
+    world.service.handle(world.message(job_id, batch), attempt, last_attempt=last)
 
 
 def test_a_job_of_batches_succeeds_with_its_last_batch_each_counted_once(world, blast):
@@ -135,18 +135,18 @@ def test_batches_searched_in_parallel_threads_end_their_job_once(world, blast, c
                     if j.id == job.id and j.status == jobs.SUCCEEDED]) == 1
 
 
-def test_a_transient_failure_keeps_the_batch_running_until_the_last_attempt_fails_the_job(world):
+def test_a_transient_failure_leaves_the_batch_pending_until_the_last_attempt_fails_the_job(world):
     job = world.submit(batches=2)
-    world.blobs.delete(job.id, query_blob(1))  # the batch fails before any search
+    world.blobs.delete(job.id, query_blob(1))  # the batch fails before it starts
     with pytest.raises(ResourceNotFoundError):
         handle(world, job.id, 1, attempt=1)
-    running = world.job(job.id)
-    assert (running.status, running.batch_states, running.attempts, running.error) == \
-        ("running", ".R", 1, None)
+    waiting = world.job(job.id)
+    assert (waiting.status, waiting.batch_states, waiting.attempts, waiting.error) == \
+        ("queued", "..", 0, None)
     with pytest.raises(ResourceNotFoundError):
         handle(world, job.id, 1, attempt=5, last=True)
     failed = world.job(job.id)
-    assert (failed.status, failed.batch_states, failed.attempts) == ("failed", ".F", 2)
+    assert (failed.status, failed.batch_states, failed.attempts) == ("failed", ".F", 0)
     assert failed.error == ("batch 2 of 2: gave up after 5 attempts: ResourceNotFoundError: "
                             "The specified blob does not exist.")
     assert failed.finished_at

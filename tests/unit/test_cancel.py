@@ -4,7 +4,7 @@ expired one is known to be expired from the id alone."""
 
 import pytest
 
-from blast_core.domain import jobs, messages
+from blast_core.domain import jobs
 from blast_core.service.errors import JobExpired, JobFinished, JobNotFound
 from blast_core.storage.ports import archive_blob, query_blob
 from unit.fakes import build
@@ -26,7 +26,7 @@ def test_a_queued_job_is_cancelled_its_blobs_deleted_and_its_batches_never_run(w
 def test_a_running_job_is_cancelled_and_its_search_stops_with_its_time_recorded(world, blast):
     job = world.submit(batches=2)
     blast.during = lambda running: world.service.cancel(running.id)  # while BLAST runs
-    world.service.handle(messages.batch_message(job.id, 0), 1)  # returns: no retry
+    world.service.handle(world.message(job.id, 0), 1)  # returns: no retry
     record = world.job(job.id)
     assert (record.status, record.batch_states, record.attempts, record.hits) == \
         ("cancelled", "R.", 1, None)
@@ -43,20 +43,20 @@ def test_a_failure_caused_by_a_cancel_is_no_failure(world, blast):
         raise OSError("the query blob was deleted under the search")
 
     blast.during = cancelled_under_it
-    world.service.handle(messages.batch_message(job.id, 0), 5, last_attempt=True)  # no raise
+    world.service.handle(world.message(job.id, 0), 5, last_attempt=True)  # no raise
     record = world.job(job.id)
     assert (record.status, record.error) == ("cancelled", None)
 
 
 def test_a_cancel_of_a_job_that_ended_is_refused_and_changes_nothing(world, blast):
     job = world.submit()
-    world.service.handle(messages.batch_message(job.id, 0), 1)
+    world.service.handle(world.message(job.id, 0), 1)
     before = world.stored(job.id)
     with pytest.raises(JobFinished) as refused:
         world.service.cancel(job.id)
     assert refused.value.job == before.job and refused.value.job.status == "succeeded"
     assert world.stored(job.id) == before
-    assert world.blobs.names(job.id) == [archive_blob(0), query_blob(0)]
+    assert world.blobs.names(job.id) == [archive_blob(0)]  # its query was in its message
     with pytest.raises(JobFinished):
         world.service.cancel(world.service.cancel(world.submit().id).id)  # cancelled already
 

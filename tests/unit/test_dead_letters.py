@@ -4,7 +4,7 @@ nothing left to run removed, those naming no job left where they are and counted
 
 from blast_core.domain import jobs, messages
 from blast_core.hosts.worker import work_on
-from blast_core.storage.ports import QueueCounts, query_blob
+from blast_core.storage.ports import QueueCounts
 from unit.fakes import build
 
 
@@ -15,7 +15,7 @@ def given_up(world, batches: int = 3) -> jobs.Job:
     world.change(job.id, lambda j: j.batch_started(0).batch_finished(
         0, 1, 4, jobs.BatchTimings(0, 0, 1, 0)).batch_started(2).batch_started(1)
         .batch_failed(1, "gave up after 5 attempts: OSError: down"))
-    world.transport.add_dead_letter(messages.batch_message(job.id, 1).encode(),
+    world.transport.add_dead_letter(world.message(job.id, 1).encode(),
                                     "gave up after 5 attempts: OSError: down")
     return world.job(job.id)
 
@@ -71,7 +71,7 @@ def test_a_requeued_job_runs_again_to_the_end(world, blast):
 
 def test_several_dead_letters_of_one_job_requeue_it_once(world):
     failed = given_up(world)
-    world.transport.add_dead_letter(messages.batch_message(failed.id, 2).encode(), "lock lost")
+    world.transport.add_dead_letter(world.message(failed.id, 2).encode(), "lock lost")
     assert world.service.requeue_dead_letters() == ([failed.id], 0)
     assert len(world.transport.sent) == 3 + 2, "one message per unfinished batch, once"
     assert world.transport.peek_dead_letters(10) == []
@@ -85,7 +85,7 @@ def test_dead_letters_with_nothing_left_to_run_are_removed_not_requeued():
                             batch_states=jobs.BATCH_FAILED, error="gave up")
     before = {job.id: world.stored(job.id) for job in (done, cancelled, expired)}
     for job in (done, cancelled, expired):
-        world.transport.add_dead_letter(messages.batch_message(job.id, 0).encode())
+        world.transport.add_dead_letter(world.message(job.id, 0).encode())
     sent = len(world.transport.sent)
     assert world.service.requeue_dead_letters() == ([], 0)
     assert {job_id: world.stored(job_id) for job_id in before} == before
@@ -105,20 +105,18 @@ def test_dead_letters_naming_no_job_are_left_where_they_are_and_counted_once(wor
 
 
 def test_a_job_that_gave_up_runs_when_requeued_once_its_cause_is_fixed(blast):
-    """The operator's way out of a give-up, through the worker and the queue: the query's
-    blob was missing, so the only attempt failed and its message was dead-lettered; the
-    blob restored, the requeued job runs to the end."""
+    """The operator's way out of a give-up, through the worker and the queue: Blob storage
+    refused the results, so the only attempt failed and its message was dead-lettered; the
+    storage healed, the requeued job (its query in its message) runs to the end."""
     world = build(BLAST_MAX_DELIVERIES="1")
     job = world.submit()
-    query = world.blobs.get_text(job.id, query_blob(0))
-    world.blobs.delete(job.id, query_blob(0))
-    work_on(world.service, world.transport.receive())
+    world.blobs.fail("put_file", OSError("disk full"))
+    work_on(world.service, [world.transport.receive()])
     [letter] = world.service.dead_letters()
     assert (letter.job_id, letter.status) == (job.id, "failed")
-    assert letter.reason == letter.error == ("gave up after 1 attempts: ResourceNotFoundError: "
-                                             "The specified blob does not exist.")
-    world.blobs.put_text(job.id, query_blob(0), query, "text/x-fasta")
+    assert letter.reason == letter.error == "gave up after 1 attempts: OSError: disk full"
+    world.blobs.heal()
     assert world.service.requeue_dead_letters() == ([job.id], 0)
-    work_on(world.service, world.transport.receive())
+    work_on(world.service, [world.transport.receive()])
     assert world.job(job.id).status == "succeeded"
     assert world.transport.counts() == QueueCounts(depth=0, dead_letters=0)

@@ -43,7 +43,8 @@ def test_the_first_request_asks_a_worker_once_and_says_pending(world):
         world.service.result(job.id, "tsv")
     assert (pending.value.format_name, pending.value.last_error) == ("tsv", None)
     assert format_messages(world) == [(f"{job.id}-format-tsv",
-                                       messages.format_message(job.id, "tsv"))]
+                                       messages.format_message(job.id, "tsv",
+                                                                   lane=messages.BULK))]
     assert world.job(job.id).format_state("tsv").state == "queued"
     assert world.woken, "serve's idle workers are woken"
     for _ in range(3):
@@ -146,7 +147,7 @@ def test_a_job_that_did_not_succeed_has_no_results(world, status):
 def test_a_worker_makes_the_format_from_every_batch_in_order(world, blast):
     job = world.submit(batches=3)
     for batch in range(3):
-        world.service.handle(messages.batch_message(job.id, batch), 1)
+        world.service.handle(world.message(job.id, batch), 1)
     with pytest.raises(ResultPending):
         world.service.result(job.id, "tsv")
     [(_, message)] = format_messages(world)

@@ -13,7 +13,7 @@ from blast_core.storage.ports import Outgoing
 
 def test_a_dead_letter_naming_an_open_batch_fails_it_with_the_reason_once(world):
     job = world.submit(batches=2)
-    world.transport.add_dead_letter(messages.batch_message(job.id, 1).encode(),
+    world.transport.add_dead_letter(world.message(job.id, 1).encode(),
                                     "MaxDeliveryCountExceeded: could not be consumed")
     report = world.service.sweep()
     assert (report.dead_lettered, report.stranded) == ([job.id], [])
@@ -32,7 +32,7 @@ def test_dead_letters_of_finished_batches_unreadable_or_gone_jobs_change_nothing
     world.change(job.id, lambda j: j.batch_started(0).batch_finished(
         0, 1, 1, jobs.BatchTimings(0, 0, 0, 0)))
     before = world.stored(job.id)
-    for body in (messages.batch_message(job.id, 0).encode(),  # its batch is done
+    for body in (world.message(job.id, 0).encode(),  # its batch is done
                  messages.batch_message(job.id, 5).encode(),  # no such batch
                  messages.batch_message(jobs.new_job_id(), 0).encode(),  # cleaned up
                  "not a message of ours"):
