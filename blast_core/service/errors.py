@@ -65,5 +65,5 @@ class BatchStopped(Exception):
 
 
 class NotTakenOn(Exception):
-    """A batch received with more than one batch's worth of others (`domain/coalescing.py`):
-    not worked on, it goes back to the queue as it came, for another worker."""
+    """A batch received beyond what one invocation takes on (`coalescing.plan`): not worked
+    on, it goes back to the queue as it came, for another worker."""
