@@ -191,20 +191,9 @@ class Lanes:
         self.queues[message.lane].send(message, delay)
 
     def receive(self) -> Delivery | None:
-        """The next message of any lane, the interactive lane's first."""
-        for queue in self._distinct:
-            delivery = queue.receive()
-            if delivery is not None:
-                return delivery
-        return None
-
-    def receive_many(self, max_messages: int) -> list[Delivery]:
-        """Up to `max_messages` of one lane: the first lane that has any."""
-        for queue in self._distinct:
-            deliveries = queue.receive_many(max_messages)
-            if deliveries:
-                return deliveries
-        return []
+        """The next message of any lane, the interactive lane's first (workers receive from
+        their own lane's queue: `lane`)."""
+        return next(filter(None, (queue.receive() for queue in self._distinct)), None)
 
     def peek_dead_letters(self, limit: int) -> list[DeadLetter]:
         found: list[DeadLetter] = []
@@ -213,11 +202,8 @@ class Lanes:
         return found
 
     def receive_dead_letter(self) -> ReceivedDelivery | None:
-        for queue in self._distinct:
-            delivery = queue.receive_dead_letter()
-            if delivery is not None:
-                return delivery
-        return None
+        return next(filter(None, (queue.receive_dead_letter() for queue in self._distinct)),
+                    None)
 
     def close(self) -> None:
         for queue in self._distinct:
