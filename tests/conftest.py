@@ -19,6 +19,7 @@ import requests
 from blast_core.blast.programs import stop_processes
 from blast_core.blast.samples import database_sequences, sample_fasta
 from blast_core.domain.jobs import FINAL_STATUSES
+from blast_core.domain.tabular import DEFAULT_COLUMNS
 from blast_core.service import bootstrap
 from blast_core.storage.azurite import LocalAzurite, free_port
 
@@ -168,17 +169,16 @@ def sample_queries(database: str, count: int, seed: int = 7) -> str:
     return sample_fasta(_sequences(database), count, seed=seed, label=f"of {database}")
 
 
-def direct_blastn(query_fasta: str, database: str, tmp_path: Path, *options: str) -> str:
+def direct_blastn(query_fasta: str, database: str, tmp_path: Path, *options: str,
+                  columns: tuple[str, ...] = DEFAULT_COLUMNS) -> str:
     """The tabular result of running blastn directly, for comparison with the service;
     `database`: one name, or several separated by spaces (searched together)."""
-    from blast_core.blast.search import TABULAR_COLUMNS
-
     query = tmp_path / f"direct-{uuid.uuid4().hex[:6]}.fasta"
     query.write_text(query_fasta)
     return subprocess.run(
         ["blastn", "-query", str(query),
          "-db", " ".join(str(RRNA_DATA / name) for name in database.split()),
-         "-outfmt", f"6 {TABULAR_COLUMNS}", *options],
+         "-outfmt", f"6 {' '.join(columns)}", *options],
         capture_output=True, text=True, check=True).stdout
 
 

@@ -196,6 +196,21 @@ def test_bad_query_parameters(api):
             {"field": "limit", "reason": "must be a whole number from 1 to 1000"}]
     response = requests.get(f"{url}/jobs/{'a' * 19}/results", params={"format": "pdf"})
     assert (response.status_code, response.json()["errors"][0]["field"]) == (400, "format")
+    # Columns: only BLAST+'s specifiers, each once; a list of 30,000 names is read in linear
+    # time; no separator but ASCII ones (a no-break space is no separator).
+    for columns, reason in [
+            ("qseqid,sseqid;ls", "'sseqid;ls' is not a column"),
+            ("qseqid\u00a0sseqid", "'qseqid\\xa0sseqid' is not a column"),
+            ("qseqid\x00", "'qseqid\\x00' is not a column"),
+            ("6 qseqid", "'6' is not a column"),
+            ("-outfmt", "'-outfmt' is not a column"),
+            (" ".join(["qseqid"] * 30_000), "names qseqid more than once"),
+            ("", "must name at least one column")]:
+        response = requests.get(f"{url}/jobs/{'a' * 19}/results",
+                                params={"format": "tsv", "columns": columns}, timeout=10)
+        assert response.status_code == 400, (columns[:20], response.text)
+        [error] = response.json()["errors"]
+        assert error["field"] == "columns" and error["reason"].startswith(reason), error
     assert requests.delete(f"{url}/jobs").status_code == 405
 
 

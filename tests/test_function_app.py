@@ -127,9 +127,9 @@ def test_submit_work_and_fetch_through_the_functions(storage_app, settings_env, 
     done = json.loads(status.get_body())
     assert done["status"] == "succeeded"
     assert done["results"]["tsv"].startswith(f"https://blast.example.net/api/jobs/{job['id']}/")
-    def get_result() -> func.HttpResponse:
+    def get_result(**params: str) -> func.HttpResponse:
         return call(storage_app, "get_result", "GET", f"jobs/{job['id']}/results",
-                    params={"format": "tsv"}, route_params={"job_id": job["id"]})
+                    params={"format": "tsv", **params}, route_params={"job_id": job["id"]})
 
     making = get_result()  # a worker makes the format: the request never does
     assert (making.status_code, making.headers["Retry-After"]) == (202, "1")
@@ -139,6 +139,19 @@ def test_submit_work_and_fetch_through_the_functions(storage_app, settings_env, 
     assert result.status_code == 200
     assert result.get_body().decode() == direct_blastn(query, SMALL_DB, tmp_path,
                                                        "-max_target_seqs", "10")
+
+    # Columns of one's own: made by the queue trigger from the same archive.
+    columns = ("qseqid", "sseqid", "qcovs", "stitle")
+    making = get_result(columns=" ".join(columns))
+    assert json.loads(making.get_body())["format"] == "tsv:qseqid,sseqid,qcovs,stitle"
+    deliver_next(storage_app)
+    chosen = get_result(columns=",".join(columns))
+    assert chosen.status_code == 200
+    assert chosen.get_body().decode() == direct_blastn(query, SMALL_DB, tmp_path,
+                                                       "-max_target_seqs", "10", columns=columns)
+    refused = get_result(columns="qseqid,sseqid;id")
+    assert refused.status_code == 400
+    assert json.loads(refused.get_body())["errors"][0]["field"] == "columns"
 
 
 def deliver_next(functions) -> None:

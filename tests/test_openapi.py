@@ -100,12 +100,17 @@ schemathesis.openapi.format("fasta", st.one_of(
 
 @schemathesis.hook
 def filter_case(context, case) -> bool:
-    """OpenAPI cannot tie query parameters to a body's media type: the query-string options of
-    POST /jobs are the fields of a text/plain submission, refused beside a JSON body, and
-    together with the FASTA body they must make a valid JobRequest (a database of the program's
-    molecule, a task of the program, a word size of the task), rules between parameters that
-    OpenAPI cannot state. Valid submissions generated here are held to those rules."""
-    if case.operation.label != "POST /jobs" or not case.meta.generation.mode.is_positive:
+    """OpenAPI cannot tie query parameters to a body's media type, nor to each other: the
+    query-string options of POST /jobs are the fields of a text/plain submission, refused
+    beside a JSON body, and together with the FASTA body they must make a valid JobRequest (a
+    database of the program's molecule, a task of the program, a word size of the task); a
+    result's columns go with its format (`_valid_columns`). Valid requests generated here are
+    held to those rules."""
+    if not case.meta.generation.mode.is_positive:
+        return True
+    if case.operation.label == "GET /jobs/{job_id}/results":
+        return _valid_columns(dict(case.query or {}))
+    if case.operation.label != "POST /jobs":
         return True
     options = dict(case.query or {})
     if case.media_type == "application/json":
@@ -117,6 +122,15 @@ def filter_case(context, case) -> bool:
     payload["query"] = case.body
     return jsonschema.Draft202012Validator(
         case.operation.schema.raw_schema["components"]["schemas"]["JobRequest"]).is_valid(payload)
+
+
+def _valid_columns(params: dict) -> bool:
+    """A result's `columns` go with `format=tsv` only, and name no column twice: rules that
+    OpenAPI cannot state (its pattern holds the names and separators)."""
+    if "columns" not in params:
+        return True
+    names = [name for name in str(params["columns"]).replace(",", " ").split(" ") if name]
+    return params.get("format", "tsv") == "tsv" and len(names) == len(set(names))
 
 
 @schemathesis.hook

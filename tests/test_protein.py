@@ -14,6 +14,7 @@ from conftest import fetch_result, service_env, start_server, wait_for_job
 
 from blast_core.blast import search
 from blast_core.domain.jobs import Job
+from blast_core.domain.tabular import DEFAULT_COLUMNS
 
 AMINO_ACIDS = "ACDEFGHIKLMNPQRSTVWY"
 CODONS = {"A": "GCT", "C": "TGC", "D": "GAC", "E": "GAA", "F": "TTC", "G": "GGT", "H": "CAC",
@@ -64,7 +65,7 @@ def direct(program: str, query: str, database: str, db_dir: str, tmp_path: Path,
     (tmp_path / f"{program}.fa").write_text(query)
     return subprocess.run([program, "-query", str(tmp_path / f"{program}.fa"),
                            "-db", f"{db_dir}/{database}",
-                           "-outfmt", f"6 {search.TABULAR_COLUMNS}", *options],
+                           "-outfmt", f"6 {' '.join(DEFAULT_COLUMNS)}", *options],
                           capture_output=True, text=True, check=True).stdout
 
 

@@ -27,8 +27,8 @@ from conftest import (
 
 from blast_core.blast import staging
 from blast_core.blast.databases import DatabaseCatalog
-from blast_core.blast.search import TABULAR_COLUMNS
 from blast_core.domain import jobs
+from blast_core.domain.tabular import DEFAULT_COLUMNS
 from blast_core.service import bootstrap
 from blast_core.settings import Settings, SettingsError
 
@@ -239,7 +239,7 @@ def test_blastn_on_the_copy_finds_the_same_hits(tmp_path, blast_available):
     query = sample_queries(SMALL_DB, 3, seed=21)
     (tmp_path / "query.fasta").write_text(query)
     staged = subprocess.run(["blastn", "-query", str(tmp_path / "query.fasta"), "-db", prefix,
-                             "-outfmt", f"6 {TABULAR_COLUMNS}"],
+                             "-outfmt", f"6 {' '.join(DEFAULT_COLUMNS)}"],
                             capture_output=True, text=True, check=True).stdout
     assert staged.strip()
     assert staged == direct_blastn(query, SMALL_DB, tmp_path)

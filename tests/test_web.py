@@ -212,7 +212,8 @@ def test_a_search_through_the_form_shows_what_blastn_finds(page, server, tmp_pat
     expect(page.locator("#overview svg rect.hsp")).to_have_count(len(q2))
     expect(page.locator("#alignment h3")).to_contain_text(q2[0][1])
     check_alignment(page, q2[0], "Plus/Minus")
-    formats = page.locator("#downloads a").evaluate_all("links => links.map(a => a.dataset.format)")
+    formats = page.locator("#downloads a[data-format]").evaluate_all(
+        "links => links.map(a => a.dataset.format)")
     assert set(formats) == set(requests.get(f"{server.url}/jobs/{job_id}").json()["results"])
 
 
@@ -317,6 +318,36 @@ def test_a_search_of_two_databases_finds_hits_in_each(page, server):
     page.click("#query-next")
     expect(page.locator("#query-title")).to_contain_text(f"q2 of {second}")
     expect(page.locator("#hits tbody tr td:nth-child(2)").first).to_contain_text("gnl|uv|")
+
+
+def test_a_tsv_of_the_columns_ticked_downloads_as_blastn_writes_it(page, server, tmp_path):
+    query = sample_queries(SMALL_DB, 2, seed=34)
+    job = requests.post(f"{server.url}/jobs", json={
+        "query": query, "database": SMALL_DB, "evalue": 1e-30}).json()
+    assert wait_for_job(server.url, job["id"])["status"] == "succeeded"
+    open_page(page, f"{server.url}/ui#job={job['id']}")
+    expect(page.locator("#hits tbody tr").first).to_be_visible()
+    page.click("#columns-picker summary")
+    picker = page.locator("#columns-picker")
+    for name in ("pident", "length", "mismatch", "gapopen", "qstart", "qend", "sstart", "send",
+                 "bitscore"):
+        picker.locator(f"input[value={name}]").uncheck()
+    for name in ("qcovs", "stitle"):
+        picker.locator(f"input[value={name}]").check()
+    assert picker.locator("label[title='Query Coverage Per Subject']").inner_text().strip() == \
+        "qcovs"
+    with page.expect_download() as download:
+        page.click("#columns-download")
+    assert download.value.suggested_filename == f"{job['id']}.tsv"
+    columns = ("qseqid", "sseqid", "evalue", "stitle", "qcovs")  # in the order listed
+    assert Path(download.value.path()).read_text() == direct_blastn(
+        query, SMALL_DB, tmp_path, "-evalue", "1e-30", "-max_target_seqs", "100",
+        columns=columns)
+
+    for name in ("qseqid", "sseqid", "evalue", "stitle", "qcovs"):
+        picker.locator(f"input[value={name}]").uncheck()
+    expect(picker.locator("input:checked")).to_have_count(0)
+    expect(page.locator("#columns-download")).to_have_attribute("aria-disabled", "")
 
 
 def test_an_expired_job_says_so(page, server):

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from urllib.parse import parse_qsl
 
 from blast_core.api.dispatch import ApiRequest, ApiResponse, Route
-from blast_core.domain import client_input, jobs
+from blast_core.domain import client_input, jobs, tabular
 from blast_core.domain.client_input import InvalidRequest
 from blast_core.domain.jobs import Job
 from blast_core.service.core import BlastService
@@ -36,9 +36,11 @@ _PARAMETER_NAMES = {field: name for name, field in _JOB_FIELDS.items()}
 # ENTREZ_QUERY only when empty or "(none)", as Biopython sends it.
 PUT_PARAMETERS = frozenset({"CMD", *_JOB_FIELDS, "ENTREZ_QUERY", "TOOL", "EMAIL", "CODE"})
 # Accepted and without effect: DESCRIPTIONS, ALIGNMENTS and NCBI_GI shape NCBI's HTML report;
-# every hit the search kept (HITLIST_SIZE) is in each result here.
+# every hit the search kept (HITLIST_SIZE) is in each result here. COLUMNS is this service's
+# own: the columns of a tabular result (`domain/tabular.py`), which NCBI's API cannot choose.
 GET_PARAMETERS = frozenset({"CMD", "RID", "FORMAT_OBJECT", "FORMAT_TYPE", "ALIGNMENT_VIEW",
-                            "DESCRIPTIONS", "ALIGNMENTS", "NCBI_GI", "TOOL", "EMAIL", "CODE"})
+                            "COLUMNS", "DESCRIPTIONS", "ALIGNMENTS", "NCBI_GI", "TOOL", "EMAIL",
+                            "CODE"})
 DELETE_PARAMETERS = frozenset({"CMD", "RID", "TOOL", "EMAIL", "CODE"})
 
 _ON = frozenset({"on", "yes", "true", "t", "1"})
@@ -193,7 +195,7 @@ def _get(service: BlastService, params: dict[str, str]) -> ApiResponse:
         if status == "READY":
             blocks += _info_block(f"ThereAreHits={'yes' if job.hits else 'no'}")
         return ApiResponse(200, blocks.encode(), {"Content-Type": HTML})
-    format_name = _result_format(params)
+    key = _result_key(params)
     job = _job(service, rid)
     if job.status == jobs.FAILED:
         raise Refusal(409, f"search {rid} failed: {job.error}", search_status="FAILED")
@@ -202,9 +204,11 @@ def _get(service: BlastService, params: dict[str, str]) -> ApiResponse:
     if job.status != jobs.SUCCEEDED:
         return _waiting()
     try:
-        result = service.result(rid, format_name)
+        result = service.result(rid, key)
     except ResultPending:  # a worker is making this format: clients poll on, as for a search
         return _waiting()
+    except InvalidRequest as error:  # more sets of columns than one job may have made
+        raise Refusal(400, f"COLUMNS: {error.errors[0].reason}") from None
     if isinstance(result, ResultLink):
         return ApiResponse(302, b"", {"Location": result.url})
     return ApiResponse(200, result.chunks, {"Content-Type": result.content_type})
@@ -264,6 +268,19 @@ def _wants_search_info(value: str) -> bool:
         raise Refusal(400, f"FORMAT_OBJECT: {_shown(value)} is not supported; use SearchInfo or "
                            "Alignment")
     return kind == "searchinfo"
+
+
+def _result_key(params: Mapping[str, str]) -> str:
+    """The result that FORMAT_TYPE, ALIGNMENT_VIEW and COLUMNS ask for (default: Text)."""
+    format_name = _result_format(params)
+    if "COLUMNS" not in params:
+        return format_name
+    if format_name != tabular.TSV:
+        raise Refusal(400, "COLUMNS goes with ALIGNMENT_VIEW=Tabular")
+    try:
+        return tabular.result_key(tabular.parse_columns(params["COLUMNS"]))
+    except InvalidRequest as error:
+        raise Refusal(400, f"COLUMNS: {error.errors[0].reason}") from None
 
 
 def _result_format(params: Mapping[str, str]) -> str:

@@ -9,7 +9,7 @@ from typing import Any
 
 from blast_core.api.openapi_schemas import SCHEMAS
 from blast_core.blast import search
-from blast_core.domain import job_request, jobs
+from blast_core.domain import job_request, jobs, tabular
 from blast_core.domain.database import DatabaseInfo
 
 MAX_RECENT = 1000
@@ -129,6 +129,16 @@ PATHS: dict[str, Any] = {
                 {"name": "format", "in": "query", "required": False,
                  "schema": {"type": "string", "enum": list(search.OUTPUT_FORMATS),
                             "default": "tsv"}},
+                {"name": "columns", "in": "query", "required": False,
+                 "description": "With `format=tsv`: the columns of the table, in order, "
+                                "separated by commas or spaces; each one of BLAST+'s `-outfmt "
+                                "6` specifiers (their meanings: `x-columns`). Default: "
+                                f"{' '.join(tabular.DEFAULT_COLUMNS)}. Each set of columns "
+                                "is made once and kept; a job may have "
+                                f"{tabular.MAX_COLUMN_SETS} sets other than the default.",
+                 "schema": {"type": "string", "pattern": tabular.COLUMNS_PATTERN},
+                 "x-columns": tabular.COLUMNS,
+                 "example": "qseqid sseqid pident length evalue bitscore qcovs stitle"},
                 {"name": "wait", "in": "query", "required": False,
                  "description": "Seconds to wait for a worker making the result before "
                                 "answering 202 (for a client that cannot ask again, such as a "
@@ -153,7 +163,9 @@ PATHS: dict[str, Any] = {
                                        "for with `redirect`, or the result is larger than "
                                        "BLAST_MAX_INLINE_RESULT_BYTES.",
                         "headers": {"Location": {"schema": {"type": "string"}}}},
-                "400": _problem("Not a job id, an unknown format, or a bad `wait`."),
+                "400": _problem("Not a job id, an unknown format, a column that is not one "
+                                "of `columns`' or is named twice, more column sets than a job "
+                                "may have, or a bad `wait`."),
                 "401": _KEY_REFUSED,
                 "404": _problem("No such job."),
                 "409": _problem("The job has not succeeded (yet); `job_status` is its status."),

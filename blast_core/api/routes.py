@@ -11,7 +11,7 @@ from blast_core.api.ncbi import NCBI_ROUTES
 from blast_core.api.web import WEB_ROUTES
 from blast_core.blast import search
 from blast_core.blast.programs import ToolError
-from blast_core.domain import client_input, job_request, jobs
+from blast_core.domain import client_input, job_request, jobs, tabular
 from blast_core.domain.client_input import FieldError, InvalidRequest
 from blast_core.domain.jobs import Job
 from blast_core.service.core import BlastService
@@ -108,20 +108,35 @@ def list_jobs(service: BlastService, request: ApiRequest) -> ApiResponse:
 
 
 def get_result(service: BlastService, request: ApiRequest) -> ApiResponse:
-    format_name = request.params.get("format", "tsv")
-    if format_name not in search.OUTPUT_FORMATS:
-        choices = ", ".join(search.OUTPUT_FORMATS)
-        raise ApiError(400, f"format must be one of {choices}",
-                       [FieldError("format", f"must be one of {choices}")])
     job_id = _job_id(request)
-    if request.params.get("redirect", "").lower() in ("1", "true", "yes"):
-        return ApiResponse(302, b"", {"Location": service.result_link(job_id, format_name)})
-    result = service.result(job_id, format_name, _wait(request))
+    try:  # the columns named, or a set of them beyond what one job may have made
+        key = result_key(request.params.get("format", tabular.TSV), request.params.get("columns"))
+        if request.params.get("redirect", "").lower() in ("1", "true", "yes"):
+            return ApiResponse(302, b"", {"Location": service.result_link(job_id, key)})
+        result = service.result(job_id, key, _wait(request))
+    except InvalidRequest as error:
+        raise ApiError(400, str(error), error.errors) from None
     if isinstance(result, ResultLink):  # too large to pass through this function
         return ApiResponse(302, b"", {"Location": result.url})
     return ApiResponse(200, result.chunks, {
         "Content-Type": result.content_type,
         "Content-Disposition": f'inline; filename="{result.filename}"'})
+
+
+def result_key(format_name: str, columns: str | None) -> str:
+    """The result a request asks for: a format, and for `tsv` the columns it names (a text
+    of names separated by commas or spaces), validated here before anything is asked of a
+    worker."""
+    if format_name not in search.OUTPUT_FORMATS:
+        choices = ", ".join(search.OUTPUT_FORMATS)
+        raise ApiError(400, f"format must be one of {choices}",
+                       [FieldError("format", f"must be one of {choices}")])
+    if columns is None:
+        return format_name
+    if format_name != tabular.TSV:
+        reason = f"only the tsv format has columns, not {format_name}"
+        raise ApiError(400, f"columns: {reason}", [FieldError("columns", reason)])
+    return tabular.result_key(tabular.parse_columns(columns))
 
 
 def _wait(request: ApiRequest) -> float:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from blast_core.api.dispatch import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
 from blast_core.blast import search
-from blast_core.domain import fasta, job_request, jobs
+from blast_core.domain import fasta, job_request, jobs, tabular
 from blast_core.service.core import BlastService
 
 WEB_DIR = Path(__file__).with_name("web")
@@ -74,6 +74,9 @@ def config(service: BlastService, request: ApiRequest) -> ApiResponse:
         "alphabets": {"nucleotide": "".join(sorted(fasta.NUCLEOTIDE_LETTERS)),
                       "protein": "".join(sorted(fasta.PROTEIN_LETTERS))},
         "formats": {name: fmt.extension for name, fmt in search.OUTPUT_FORMATS.items()},
+        "columns": [{"name": name, "meaning": tabular.COLUMNS[name],
+                     "default": name in tabular.DEFAULT_COLUMNS}
+                    for name in dict.fromkeys([*tabular.DEFAULT_COLUMNS, *tabular.COLUMNS])],
         "statuses": {"all": list(jobs.STATUSES), "final": sorted(jobs.FINAL_STATUSES)},
     })
 

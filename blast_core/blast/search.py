@@ -20,11 +20,10 @@ from blast_core.blast.programs import (
     run_measured,
     run_tool,
 )
+from blast_core.domain import tabular
+from blast_core.domain.client_input import InvalidRequest
 from blast_core.domain.jobs import Job
 from blast_core.settings import Settings
-
-TABULAR_COLUMNS = ("qseqid sseqid pident length mismatch gapopen qstart qend sstart send "
-                   "evalue bitscore")
 
 
 @dataclass(frozen=True)
@@ -33,16 +32,48 @@ class OutputFormat:
     outfmt: str
     extension: str
     content_type: str
+    columns: tuple[str, ...] = ()  # a tabular result's
+
+    @property
+    def key(self) -> str:
+        """What this result is asked for and recorded under: a tabular result's names its
+        columns, unless they are the default ones."""
+        return tabular.result_key(self.columns) if self.columns else self.name
+
+    @property
+    def stored_as(self) -> str:
+        """The extension of its result blob, one for each key."""
+        if self.key == self.name:
+            return self.extension
+        return f"{'-'.join(self.columns)}.{self.extension}"
+
+
+def _tabular(columns: tuple[str, ...]) -> OutputFormat:
+    return OutputFormat(tabular.TSV, f"6 {' '.join(columns)}", "tsv",
+                        "text/tab-separated-values; charset=utf-8", columns)
 
 
 OUTPUT_FORMATS: dict[str, OutputFormat] = {f.name: f for f in (
-    OutputFormat("tsv", f"6 {TABULAR_COLUMNS}", "tsv", "text/tab-separated-values; charset=utf-8"),
+    _tabular(tabular.DEFAULT_COLUMNS),
     OutputFormat("json", "15", "json", "application/json"),
     OutputFormat("xml", "5", "xml", "application/xml"),
     OutputFormat("xml2", "16", "xml2.xml", "application/xml"),
     OutputFormat("text", "0", "txt", "text/plain; charset=utf-8"),
 )}
 ARCHIVE = OutputFormat("archive", "11", "asn", "text/plain; charset=utf-8")
+
+
+def output_format(key: str) -> OutputFormat:
+    """The format a result key names: a format's name, or `tsv:` and columns
+    (`domain/tabular.py`); raises KeyError for any other key."""
+    if key in OUTPUT_FORMATS:
+        return OUTPUT_FORMATS[key]
+    if not tabular.is_column_set(key):
+        raise KeyError(key)
+    try:
+        return _tabular(tabular.columns_of(key))
+    except InvalidRequest:
+        raise KeyError(key) from None
 
 PROGRAMS_WITHOUT_TASK = frozenset({"tblastx"})  # `tblastx -task` is an error in BLAST+ 2.12
 _YES_NO = {"yes": "yes", "no": "no"}  # the -dust / -seg values, never the request's own text

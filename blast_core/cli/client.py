@@ -64,14 +64,17 @@ class BlastClient:
         return self._request("GET", "databases").json()["databases"]
 
     def result(self, job_id: str, format_name: str, wait: float = RESULT_WAIT_SECONDS,
-               waiting: Callable[[float], None] | None = None) -> Iterator[bytes]:
-        """The result's bytes as they arrive, for results too large to hold in memory. While
-        a worker makes the format (202), ask again as `Retry-After` says, for up to `wait`
-        seconds, telling `waiting` how long it has waited so far."""
+               waiting: Callable[[float], None] | None = None,
+               columns: str | None = None) -> Iterator[bytes]:
+        """The result's bytes as they arrive, for results too large to hold in memory (with
+        `columns`, a tsv result's columns). While a worker makes the format (202), ask again
+        as `Retry-After` says, for up to `wait` seconds, telling `waiting` how long it has
+        waited so far."""
         started = time.monotonic()
+        params = {"format": format_name, **({"columns": columns} if columns else {})}
         while True:
             response = self._request("GET", f"jobs/{quote(job_id, safe='')}/results",
-                                     params={"format": format_name}, stream=True)
+                                     params=params, stream=True)
             if response.status_code != 202:
                 break
             waited = time.monotonic() - started

@@ -144,7 +144,7 @@ def results_command(client: BlastClient, args: argparse.Namespace) -> None:
               file=sys.stderr, flush=True)
 
     chunks = client.result(args.job_id, args.format, waiting=waiting if sys.stderr.isatty()
-                           else None)
+                           else None, columns=args.columns)
     if not args.output:
         for chunk in chunks:
             sys.stdout.buffer.write(chunk)

@@ -115,6 +115,10 @@ def _add_job_commands(commands, connection: argparse.ArgumentParser,
     results.add_argument("job_id", metavar="ID")
     results.add_argument("--format", default="tsv",
                          help="tsv (default), json, xml, xml2 or text")
+    results.add_argument("--columns", metavar="NAMES",
+                         help="the tsv result's columns, BLAST+ -outfmt 6 specifiers separated "
+                              "by commas or spaces, e.g. 'qseqid sseqid pident qcovs stitle' "
+                              "(default: the 12 standard ones; the README lists them all)")
     results.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
 
 

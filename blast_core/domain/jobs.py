@@ -215,6 +215,10 @@ class Job:
         found = json.loads(self.formats).get(name) if self.formats else None
         return FormatState(**found) if found else FormatState()
 
+    def format_keys(self) -> list[str]:
+        """The result formats ever asked for (a tabular result's key names its columns)."""
+        return sorted(json.loads(self.formats)) if self.formats else []
+
     def _with_format(self, name: str, state: FormatState) -> str:
         states = json.loads(self.formats) if self.formats else {}
         states[name] = {k: v for k, v in state._asdict().items() if v is not None}

@@ -12,6 +12,7 @@ which spares a Blob upload at submit and a download in the worker.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import secrets
@@ -35,7 +36,8 @@ def lane_for(query_letters: int, interactive_letters: int, batch_letters: int) -
 
 
 _JOB_ID = re.compile(r"^[0-9a-f]{19}$")
-_FORMAT = re.compile(r"^[a-z0-9]{1,12}$")
+# A format's name, or a tabular result's key naming its columns (`tabular.result_key`).
+_FORMAT = re.compile(r"^[a-z0-9]{1,12}(?::[a-z,]{1,1000})?$")
 _TRACE_ENTRIES = 8  # traceparent and tracestate, with room to spare
 _TRACE_VALUE_CHARS = 512  # W3C tracestate: at most 32 entries, but a sender's are short
 
@@ -62,8 +64,12 @@ class Message:
     def first_id(self) -> str:
         """The message id of the first send. Service Bus duplicate detection drops a second
         send of it within its window: a submit whose send was retried queues the batch once."""
-        return f"{self.job_id}-{self.batch}" if self.format is None \
-            else f"{self.job_id}-format-{self.format}"
+        if self.format is None:
+            return f"{self.job_id}-{self.batch}"
+        name, _, columns = self.format.partition(":")
+        if columns:  # a Service Bus message id has at most 128 characters
+            name += "-" + hashlib.sha256(columns.encode()).hexdigest()[:16]
+        return f"{self.job_id}-format-{name}"
 
     def resend_id(self) -> str:
         """A fresh id for a deliberate resend (a retry scheduled for later, a requeue): under

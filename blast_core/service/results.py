@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from blast_core.blast import search
-from blast_core.domain import batches, fasta, jobs, messages
+from blast_core.domain import batches, fasta, jobs, messages, tabular
+from blast_core.domain.client_input import FieldError, InvalidRequest
 from blast_core.domain.jobs import Job
 from blast_core.logs import describe, job_log
 from blast_core.service import lookup, submission
@@ -42,44 +43,46 @@ class ResultLink:
     url: str
 
 
-def result(service: BlastService, job_id: str, format_name: str,
+def result(service: BlastService, job_id: str, key: str,
            wait: float = 0.0) -> ResultBody | ResultLink:
-    """The result in one format: its content, or a link when it is larger than
+    """The result in one format (`key`: a format's name, or a tabular result's key naming
+    its columns, `domain/tabular.py`): its content, or a link when it is larger than
     BLAST_MAX_INLINE_RESULT_BYTES. The first request for a format asks a worker to make it;
     meanwhile ResultPending, after waiting up to `wait` seconds for the worker (for clients
     that cannot ask again, such as a browser's download link)."""
     deadline = time.monotonic() + wait
+    fmt = search.output_format(key)
     job = _succeeded(service, job_id)
     while True:
-        made = _made(service, job, format_name)
+        made = _made(service, job, fmt)
         if made is not None:
             return made
-        pending = _ask_for_format(service, job, format_name)
+        pending = _ask_for_format(service, job, fmt)
         if time.monotonic() >= deadline:
             raise pending
         time.sleep(RESULT_POLL_SECONDS)
         job = _succeeded(service, job_id)
 
 
-def result_link(service: BlastService, job_id: str, format_name: str) -> str:
+def result_link(service: BlastService, job_id: str, key: str) -> str:
     """A read-only link to a result, which expires after BLAST_RESULT_LINK_HOURS or when the
     job does, whichever comes first: a link never outlives its result."""
+    fmt = search.output_format(key)
     job = _succeeded(service, job_id)
-    fmt = search.OUTPUT_FORMATS[format_name]
-    if job.format_state(format_name).state != jobs.FORMAT_READY or \
-            not service.blobs.exists(job.id, result_blob(fmt.extension)):
-        raise _ask_for_format(service, job, format_name)
+    if job.format_state(fmt.key).state != jobs.FORMAT_READY or \
+            not service.blobs.exists(job.id, result_blob(fmt.stored_as)):
+        raise _ask_for_format(service, job, fmt)
     return _link(service, job, fmt)
 
 
-def _made(service: BlastService, job: Job, format_name: str) -> ResultBody | ResultLink | None:
-    fmt = search.OUTPUT_FORMATS[format_name]
-    made = job.format_state(format_name)
+def _made(service: BlastService, job: Job,
+          fmt: search.OutputFormat) -> ResultBody | ResultLink | None:
+    made = job.format_state(fmt.key)
     if made.state != jobs.FORMAT_READY:
         return None
     if (made.size or 0) > service.settings.max_inline_result_bytes:
         return ResultLink(_link(service, job, fmt))
-    chunks = service.blobs.stream(job.id, result_blob(fmt.extension))
+    chunks = service.blobs.stream(job.id, result_blob(fmt.stored_as))
     return None if chunks is None else ResultBody(chunks, fmt.content_type,
                                                   f"{job.id}.{fmt.extension}")
 
@@ -87,7 +90,7 @@ def _made(service: BlastService, job: Job, format_name: str) -> ResultBody | Res
 def _link(service: BlastService, job: Job, fmt: search.OutputFormat) -> str:
     expiry = datetime.now(UTC) + timedelta(hours=service.settings.result_link_hours)
     job_expiry = jobs.expires_at(job.id, service.settings.retention_days)
-    return service.blobs.read_link(job.id, result_blob(fmt.extension),
+    return service.blobs.read_link(job.id, result_blob(fmt.stored_as),
                                    min(expiry, job_expiry) if job_expiry else expiry)
 
 
@@ -98,44 +101,57 @@ def _succeeded(service: BlastService, job_id: str) -> Job:
     return job
 
 
-def _ask_for_format(service: BlastService, job: Job, format_name: str) -> ResultPending:
+def _ask_for_format(service: BlastService, job: Job, fmt: search.OutputFormat) -> ResultPending:
     """Queue the making of a format unless it is already queued (and recently), and record
     that it is; returns the ResultPending to raise. Also when the record says ready but the
-    blob is gone: it is made again."""
-    made = job.format_state(format_name)
+    blob is gone: it is made again. A job has at most MAX_COLUMN_SETS sets of columns other
+    than the default made, which bounds its record."""
+    made = job.format_state(fmt.key)
     if made.state == jobs.FORMAT_QUEUED and made.at and (datetime.now(UTC) - jobs.parse_time(
             made.at)).total_seconds() < FORMAT_REQUEST_SECONDS:
-        return ResultPending(job, format_name)
+        return ResultPending(job, fmt.key)
+    if made.state is None and tabular.is_column_set(fmt.key):
+        _refuse_another_column_set(job)
     trace = {"traceparent": job.traceparent} if job.traceparent else {}
     submission.send(service, messages.format_message(
-        job.id, format_name, trace, submission.lane_of(service, job)),
+        job.id, fmt.key, trace, submission.lane_of(service, job)),
         resend=made.state is not None)
     with contextlib.suppress(RecordMissing):
-        service.records.update(job.id, lambda current: current.format_queued(format_name)
-                               if current.format_state(format_name) == made else None)
-    job_log(job.id).info("job %s: %s result asked for", job.id, format_name)
+        service.records.update(job.id, lambda current: current.format_queued(fmt.key)
+                               if current.format_state(fmt.key) == made else None)
+    job_log(job.id).info("job %s: %s result asked for", job.id, fmt.key)
     service.wake_workers()
-    return ResultPending(job, format_name, made.error)
+    return ResultPending(job, fmt.key, made.error)
 
 
-def make(service: BlastService, job_id: str, format_name: str, attempt: int,
+def _refuse_another_column_set(job: Job) -> None:
+    made = [key for key in job.format_keys() if tabular.is_column_set(key)]
+    if len(made) >= tabular.MAX_COLUMN_SETS:
+        raise InvalidRequest([FieldError("columns", (
+            f"this job has {len(made)} sets of columns made, the most one job may have; "
+            f"ask for one of them: {'; '.join(key.partition(':')[2] for key in made)}"))])
+
+
+def make(service: BlastService, job_id: str, key: str, attempt: int,
          last_attempt: bool) -> None:
     """A worker's part: make one format of a succeeded job, unless it is made already. On
     the last attempt a failure is recorded (the format's state says why) before it raises."""
-    if format_name not in search.OUTPUT_FORMATS:
-        raise messages.MalformedMessage(f"no result format {format_name!r}")
+    try:
+        fmt = search.output_format(key)
+    except KeyError:
+        raise messages.MalformedMessage(f"no result format {key!r}") from None
     jlog = job_log(job_id, None, attempt)
     if lookup.expired(service, job_id):
         return
     found = service.records.get(job_id)
     if found is None:
         raise UnknownJob(f"no record for job {job_id}")
-    job, fmt = found.job, search.OUTPUT_FORMATS[format_name]
+    job = found.job
     if job.status != jobs.SUCCEEDED or (
-            job.format_state(format_name).state == jobs.FORMAT_READY
-            and service.blobs.exists(job.id, result_blob(fmt.extension))):
+            job.format_state(key).state == jobs.FORMAT_READY
+            and service.blobs.exists(job.id, result_blob(fmt.stored_as))):
         jlog.info("job %s: %s result not to be made (job %s); delivery ignored", job_id,
-                  format_name, job.status)
+                  key, job.status)
         return
     try:
         _make(service, job, fmt)
@@ -144,8 +160,8 @@ def make(service: BlastService, job_id: str, format_name: str, attempt: int,
             reason = f"gave up after {attempt} attempts: {describe(error)}"
             with contextlib.suppress(RecordMissing):
                 service.records.update(job_id, lambda current: current.format_failed(
-                    format_name, reason))
-            jlog.warning("job %s: %s result failed: %s", job_id, format_name, reason)
+                    key, reason))
+            jlog.warning("job %s: %s result failed: %s", job_id, key, reason)
         raise
 
 
@@ -171,8 +187,8 @@ def _make(service: BlastService, job: Job, fmt: search.OutputFormat) -> None:
         with contextlib.ExitStack() as files, open(merged, "w") as out:
             out.writelines(batches.merge(fmt.name, [files.enter_context(open(part))
                                                     for part in parts], queries_before))
-        service.blobs.put_file(job.id, result_blob(fmt.extension), merged, fmt.content_type)
+        service.blobs.put_file(job.id, result_blob(fmt.stored_as), merged, fmt.content_type)
         size = os.path.getsize(merged)
     seconds = time.monotonic() - started
-    service.records.update(job.id, lambda current: current.format_ready(fmt.name, seconds, size))
-    job_log(job.id).info("job %s: %s result made in %.2f s", job.id, fmt.name, seconds)
+    service.records.update(job.id, lambda current: current.format_ready(fmt.key, seconds, size))
+    job_log(job.id).info("job %s: %s result made in %.2f s", job.id, fmt.key, seconds)
