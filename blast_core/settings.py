@@ -101,6 +101,10 @@ SETTINGS: tuple[Setting, ...] = (
             "a read-only link into Blob storage, so that no worker holds it whole."),
     Setting("BLAST_MAX_QUERIES", "25000", "Most sequences in one job."),
     Setting("BLAST_MAX_SEQUENCE_LETTERS", "1000000", "Longest accepted query sequence."),
+    Setting("BLAST_MAX_SUBJECT_BYTES", "5000000",
+            "Largest accepted `subject` (sequences searched instead of a database), in bytes of "
+            "FASTA; also the longest subject sequence (a bacterial genome fits)."),
+    Setting("BLAST_MAX_SUBJECTS", "1000", "Most `subject` sequences in one job."),
     Setting("BLAST_MAX_HEADER_CHARS", "10000",
             "Longest accepted FASTA header line of a query (the `>` line), in characters: room "
             "for any one record's description (GenBank, RefSeq, UniProt), not for a header "
@@ -209,6 +213,8 @@ class Settings:
     max_queries: int
     max_sequence_letters: int
     max_inline_result_bytes: int
+    max_subject_bytes: int
+    max_subjects: int
     max_header_chars: int
     price_per_core_second: float
     limits: RunLimits
@@ -254,6 +260,8 @@ class Settings:
             max_queries=number("BLAST_MAX_QUERIES"),
             max_sequence_letters=number("BLAST_MAX_SEQUENCE_LETTERS"),
             max_inline_result_bytes=number("BLAST_MAX_INLINE_RESULT_BYTES"),
+            max_subject_bytes=number("BLAST_MAX_SUBJECT_BYTES"),
+            max_subjects=number("BLAST_MAX_SUBJECTS"),
             max_header_chars=number("BLAST_MAX_HEADER_CHARS"),
             price_per_core_second=decimal("BLAST_PRICE_PER_CORE_SECOND"),
             limits=limits,
@@ -267,9 +275,9 @@ class Settings:
 
     @property
     def max_request_bytes(self) -> int:
-        """Largest request body: twice the largest query, room for JSON's escapes (each
-        newline of a FASTA query is two bytes there)."""
-        return 2 * self.max_query_bytes
+        """Largest request body: twice the largest query and subject, room for JSON's
+        escapes (each newline of a FASTA text is two bytes there)."""
+        return 2 * (self.max_query_bytes + self.max_subject_bytes)
 
     def connection(self, name: str) -> Connection:
         """The connection named `name`: a connection string, or service URIs for an identity."""

@@ -241,18 +241,18 @@ def test_ncbi_put_numbers_that_are_no_finite_number_are_refused(api, name, value
 def test_the_routes_bound_the_body_size_themselves(azurite, blast_available):
     """Under the Functions host the body arrives whole, with no Content-Length check in front:
     the submit route and the NCBI API refuse a long one before decoding or parsing it."""
-    env = service_env(azurite, BLAST_MAX_QUERY_BYTES="1000")
+    env = service_env(azurite, BLAST_MAX_QUERY_BYTES="1000", BLAST_MAX_SUBJECT_BYTES="500")
     service = bootstrap.build(Settings.from_env(env))
     service.ensure_storage()
     routes = {route.name: route for route in ROUTES}
-    oversized = b'{"query": "' + b"A" * 2001 + b'"}'
+    oversized = b'{"query": "' + b"A" * 3001 + b'"}'
     submitted = dispatch.handle(routes["submit_job"], dispatch.ApiRequest(
         "POST", "jobs", headers={"Content-Type": "application/json"}, body=oversized),
         lambda: service)
     assert submitted.status == 413
     assert json.loads(submitted.body)["errors"] == [
-        {"field": "body", "reason": "is 2014 bytes; the limit is 2000"}]
+        {"field": "body", "reason": "is 3014 bytes; the limit is 3000"}]
     put = dispatch.handle(routes["ncbi_blast_cgi_post"], dispatch.ApiRequest(
-        "POST", "blast.cgi", body=b"CMD=Put&QUERY=" + b"A" * 2001), lambda: service)
-    assert put.status == 413 and b"the request body is 2015 bytes; the limit is 2000" in put.body
+        "POST", "blast.cgi", body=b"CMD=Put&QUERY=" + b"A" * 3001), lambda: service)
+    assert put.status == 413 and b"the request body is 3015 bytes; the limit is 3000" in put.body
     nothing_stored(env)

@@ -152,7 +152,7 @@ def test_a_job_that_fails_fails_the_waiting_command(connected, tmp_path):
                                                   "text"),
     (["status", "0" * 19, "--api-key", "wrong"], 1, "a valid API key is required"),
     (["submit", "/no/such.fa", "--database", SMALL_DB], 1, "No such file or directory"),
-    (["submit", "-"], 2, "the following arguments are required: --database"),
+    (["submit", "-"], 2, "one of the arguments --database --subject is required"),
     (["recent", "--limit", "0"], 2, "--limit must be from 1 to 1000"),
     (["sample", "0"], 2, f"sample numbers are 1 to {parser.SAMPLE_COUNT}"),
 ])

@@ -3,6 +3,7 @@ Functions host itself cannot run here), against Azurite and the real blastn."""
 
 import importlib.util
 import json
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -154,6 +155,33 @@ def test_submit_work_and_fetch_through_the_functions(storage_app, settings_env, 
     assert json.loads(refused.get_body())["errors"][0]["field"] == "columns"
 
 
+def test_a_subject_job_through_the_functions(storage_app, tmp_path):
+    """Subject sequences instead of a database: stored by the HTTP function, searched by the
+    queue trigger, formatted from the archive alone."""
+    query = sample_queries(SMALL_DB, 2, seed=16)
+    subject = query.replace(">q", ">s") + sample_queries(SMALL_DB, 1, seed=17).replace(">q", ">t")
+    submitted = call(storage_app, "submit_job", "POST", "jobs", headers={
+        "Content-Type": "application/json"}, body=json.dumps({
+            "query": query, "subject": subject}).encode())
+    assert submitted.status_code == 202, submitted.get_body()
+    job = json.loads(submitted.get_body())
+    assert (job["database"], job["subjects"]) == ("", 3)
+    deliver_next(storage_app)
+
+    def get_result() -> func.HttpResponse:
+        return call(storage_app, "get_result", "GET", f"jobs/{job['id']}/results",
+                    params={"format": "tsv"}, route_params={"job_id": job["id"]})
+
+    assert get_result().status_code == 202
+    deliver_next(storage_app)
+    (tmp_path / "q.fa").write_text(query)
+    (tmp_path / "s.fa").write_text(subject)
+    expected = subprocess.run(["blastn", "-query", str(tmp_path / "q.fa"), "-subject",
+                               str(tmp_path / "s.fa"), "-outfmt", "6"],
+                              capture_output=True, text=True, check=True).stdout
+    assert "\ts1\t" in expected and get_result().get_body().decode() == expected
+
+
 def deliver_next(functions) -> None:
     """Hand the next message of the interactive lane to its queue trigger, as the host does."""
     queue = default_service().transport.lane(messages.INTERACTIVE).queue
@@ -187,7 +215,8 @@ def test_bad_input_and_health_through_the_functions(storage_app):
     bad = call(storage_app, "submit_job", "POST", "jobs", body=b'{"query": ">q\\nACGT"}',
                headers={"Content-Type": "application/json"})
     assert bad.status_code == 400 and bad.mimetype == "application/problem+json"
-    assert json.loads(bad.get_body())["errors"] == [{"field": "database", "reason": "is required"}]
+    assert json.loads(bad.get_body())["errors"] == [
+        {"field": "database", "reason": "is required, or subject sequences instead"}]
     health = call(storage_app, "health", "GET", "health")
     assert json.loads(health.get_body())["status"] == "ok"
     assert json.loads(health.get_body())["problems"] == []

@@ -56,7 +56,7 @@ def test_all_options_are_taken():
     ([], "body", "must be a JSON object"),
     ("text", "body", "must be a JSON object"),
     ({}, "query", "is required"),
-    ({"query": QUERY}, "database", "is required"),
+    ({"query": QUERY}, "database", "is required, or subject sequences instead"),
     ({"query": "", "database": "16SCore"}, "query", "must not be empty"),
     ({"query": 5, "database": "16SCore"}, "query", "must be a string"),
     ({"query": ">x\nMKVLEEPQ\n", "database": "16SCore"}, "query", "looks like a protein"),

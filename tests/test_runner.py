@@ -35,6 +35,11 @@ def test_the_command_line_is_an_argument_list_of_validated_values():
     threaded = search.search_arguments(job(), search.BlastTools("", 2, 60), "q", "d", "o",
                                        queries=2)
     assert threaded[-2:] == ["-mt_mode", "1"]
+    subject = search.search_arguments(job(), search.BlastTools("", 2, 60), "q", "", "o",
+                                      queries=2, subject_path="/w/subject.fasta")
+    assert subject == ["blastn", "-task", "megablast", "-query", "q", "-subject",
+                       "/w/subject.fasta", "-evalue", "10.0", "-max_target_seqs", "100",
+                       "-outfmt", "11", "-out", "o"], "one thread: BLAST+ ignores more"
 
 
 def test_one_search_gives_every_format_and_tabular_is_identical_to_direct_blastn(

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 import re
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -348,6 +349,41 @@ def test_a_tsv_of_the_columns_ticked_downloads_as_blastn_writes_it(page, server,
         picker.locator(f"input[value={name}]").uncheck()
     expect(picker.locator("input:checked")).to_have_count(0)
     expect(page.locator("#columns-download")).to_have_attribute("aria-disabled", "")
+
+
+def test_a_search_of_subject_sequences_through_the_form(page, server, tmp_path):
+    """NCBI's "Align two or more sequences": subject FASTA instead of databases; the hits
+    shown are those `blastn -subject` finds, with each subject's alignment."""
+    query = sample_queries(SMALL_DB, 1, seed=35)
+    subject = (query.replace(">q1", ">same", 1)
+               + sample_queries(SMALL_DB, 2, seed=36).replace(">q", ">other"))
+    open_page(page, f"{server.url}/ui")
+    page.fill("#field-query", query)
+    page.check("#target-subject")
+    expect(page.locator("#field-database")).to_be_hidden()
+    page.fill("#field-subject", ">bad\nACGT$\n")
+    page.click("#submit-button")
+    expect(page.locator("#error-subject")).to_have_text(
+        "sequence 1 (bad) has characters that are not sequence letters: '$'")
+    page.fill("#field-subject", subject)
+    page.select_option("#field-task", "blastn")
+    page.click("#submit-button")
+    status = page.locator("#job-summary .badge")
+    expect(status).to_have_text("succeeded", timeout=120_000)
+    expect(page.locator("#job-summary .job-databases")).to_have_text("3 subject sequences")
+    expect(page.locator("#jobs tbody tr.current td:nth-child(2)")).to_have_text(
+        "3 subject sequences")
+    (tmp_path / "q.fa").write_text(query)
+    (tmp_path / "s.fa").write_text(subject)
+    expected = hsps_by_query(subprocess.run(
+        ["blastn", "-task", "blastn", "-query", str(tmp_path / "q.fa"), "-subject",
+         str(tmp_path / "s.fa"), "-outfmt", "6", "-max_target_seqs", "100"],
+        capture_output=True, text=True, check=True).stdout)["q1"]
+    expect(page.locator("#hits tbody tr").first).to_be_visible()
+    assert column(page, 2) == list(dict.fromkeys(line[1] for line in expected))
+    assert column(page, 2)[0] == "same"
+    page.locator("#hits tbody tr").first.locator("button.link").click()
+    check_alignment(page, expected[0], "Plus/Plus")
 
 
 def test_an_expired_job_says_so(page, server):

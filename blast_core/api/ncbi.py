@@ -28,9 +28,11 @@ from blast_core.service.results import ResultLink
 HTML = "text/html; charset=utf-8"
 
 # Put: URL API parameter -> job field. MEGABLAST picks blastn's task; FILTER maps to `filter`.
-_JOB_FIELDS = {"QUERY": "query", "DATABASE": "database", "PROGRAM": "program",
-               "EXPECT": "evalue", "HITLIST_SIZE": "max_target_seqs", "WORD_SIZE": "word_size",
-               "FILTER": "filter", "MEGABLAST": "task"}
+# SUBJECTS is NCBI's web form's (BLAST_SPEC=blast2seq), not its URL API's: the sequences to
+# align the queries with instead of a DATABASE.
+_JOB_FIELDS = {"QUERY": "query", "DATABASE": "database", "SUBJECTS": "subject",
+               "PROGRAM": "program", "EXPECT": "evalue", "HITLIST_SIZE": "max_target_seqs",
+               "WORD_SIZE": "word_size", "FILTER": "filter", "MEGABLAST": "task"}
 _PARAMETER_NAMES = {field: name for name, field in _JOB_FIELDS.items()}
 # Accepted and without effect: who is asking (tool, email), the function key (code), and
 # ENTREZ_QUERY only when empty or "(none)", as Biopython sends it.
@@ -136,7 +138,7 @@ def _put(service: BlastService, params: dict[str, str]) -> ApiResponse:
 
 def _submitted(service: BlastService, job: Job) -> ApiResponse:
     """The RID and RTOE block; RTOE is a rough guess from the query and database sizes."""
-    letter_pairs = job.query_letters * (service.database_letters(job) or 0)
+    letter_pairs = job.query_letters * (service.searched_letters(job) or 0)
     rtoe = 1 + int(letter_pairs / _LETTER_PAIRS_PER_SECOND)
     return ApiResponse(200, _info_block(f"RID = {job.id}", f"RTOE = {rtoe}").encode(),
                        {"Content-Type": HTML})
@@ -155,6 +157,8 @@ def _payload(params: dict[str, str]) -> tuple[dict[str, object], list[tuple[str,
     names = params.get("DATABASE", "").split()
     if names:  # NCBI's DATABASE names several databases separated by spaces
         payload["database"] = names[0] if len(names) == 1 else names
+    if params.get("SUBJECTS", "").strip():
+        payload["subject"] = params["SUBJECTS"]
     program = params.get("PROGRAM", "").strip().lower()
     if program:
         payload["program"] = program

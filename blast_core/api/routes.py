@@ -171,7 +171,7 @@ def _job_id(request: ApiRequest) -> str:
 
 def job_view(job: Job, request: ApiRequest, service: BlastService) -> dict[str, Any]:
     settings = service.settings
-    return views.job_view(job, request.base_url, service.database_letters(job),
+    return views.job_view(job, request.base_url, service.searched_letters(job),
                           settings.price_per_core_second, settings.retention_days)
 
 

@@ -29,7 +29,7 @@ PAGE_HEADERS: dict[str, str] = {
     "Cache-Control": "no-cache",
 }
 # The job request's fields the form shows as its own controls; it builds one for each other field.
-FORM_FIELDS = ("query", "database", "program", "task")
+FORM_FIELDS = ("query", "database", "subject", "program", "task")
 OPTION_KEYWORDS = ("type", "enum", "minimum", "exclusiveMinimum", "maximum", "default", "description")
 
 
@@ -71,6 +71,10 @@ def config(service: BlastService, request: ApiRequest) -> ApiResponse:
                   "max_sequences": settings.max_queries,
                   "max_letters": settings.max_sequence_letters,
                   "max_header_chars": settings.max_header_chars},
+        "subject": {"max_bytes": settings.max_subject_bytes,
+                    "max_sequences": settings.max_subjects,
+                    "max_letters": settings.max_subject_bytes,
+                    "max_header_chars": settings.max_header_chars},
         "alphabets": {"nucleotide": "".join(sorted(fasta.NUCLEOTIDE_LETTERS)),
                       "protein": "".join(sorted(fasta.PROTEIN_LETTERS))},
         "formats": {name: fmt.extension for name, fmt in search.OUTPUT_FORMATS.items()},

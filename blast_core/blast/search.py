@@ -117,36 +117,42 @@ class SearchResult:
 
 
 def search_arguments(job: Job, tools: BlastTools, query_path: str, db: str,
-                     out_path: str, queries: int = 1) -> list[str]:
+                     out_path: str, queries: int = 1, subject_path: str | None = None) -> list[str]:
     """The BLAST command line; every value comes from a validated Job (`db`: one or more
-    database names, space-separated: BLAST searches them as one). With several threads
-    and at least as many queries, BLAST threads by query (`-mt_mode 1`, BLAST+ 2.12), which
-    keeps every thread busy on a small database where splitting the database cannot."""
+    database names, space-separated: BLAST searches them as one; or, with `subject_path`, the
+    job's subject sequences instead). With several threads and at least as many queries,
+    BLAST threads by query (`-mt_mode 1`, BLAST+ 2.12), which keeps every thread busy on a
+    small database where splitting the database cannot. A search of subject sequences runs
+    on one thread: BLAST+ 2.12 ignores `-num_threads` with `-subject`, and says so."""
     args = [tools.path(job.program)]
     if job.program not in PROGRAMS_WITHOUT_TASK:
         args += ["-task", job.task]
+    target = ["-subject", subject_path] if subject_path else ["-db", db]
+    threads = [] if subject_path else ["-num_threads", str(tools.threads)]
     args += [
-        "-query", query_path, "-db", db,
+        "-query", query_path, *target,
         "-evalue", repr(float(job.evalue)),
         "-max_target_seqs", str(int(job.max_target_seqs)),
-        "-num_threads", str(tools.threads),
+        *threads,
         "-outfmt", ARCHIVE.outfmt, "-out", out_path,
     ]
     if job.word_size is not None:
         args += ["-word_size", str(int(job.word_size))]
     if job.filter is not None:
         args += ["-dust" if job.program == "blastn" else "-seg", _YES_NO[job.filter]]
-    if tools.threads > 1 and queries >= tools.threads:
+    if tools.threads > 1 and queries >= tools.threads and not subject_path:
         args += ["-mt_mode", "1"]
     return args
 
 
 def run_search(job: Job, tools: BlastTools, query_path: str, db_paths: list[str],
                workdir: str, queries: int = 1, stop: StopCheck | None = None,
-               time_limit: float | None = None) -> SearchResult:
+               time_limit: float | None = None, subject_path: str | None = None) -> SearchResult:
     """Search once into an ASN.1 archive, for at most `time_limit` seconds (default: the
     tools' BLAST_TIME_LIMIT); raises SearchRejected for permanent faults (the time limit
-    among them) and SearchCancelled when `stop` stopped BLAST.
+    among them) and SearchCancelled when `stop` stopped BLAST. With `subject_path` the
+    queries are aligned with those sequences instead of `db_paths`; the archive holds them,
+    so that it is formatted without any database.
 
     The databases are named relative to BLASTDB, so that the archive can be formatted later
     on any instance that sees the databases, wherever they are mounted or cached there; with
@@ -162,7 +168,8 @@ def run_search(job: Job, tools: BlastTools, query_path: str, db_paths: list[str]
     limit = tools.time_limit if time_limit is None else time_limit
     started = time.monotonic()
     try:
-        run = run_measured(search_arguments(job, tools, query_path, db_names, archive, queries),
+        run = run_measured(search_arguments(job, tools, query_path, db_names, archive, queries,
+                                            subject_path),
                            timeout=limit, cwd=workdir,
                            env={"BLASTDB": ":".join(db_dirs)}, stop=stop)
     except ToolStopped as stopped:

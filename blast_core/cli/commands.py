@@ -73,8 +73,11 @@ def submit_command(client: BlastClient, args: argparse.Namespace) -> None:
     options = {"program": args.program, "task": args.task, "evalue": args.evalue,
                "max_target_seqs": args.max_target_seqs, "word_size": args.word_size,
                "filter": args.filter}
-    database = args.database[0] if len(args.database) == 1 else args.database
-    payload = {"query": query, "database": database,
+    if args.subject:
+        target = {"subject": _read_text(args.subject)}
+    else:
+        target = {"database": args.database[0] if len(args.database) == 1 else args.database}
+    payload = {"query": query, **target,
                **{name: value for name, value in options.items() if value is not None}}
     job = client.submit(payload)
     if not args.wait:

@@ -92,9 +92,13 @@ def _add_job_commands(commands, connection: argparse.ArgumentParser,
     submit = commands.add_parser("submit", parents=[client], help="submit a FASTA file as a job")
     submit.add_argument("file", metavar="FILE", help="FASTA file with one or more queries; - "
                                                      "reads standard input")
-    submit.add_argument("--database", required=True, action="append",
+    target = submit.add_mutually_exclusive_group(required=True)
+    target.add_argument("--database", action="append",
                         help="a database name (see `databases`); give it again to search "
                              "several together")
+    target.add_argument("--subject", metavar="FASTA",
+                        help="a FASTA file of sequences to align the queries with, instead of "
+                             "a database (blastn -subject)")
     submit.add_argument("--program", help="blastn (default), blastp, blastx, tblastn or tblastx")
     submit.add_argument("--task", help="BLAST+ task, e.g. megablast (blastn's default) or blastn")
     submit.add_argument("--evalue", type=float, help="e-value cut-off (default 10)")

@@ -36,7 +36,10 @@ class SearchKey:
 
     @classmethod
     def of(cls, job: Job) -> SearchKey:
-        return cls(job.program, job.task, job.database, job.evalue, job.max_target_seqs,
+        """A job's search; a job of subject sequences searches its own, shared with no
+        other job's."""
+        target = f"subject of {job.id}" if job.searches_subject else job.database
+        return cls(job.program, job.task, target, job.evalue, job.max_target_seqs,
                    job.word_size, job.filter)
 
 

@@ -4,8 +4,6 @@ every value is safe on a BLAST command line. Pure logic: database lookups are pa
 
 from __future__ import annotations
 
-import json
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -13,7 +11,7 @@ from typing import Any
 
 import jsonschema
 
-from blast_core.domain import fasta
+from blast_core.domain import fasta, schema_errors
 from blast_core.domain.client_input import (
     FieldError,
     InvalidRequest,
@@ -58,6 +56,13 @@ MAX_DATABASES = 10  # names in one search; BLAST+ searches them as one database
 DEFAULT_PROGRAM = "blastn"
 
 
+SUBJECT_FIELD = {"type": "string", "minLength": 1, "format": "fasta",
+                 "description": "FASTA text of the sequences to align the queries with, instead "
+                                "of a database (`blastn -subject`, NCBI's \"Align two or more "
+                                "sequences\"): of the molecule the program searches, each "
+                                "subject scored on its own."}
+
+
 def request_schema(databases: Sequence[DatabaseInfo] | None = None) -> dict[str, Any]:
     """The JSON Schema of a job request: what validates requests (JOB_REQUEST_SCHEMA) and what
     the OpenAPI document shows. Rules between fields are `if`/`then` pairs: a program's tasks;
@@ -83,7 +88,8 @@ def request_schema(databases: Sequence[DatabaseInfo] | None = None) -> dict[str,
     return {
         "type": "object",
         "additionalProperties": False,
-        "required": ["query", "database"],
+        "required": ["query"],
+        "oneOf": [{"required": ["database"]}, {"required": ["subject"]}],
         "properties": {
             "query": {"type": "string", "minLength": 1, "format": "fasta",
                       "description": "FASTA text with one or more sequences (a bare sequence is "
@@ -94,7 +100,8 @@ def request_schema(databases: Sequence[DatabaseInfo] | None = None) -> dict[str,
                 "description": "Name of a database listed by GET /api/databases, or a list of "
                                f"up to {MAX_DATABASES} such names of the same molecule type, "
                                "searched together as one database (e-values against their "
-                               "combined size)."},
+                               "combined size). Give `database` or `subject`, not both."},
+            "subject": SUBJECT_FIELD,
             "program": {"type": "string", "enum": sorted(PROGRAMS), "default": DEFAULT_PROGRAM},
             "task": {"type": "string",
                      "enum": sorted({t for p in PROGRAMS.values() for t in p[0]}),
@@ -161,13 +168,14 @@ class JobRequest:
     """A validated request: every value here is safe to put on a BLAST command line."""
 
     sequences: tuple[fasta.Sequence, ...]  # parsed once, headerless ones named
-    database: str
+    database: str  # "" when searching `subject` sequences
     program: str
     task: str
     evalue: float
     max_target_seqs: int
     word_size: int | None = None
     filter: str | None = None
+    subject: tuple[fasta.Sequence, ...] = ()
 
     @property
     def queries(self) -> int:
@@ -177,10 +185,16 @@ class JobRequest:
     def query_letters(self) -> int:
         return sum(len(sequence.residues) for sequence in self.sequences)
 
+    @property
+    def subject_letters(self) -> int:
+        return sum(len(sequence.residues) for sequence in self.subject)
+
 
 def parse_request(payload: Any, limits: fasta.QueryLimits,
-                  find_database: Callable[[str], DatabaseInfo | None]) -> JobRequest:
-    """Validate a submitted job; raises InvalidRequest naming every bad field."""
+                  find_database: Callable[[str], DatabaseInfo | None],
+                  subject_limits: fasta.QueryLimits | None = None) -> JobRequest:
+    """Validate a submitted job; raises InvalidRequest naming every bad field. Subject
+    sequences have limits of their own (default: the query's)."""
     if not isinstance(payload, Mapping):
         raise InvalidRequest([FieldError("body", "must be a JSON object")])
     errors = _schema_errors(payload)
@@ -196,13 +210,15 @@ def parse_request(payload: Any, limits: fasta.QueryLimits,
     except fasta.FastaError as error:
         errors.append(FieldError("query", str(error)))
         sequences = []
-    names = database_names(payload["database"])
+    names = database_names(payload.get("database", []))
     errors.extend(_database_errors(names, [find_database(name) for name in names], program,
                                    db_molecule))
+    subject = _subject(payload, db_molecule, program, subject_limits or limits, errors)
     if errors:
         raise InvalidRequest(errors)
     return JobRequest(
         sequences=tuple(fasta.named(sequences)),
+        subject=tuple(fasta.named(subject)),
         database=" ".join(names),
         program=program,
         task=task,
@@ -233,104 +249,54 @@ def _database_errors(names: list[str], found: list[DatabaseInfo | None], program
     return errors
 
 
-def _refuse_nucleotides(sequences: list[fasta.Sequence], program: str) -> None:
+def _subject(payload: Mapping[str, Any], molecule: str, program: str,
+             limits: fasta.QueryLimits, errors: list[FieldError]) -> list[fasta.Sequence]:
+    """The subject sequences, validated as queries are, for the molecule the program
+    searches; a fault goes on `errors`."""
+    if "subject" not in payload:
+        return []
+    try:
+        subject = fasta.validate(payload["subject"], molecule, limits)
+        if molecule == "protein":
+            _refuse_nucleotides(subject, program, "subject")
+        return subject
+    except fasta.FastaError as error:
+        errors.append(FieldError("subject", str(error)))
+        return []
+
+
+def _refuse_nucleotides(sequences: list[fasta.Sequence], program: str,
+                        role: str = "query") -> None:
     for index, sequence in enumerate(sequences, start=1):
         if fasta.looks_like_nucleotides(sequence.residues):
             raise fasta.FastaError(f"{fasta.describe(index, sequence)} looks like a nucleotide "
-                                   f"sequence; {program} needs a protein query")
+                                   f"sequence; {program} needs a protein {role}")
 
 
 def _schema_errors(payload: Mapping[str, Any]) -> list[FieldError]:
     """What the request schema finds, one error per field: a rule between fields (the tasks
-    of the program asked for, the word sizes of its task) says more than the field's own
-    range or choices, so its error is the one kept."""
-    found: dict[str, FieldError] = {}
-    for error in _RequestValidator(JOB_REQUEST_SCHEMA).iter_errors(payload):
-        from_rule = "then" in error.absolute_schema_path
-        field_error = _rule_error(error, payload) if from_rule else _schema_error(error)
-        if from_rule or field_error.field not in found:
-            found[field_error.field] = field_error
-    return sorted(found.values(), key=lambda e: e.field)
+    of the program asked for, the word sizes of its task, a database or subject sequences)
+    says more than the field's own range or choices, so its error is the one kept."""
+    return schema_errors.field_errors(_RequestValidator(JOB_REQUEST_SCHEMA).iter_errors(payload),
+                                      lambda error: _rule_error(error, payload))
 
 
-def _rule_error(error: jsonschema.ValidationError, payload: Mapping[str, Any]) -> FieldError:
-    """An error of an `if`/`then` rule, told with what the rule depends on."""
+def _rule_error(error: jsonschema.ValidationError,
+                payload: Mapping[str, Any]) -> FieldError | None:
+    """An error of a rule between fields, told with what the rule depends on; None for an
+    error of a field's own."""
+    if error.validator == "oneOf" and not error.absolute_path:  # database or subject
+        if "database" in error.instance:
+            return FieldError("subject", "give subject sequences or a database, not both")
+        return FieldError("database", "is required, or subject sequences instead")
+    if "then" not in error.absolute_schema_path:
+        return None
     program = payload.get("program", DEFAULT_PROGRAM)
     if error.absolute_path[0] == "task":
-        return FieldError("task", f"{_cut(repr(error.instance))} is not a task of {program}; "
-                                  f"choose one of {', '.join(error.schema['enum'])}")
+        return FieldError("task", f"{schema_errors.cut(repr(error.instance))} is not a task of "
+                                  f"{program}; choose one of {', '.join(error.schema['enum'])}")
     # A task's rule, or (no task named) the rule of the program's default task.
     task = payload["task"] if "task" in payload else PROGRAMS[program][1]
     low, high = WORD_SIZES[task]
     return FieldError("word_size", f"must be from {low} to {high} for task {task}, not "
                                    f"{error.instance}")
-
-
-def _schema_error(error: jsonschema.ValidationError) -> FieldError:
-    if error.validator == "oneOf":
-        return _one_of_error(error)
-    if error.validator == "additionalProperties":
-        allowed = set(JOB_REQUEST_SCHEMA["properties"])
-        unknown = sorted(set(error.instance) - allowed)
-        return FieldError(unknown[0] if unknown else "body",
-                          f"unknown field; allowed fields are {', '.join(sorted(allowed))}")
-    if error.validator == "required":
-        missing = error.message.split("'")[1]
-        return FieldError(missing, "is required")
-    path = list(error.absolute_path)
-    if not path:
-        return FieldError("body", _reason(error))
-    item = f"item {path[1] + 1} " if len(path) > 1 and isinstance(path[1], int) else ""
-    return FieldError(str(path[0]), item + _reason(error))
-
-
-def _one_of_error(error: jsonschema.ValidationError) -> FieldError:
-    """A value of a one-of field (a name or a list of names): the error of the alternative
-    its type chose, or what the alternatives are."""
-    chosen = [e for e in error.context if e.validator != "type" or e.relative_path]
-    if chosen:
-        return _schema_error(chosen[0])
-    kinds = " or ".join(_TYPE_NAMES.get(option.get("type"), str(option.get("type")))
-                        for option in error.schema["oneOf"])
-    return FieldError(str(error.absolute_path[0]), f"must be {kinds}, not {_json(error.instance)}")
-
-
-_TYPE_NAMES = {"number": "a number", "integer": "a whole number", "string": "a string",
-               "array": "a list"}
-
-
-def _reason(error: jsonschema.ValidationError) -> str:
-    schema = error.schema
-    kind = error.validator
-    if kind == "type":
-        kind_name = _TYPE_NAMES.get(schema["type"], schema["type"])
-        if isinstance(error.instance, float) and not math.isfinite(error.instance):
-            kind_name = "a finite number"  # NaN, Infinity, or a literal beyond a double's range
-        if isinstance(error.instance, str) and schema["type"] == "string":
-            return r"must be text, without a lone surrogate (\ud800 to \udfff)"
-        return f"must be {kind_name}, not {_json(error.instance)}"
-    if kind == "enum":
-        return f"{_json(error.instance)} is not one of {', '.join(map(str, schema['enum']))}"
-    if kind in ("minimum", "maximum", "exclusiveMinimum"):
-        low = schema.get("minimum", schema.get("exclusiveMinimum"))
-        low_text = f"at least {low}" if "minimum" in schema else f"above {low}"
-        return f"must be {low_text} and at most {schema['maximum']}, not {error.instance}"
-    if kind == "pattern":
-        return ("must be a plain name (letters, digits, '.', '_', '-'; no paths), "
-                f"not {_json(error.instance)}")
-    if kind in ("minLength", "minItems"):
-        return "must not be empty"
-    if kind == "maxItems":
-        return f"must have at most {schema['maxItems']} items, not {len(error.instance)}"
-    if kind == "uniqueItems":
-        return "must not name a database twice"
-    return error.message
-
-
-def _json(value: Any) -> str:
-    return _cut(json.dumps(value))
-
-
-def _cut(text: str) -> str:
-    """A value shown in a message: its start, if it is long (a request may be megabytes)."""
-    return text if len(text) <= 60 else text[:57] + "..."

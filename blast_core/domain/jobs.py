@@ -130,6 +130,8 @@ class Job:
     cpu_seconds_blast: float = 0.0
     traceparent: str = ""  # the submit's trace, which formatting later continues
     formats: str = ""
+    subjects: int = 0  # subject sequences searched instead of a database (`database` "")
+    subject_letters: int = 0
 
     @classmethod
     def submitted(cls, job_id: str, request: JobRequest, batches: int = 1,
@@ -139,11 +141,17 @@ class Job:
                    max_target_seqs=request.max_target_seqs, queries=request.queries,
                    query_letters=request.query_letters, submitted_at=utc_now(),
                    word_size=request.word_size, filter=request.filter, batches=batches,
-                   batch_states=BATCH_PENDING * batches, traceparent=traceparent)
+                   batch_states=BATCH_PENDING * batches, traceparent=traceparent,
+                   subjects=len(request.subject), subject_letters=request.subject_letters)
 
     @property
     def databases(self) -> list[str]:
         return database_names(self.database)
+
+    @property
+    def searches_subject(self) -> bool:
+        """Its queries are aligned with subject sequences of its own, not a database."""
+        return self.subjects > 0
 
     def cancel(self) -> Job:
         """Cancelled by its owner: final, so no pending batch will run."""

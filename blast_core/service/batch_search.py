@@ -26,7 +26,7 @@ from blast_core.service.received_batch import (
     cancelled_while_running,
     end_batch,
 )
-from blast_core.storage.ports import RecordMissing, archive_blob
+from blast_core.storage.ports import SUBJECT_BLOB, RecordMissing, archive_blob
 
 if TYPE_CHECKING:
     from blast_core.service.core import BlastService
@@ -114,7 +114,7 @@ def _run(service: BlastService, running: list[ReceivedBatch], workdir: str,
     telemetry.annotate(**traced)
     clock = time.monotonic()
     with telemetry.span("staging", **traced):
-        databases = [service.catalog.local_path(name) for name in job.databases]
+        databases, subject = _target(service, job, workdir)
     staging = time.monotonic() - clock
     search_seconds = service.settings.limits.search_seconds(time.monotonic() - invocation_started)
     if search_seconds is None:
@@ -138,7 +138,7 @@ def _run(service: BlastService, running: list[ReceivedBatch], workdir: str,
     with telemetry.span("blast", queries=queries, batches=len(running), **traced):
         try:
             found = search.run_search(job, service.tools, query_path, databases, workdir,
-                                      queries, stop, search_seconds)
+                                      queries, stop, search_seconds, subject)
         except search.SearchCancelled as stopped:
             raise BatchStopped(timings(stopped.blast_seconds, stopped.cpu_seconds)) from None
         telemetry.annotate(hits=found.hits, cpu_seconds=found.cpu_seconds)
@@ -154,6 +154,16 @@ def _run(service: BlastService, running: list[ReceivedBatch], workdir: str,
                 out.write(part)
             hits.append(search.count_archive_hits(part))
     return list(zip(paths, hits, timings(found.blast_seconds, found.cpu_seconds), strict=True))
+
+
+def _target(service: BlastService, job: Job, workdir: str) -> tuple[list[str], str | None]:
+    """What the run searches: the job's databases, staged on this instance, or its subject
+    sequences, downloaded (the batches of one run share a search key, so one job's)."""
+    if not job.searches_subject:
+        return [service.catalog.local_path(name) for name in job.databases], None
+    subject = os.path.join(workdir, SUBJECT_BLOB)
+    service.blobs.download(job.id, SUBJECT_BLOB, subject)
+    return [], subject
 
 
 def _keep(service: BlastService, batch: ReceivedBatch, path: str, hits: int,

@@ -36,6 +36,8 @@ class BlastService:
         self.tools = BlastTools.from_settings(settings)
         self.query_limits = QueryLimits(settings.max_query_bytes, settings.max_queries,
                                         settings.max_sequence_letters, settings.max_header_chars)
+        self.subject_limits = QueryLimits(settings.max_subject_bytes, settings.max_subjects,
+                                          settings.max_subject_bytes, settings.max_header_chars)
         self.queue_counts = QueueCountsCache()
         self.on_queued: Callable[[], None] | None = None  # serve wakes its workers here
 
@@ -68,8 +70,8 @@ class BlastService:
     def databases(self) -> list[DatabaseInfo]:
         return lookup.databases(self)
 
-    def database_letters(self, job: Job) -> int | None:
-        return lookup.database_letters(self, job.databases)
+    def searched_letters(self, job: Job) -> int | None:
+        return lookup.searched_letters(self, job)
 
     def cancel(self, job_id: str) -> Job:
         return cancel.cancel(self, job_id)

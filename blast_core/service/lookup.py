@@ -50,6 +50,13 @@ def databases(service: BlastService) -> list[DatabaseInfo]:
     return service.catalog.list()
 
 
+def searched_letters(service: BlastService, job: Job) -> int | None:
+    """The letters a job's queries are searched against: its subject sequences', or its
+    databases' (`database_letters`)."""
+    return job.subject_letters if job.searches_subject else database_letters(service,
+                                                                             job.databases)
+
+
 def database_letters(service: BlastService, names: list[str]) -> int | None:
     """Letters in these databases, from the catalog; None when the catalog cannot say (a
     database was removed, or cannot be listed)."""

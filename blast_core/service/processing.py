@@ -99,7 +99,7 @@ def _receive(service: BlastService, indexed: tuple[int, Work]) -> ReceivedBatch 
 
 def _candidate(service: BlastService, batch: ReceivedBatch) -> coalescing.Candidate:
     job = batch.stored.job
-    database_letters = lookup.database_letters(service, job.databases) or 0
+    searched_letters = lookup.searched_letters(service, job) or 0
     return coalescing.Candidate(coalescing.SearchKey.of(job), batch.letters, tuning.batch_letters(
-        job.program, job.task, database_letters, service.settings.threads,
+        job.program, job.task, searched_letters, service.settings.threads,
         service.settings.batch_letters))

@@ -15,7 +15,7 @@ from blast_core.domain.limits import INLINE_QUERY_BYTES, duration
 from blast_core.domain.messages import Message
 from blast_core.logs import job_log
 from blast_core.service import lookup
-from blast_core.storage.ports import Outgoing, query_blob
+from blast_core.storage.ports import SUBJECT_BLOB, Outgoing, query_blob
 
 if TYPE_CHECKING:
     from blast_core.service.core import BlastService
@@ -32,13 +32,15 @@ def submit(service: BlastService, payload: object) -> Job:
 def validate(service: BlastService, payload: object) -> job_request.JobRequest:
     """The request, validated as a submission validates it; InvalidRequest naming every bad
     field."""
-    return job_request.parse_request(payload, service.query_limits, service.catalog.find)
+    return job_request.parse_request(payload, service.query_limits, service.catalog.find,
+                                     service.subject_limits)
 
 
 def _submit(service: BlastService, payload: object) -> Job:
     request = validate(service, payload)
     sequences = list(request.sequences)
-    database_letters = lookup.database_letters(service, jobs.database_names(request.database)) or 0
+    database_letters = (request.subject_letters if request.subject else lookup.database_letters(
+        service, jobs.database_names(request.database)) or 0)
     _refuse_what_cannot_finish(service, request, sequences, database_letters)
     parts = batches.split(sequences, tuning.batch_letters(
         request.program, request.task, database_letters, service.settings.threads,
@@ -52,6 +54,9 @@ def _submit(service: BlastService, payload: object) -> Job:
         else None
     lane = lane_of(service, job, database_letters)
     try:
+        if request.subject:
+            service.blobs.put_text(job.id, SUBJECT_BLOB, fasta.format_fasta(request.subject),
+                                   "text/x-fasta")
         if inline is None:
             for number, text in enumerate(texts):
                 service.blobs.put_text(job.id, query_blob(number), text, "text/x-fasta")
@@ -68,9 +73,13 @@ def _submit(service: BlastService, payload: object) -> Job:
         service.blobs.delete_job(job.id)
         raise
     job_log(job.id).info("job %s queued: %s %s on %s, %d queries in %d batches", job.id,
-                         job.program, job.task, job.database, job.queries, job.batches)
+                         job.program, job.task, _searched(job), job.queries, job.batches)
     service.wake_workers()
     return job
+
+
+def _searched(job: Job) -> str:
+    return f"{job.subjects} subject sequences" if job.searches_subject else job.database
 
 
 def _refuse_what_cannot_finish(service: BlastService, request: job_request.JobRequest,
@@ -86,9 +95,10 @@ def _refuse_what_cannot_finish(service: BlastService, request: job_request.JobRe
             name = f"sequence {index}" + (f" ({sequence.id[:40]})" if sequence.id else "")
             raise client_input.InvalidRequest([client_input.FieldError("query", (
                 f"{name}: {len(sequence.residues):,} letters against {database_letters:,} "
-                f"database letters with task {request.task} take at least "
-                f"{duration(least)}, longer than the {duration(limit)} one search may run "
-                "here (BLAST_TIME_LIMIT): use task megablast, or split the sequence"))])
+                f"{'subject' if request.subject else 'database'} letters with task "
+                f"{request.task} take at least {duration(least)}, longer than the "
+                f"{duration(limit)} one search may run here (BLAST_TIME_LIMIT): use task "
+                "megablast, or split the sequence"))])
 
 
 def queue(service: BlastService, job: Job, numbers: Iterable[int], resend: bool = False,
@@ -104,7 +114,7 @@ def queue(service: BlastService, job: Job, numbers: Iterable[int], resend: bool 
 def lane_of(service: BlastService, job: Job, database_letters: int | None = None) -> str:
     """The lane of a job's messages, by its query letters (`messages.lane_for`)."""
     if database_letters is None:
-        database_letters = lookup.database_letters(service, job.databases) or 0
+        database_letters = lookup.searched_letters(service, job) or 0
     return messages.lane_for(job.query_letters, service.settings.interactive_letters,
                              tuning.batch_letters(job.program, job.task, database_letters,
                                                   service.settings.threads,

@@ -77,6 +77,9 @@ def query_blob(batch: int) -> str:
     return f"batch-{batch}.fasta"
 
 
+SUBJECT_BLOB = "subject.fasta"  # a job's subject sequences, searched instead of a database
+
+
 def archive_blob(batch: int) -> str:
     return f"batch-{batch}.asn"
 

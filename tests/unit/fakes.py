@@ -634,9 +634,11 @@ class FakeBlast:
 
     def run_search(self, job: Job, tools: search.BlastTools, query_path: str,
                    db_paths: list[str], workdir: str, queries: int = 1,
-                   stop: Any = None, time_limit: float | None = None) -> search.SearchResult:
+                   stop: Any = None, time_limit: float | None = None,
+                   subject_path: str | None = None) -> search.SearchResult:
         with self._lock:
-            self.searches.append((job.id, list(db_paths), queries))
+            self.searches.append((job.id, [subject_path] if subject_path else list(db_paths),
+                                  queries))
         if self.during is not None:
             self.during(job)
         if stop is not None and stop.should_stop():

@@ -8,6 +8,7 @@ from blast_core.domain import coalescing, messages
 from blast_core.domain.coalescing import Candidate, SearchKey
 from blast_core.domain.limits import BATCH_TRIGGER_SHARE, LOCK_DURATION, PLATFORM_UPDATE_GRACE
 from blast_core.hosts.worker import work_on
+from blast_core.storage.ports import SUBJECT_BLOB
 from unit.fakes import FAKE_DATABASE, build
 
 KEY = SearchKey("blastn", "megablast", "16SCore", 10.0, 10, None, None)
@@ -122,3 +123,22 @@ def test_more_than_a_batch_of_work_received_goes_back_untouched_for_another_work
     work_on(world.service, world.transport.receive_many(16))
     assert world.job(jobs[2].id).status == "succeeded"
     assert world.job(jobs[2].id).attempts == 1
+
+
+def test_a_job_of_subject_sequences_shares_runs_only_with_its_own_batches(blast):
+    """Its batches search its own subject, never a database nor another job's subject."""
+    world = build(BLAST_BATCH_LETTERS="1000")
+    subject = ">s1\nACGTACGTAAACCCGGGTTT\n"
+    two_batches = world.service.submit({"query": ">a\n" + "ACGT" * 50 + "\n>b\n" + "ACGT" * 50
+                                        + "\n", "subject": subject})
+    alike, on_database = (world.service.submit({"query": f">q\n{'ACGT' * 50}\n", **target})
+                          for target in ({"subject": subject}, {"database": FAKE_DATABASE.name}))
+    assert world.blobs.get_text(two_batches.id, SUBJECT_BLOB) == subject
+    work_on(world.service, world.transport.receive_many(16))
+    searched = sorted((job_id, [path.rsplit("/", 1)[-1] for path in targets], queries)
+                      for job_id, targets, queries in blast.searches)
+    assert searched == sorted([(two_batches.id, [SUBJECT_BLOB], 2), (alike.id, [SUBJECT_BLOB], 1),
+                               (on_database.id, [FAKE_DATABASE.name], 1)])
+    for job in (two_batches, alike, on_database):
+        assert world.job(job.id).status == "succeeded"
+    assert world.job(alike.id).subjects == 1 and world.job(on_database.id).subjects == 0

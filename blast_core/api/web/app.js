@@ -204,6 +204,14 @@ async function resultJson(id) {
   }
 }
 
+// One query's search: `search` against databases; against subject sequences BLAST+ writes
+// `bl2seq`, a list of searches of that query, whose hits are shown together.
+function querySearch(results) {
+  if (!results.bl2seq) return results.search;
+  const [first, ...others] = results.bl2seq;
+  return { ...first, hits: [first, ...others].flatMap((search) => search.hits || []) };
+}
+
 function showStatus(message, isError = false) {
   const status = $("status");
   status.textContent = message;
@@ -260,6 +268,24 @@ function jobDatabases(job) {
   return Array.isArray(job.databases) ? job.databases : String(job.database || "").split(/\s+/);
 }
 
+// What a job searched, in words: its databases, or its own subject sequences.
+function jobTarget(job) {
+  if (job.subjects) {
+    return `${integer.format(job.subjects)} subject ${job.subjects === 1 ? "sequence" : "sequences"}`;
+  }
+  return jobDatabases(job).join(", ");
+}
+
+function searchesSubject() {
+  return $("target-subject").checked;
+}
+
+function targetChanged() {
+  $("database-target").hidden = searchesSubject();
+  $("subject-target").hidden = !searchesSubject();
+  fillPrograms();
+}
+
 function statusBadge(job) {
   const known = state.config.statuses.all.includes(job.status) ? job.status : "unknown";
   const text = job.status === "running" ? `running ${duration(job)}${progress(job)}` : job.status;
@@ -285,14 +311,14 @@ function fillSelect(select, options, chosen) {
 }
 
 // The program decides the databases offered: those of the molecule it searches. A program with
-// no such database cannot be chosen.
+// no such database cannot be chosen, unless it searches subject sequences.
 function fillPrograms() {
   const molecules = new Set(state.databases.map((d) => d.molecule));
   const programs = Object.entries(state.config.programs);
   fillSelect($("field-program"), programs.map(([name, program]) => ({
     value: name,
     label: name,
-    disabled: !molecules.has(program.database_molecule),
+    disabled: !searchesSubject() && !molecules.has(program.database_molecule),
   })), $("field-program").value || state.config.default_program);
   if (!programs.some(([, program]) => molecules.has(program.database_molecule))) {
     showFieldErrors([{ field: "database", reason: "no database is available" }]);
@@ -377,8 +403,7 @@ function showLetters(letters) {
 
 // What fasta.validate checks, in the same words; the API decides the rest (e.g. protein-like
 // sequences for a nucleotide program) and its message is shown the same way.
-function checkQuery(text, molecule) {
-  const limits = state.config.query;
+function checkQuery(text, molecule, limits = state.config.query) {
   const size = new TextEncoder().encode(text).length;
   if (size > limits.max_bytes) return `is ${size} bytes; the limit is ${limits.max_bytes}`;
   const sequences = parseFasta(text);
@@ -464,14 +489,20 @@ function readForm() {
   const molecule = state.config.programs[program]?.query_molecule || "nucleotide";
   const queryError = checkQuery(payload.query, molecule);
   if (queryError) errors.push({ field: "query", reason: queryError });
-  const databases = chosenDatabases();
-  if (!databases.length) {
-    errors.push({ field: "database", reason: "choose at least one database" });
-  } else if (databases.length > state.maxDatabases) {
-    errors.push({ field: "database", reason: `choose at most ${state.maxDatabases} databases` });
+  if (searchesSubject()) {
+    payload.subject = $("field-subject").value;
+    const subjectError = checkQuery(payload.subject, programMolecule(), state.config.subject);
+    if (subjectError) errors.push({ field: "subject", reason: subjectError });
+  } else {
+    const databases = chosenDatabases();
+    if (!databases.length) {
+      errors.push({ field: "database", reason: "choose at least one database" });
+    } else if (databases.length > state.maxDatabases) {
+      errors.push({ field: "database", reason: `choose at most ${state.maxDatabases} databases` });
+    }
+    // One database is sent as its name, several as a list.
+    payload.database = databases.length === 1 ? databases[0] : databases;
   }
-  // One database is sent as its name, several as a list.
-  payload.database = databases.length === 1 ? databases[0] : databases;
   for (const [name, rule] of Object.entries(state.config.options)) {
     const text = $(`field-${name}`).value.trim();
     if (!text) continue;
@@ -565,7 +596,7 @@ async function refreshJobs() {
     const row = el("tr", {},
       el("td", {}, el("a", { href: `#job=${job.id}`, class: "mono" }, job.id),
         el("span", { class: "when" }, formatTime(job.submitted_at))),
-      el("td", {}, jobDatabases(job).join(", ")),
+      el("td", {}, jobTarget(job)),
       el("td", {}, `${job.program} / ${job.task}`),
       el("td", { class: "num" }, integer.format(job.queries)),
       el("td", {}, statusBadge(job)),
@@ -636,7 +667,7 @@ async function loadJob(id, query) {
     const report = await resultJson(id);
     if (currentJobId() !== id) return;
     showStatus("");
-    state.reports = report.BlastOutput2.map((entry) => entry.report.results.search);
+    state.reports = report.BlastOutput2.map((entry) => querySearch(entry.report.results));
   } catch (error) {
     showJobError(error.status === 410 ? expiredMessage(error)
       : `The results cannot be read: ${error.message}`);
@@ -710,8 +741,8 @@ function showJobSummary(job) {
   const databases = jobDatabases(job);
   const parts = [
     statusBadge(job),
-    ` ${databases.length === 1 ? "database" : "databases"} `,
-    el("span", { class: "job-databases" }, databases.join(", ")),
+    job.subjects ? " " : ` ${databases.length === 1 ? "database" : "databases"} `,
+    el("span", { class: "job-databases" }, jobTarget(job)),
     ` · ${job.program} / ${job.task} · `
       + `${integer.format(job.queries)} ${job.queries === 1 ? "query" : "queries"} `
       + `(${integer.format(job.query_letters)} letters)`,
@@ -1092,6 +1123,8 @@ function bind() {
   $("field-database").addEventListener("change", databasesChanged);
   $("field-program").addEventListener("change", programChanged);
   $("job-cancel").addEventListener("click", cancelJob);
+  $("target-database").addEventListener("change", targetChanged);
+  $("target-subject").addEventListener("change", targetChanged);
   $("query-select").addEventListener("change", (e) => goToQuery(Number(e.target.value)));
   $("query-prev").addEventListener("click", () => goToQuery(state.query - 1));
   $("query-next").addEventListener("click", () => goToQuery(state.query + 1));
