@@ -13,6 +13,8 @@ with one worker on Azurite. Then, per format:
              is BLAST+'s own;
   size       bytes of the merged result, and how the next GET answers (200, or 302 to Blob
              storage above BLAST_MAX_INLINE_RESULT_BYTES);
+  tsv+       a tsv of columns of one's own (CHOSEN_COLUMNS), made from the same archives;
+  download   the tsv downloaded whole, plain and gzip-compressed: bytes on the wire, seconds;
   worker RSS the worker process's peak resident memory (VmHWM) once every format is made.
 """
 
@@ -35,6 +37,7 @@ sys.path.insert(0, str(ROOT))
 from blast_core.blast import search  # noqa: E402
 from blast_core.blast.programs import stop_processes  # noqa: E402
 from blast_core.blast.samples import database_sequences, sample_fasta  # noqa: E402
+from blast_core.domain import tabular  # noqa: E402
 from blast_core.settings import STORAGE_CONNECTION, Settings  # noqa: E402
 from blast_core.storage.azurite import LocalAzurite, free_port  # noqa: E402
 from blast_core.storage.blobs import AzureJobBlobs  # noqa: E402
@@ -42,6 +45,9 @@ from blast_core.storage.ports import archive_blob  # noqa: E402
 
 DATA = Path("/usr/share/ncbi/data")
 DATABASE = "Combined16SrRNA_2-12-2008"
+# A researcher's usual table: the standard columns' essentials, coverage and the subject's title.
+CHOSEN_COLUMNS = ("qseqid", "sseqid", "pident", "length", "evalue", "bitscore", "qcovs",
+                  "qcovhsp", "slen", "stitle")
 
 
 def children(pid: int) -> list[int]:
@@ -62,6 +68,18 @@ def peak_rss_mb(pid: int) -> float:
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024
     return 0.0
+
+
+def downloads(url: str) -> None:
+    """The tsv result downloaded whole, plain and gzip-compressed: bytes on the wire, and
+    seconds (compressing as it streams costs the HTTP side CPU)."""
+    for encoding in ("identity", "gzip"):
+        started = time.monotonic()
+        response = requests.get(url, headers={"Accept-Encoding": encoding}, stream=True,
+                                timeout=230)
+        wire = len(response.raw.read(decode_content=False))
+        print(f"download tsv, {encoding:<8}: {wire / 1e6:6.2f} MB on the wire in "
+              f"{time.monotonic() - started:.2f} s")
 
 
 def main() -> int:
@@ -109,14 +127,17 @@ def main() -> int:
                 archives.append(path)
             print(f"{'format':<6} {'request s':>9} {'making s':>9} {'raw s':>7} "
                   f"{'ratio':>6} {'MB':>8}  next GET")
-            for name, fmt in search.OUTPUT_FORMATS.items():
+            chosen = search.output_format(tabular.result_key(CHOSEN_COLUMNS))
+            for name, fmt in [*search.OUTPUT_FORMATS.items(), ("tsv+", chosen)]:
+                params = {"format": fmt.name, **({"columns": ",".join(fmt.columns)}
+                                                 if fmt.key != fmt.name else {})}
                 asked = time.monotonic()
                 first = requests.get(f"{url}/jobs/{job['id']}/results", timeout=230,
-                                     params={"format": name}, allow_redirects=False)
+                                     params=params, allow_redirects=False)
                 answered = time.monotonic()
                 while True:
                     again = requests.get(f"{url}/jobs/{job['id']}/results", timeout=230,
-                                         params={"format": name}, allow_redirects=False,
+                                         params=params, allow_redirects=False,
                                          stream=True)
                     if again.status_code != 202:
                         break
@@ -130,11 +151,12 @@ def main() -> int:
                 raw = time.monotonic() - started
                 state = requests.get(f"{url}/jobs/{job['id']}", timeout=30).json()
                 size = store._container.get_blob_client(
-                    f"{job['id']}/result.{fmt.extension}").get_blob_properties().size
+                    f"{job['id']}/result.{fmt.stored_as}").get_blob_properties().size
                 print(f"{name:<6} {answered - asked:>9.3f} {made - answered:>9.1f} {raw:>7.1f} "
                       f"{raw / (made - answered):>6.2f} {size / 1e6:>8.1f}  "
                       f"{first.status_code} then {again.status_code} "
-                      f"({state['formats'][name]})")
+                      f"({state['formats'][fmt.key]})")
+            downloads(f"{url}/jobs/{job['id']}/results?format=tsv")
             print(f"worker peak RSS: {peak_rss_mb(worker):.0f} MB; serve peak RSS: "
                   f"{peak_rss_mb(serve.pid):.0f} MB")
         finally:

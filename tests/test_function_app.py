@@ -1,6 +1,7 @@
 """The Azure Functions app, invoked directly with the real `azure.functions` types (the
 Functions host itself cannot run here), against Azurite and the real blastn."""
 
+import gzip
 import importlib.util
 import json
 import subprocess
@@ -153,6 +154,19 @@ def test_submit_work_and_fetch_through_the_functions(storage_app, settings_env, 
     refused = get_result(columns="qseqid,sseqid;id")
     assert refused.status_code == 400
     assert json.loads(refused.get_body())["errors"][0]["field"] == "columns"
+
+    # A byte range, and gzip for a client that accepts it, through the function's response.
+    whole = result.get_body()
+    ranged = call(storage_app, "get_result", "GET", f"jobs/{job['id']}/results",
+                  headers={"Range": "bytes=10-49", "Accept-Encoding": "gzip"},
+                  params={"format": "tsv"}, route_params={"job_id": job["id"]})
+    assert (ranged.status_code, ranged.get_body()) == (206, whole[10:50])
+    assert ranged.headers["Content-Range"] == f"bytes 10-49/{len(whole)}"
+    compressed = call(storage_app, "get_result", "GET", f"jobs/{job['id']}/results",
+                      headers={"Accept-Encoding": "gzip, deflate"}, params={"format": "tsv"},
+                      route_params={"job_id": job["id"]})
+    assert compressed.headers["Content-Encoding"] == "gzip"
+    assert gzip.decompress(compressed.get_body()) == whole
 
 
 def test_a_subject_job_through_the_functions(storage_app, tmp_path):

@@ -145,6 +145,12 @@ PATHS: dict[str, Any] = {
                                 "download link).",
                  "schema": {"type": "integer", "minimum": 0, "maximum": MAX_RESULT_WAIT,
                             "default": 0}},
+                {"name": "Range", "in": "header", "required": False,
+                 "description": "One byte range of the stored result (`bytes=0-999`, "
+                                "`bytes=1000-`, `bytes=-500`): answered 206 with that part, "
+                                "never compressed. Any other value, several ranges among them, "
+                                "is ignored (the whole result, 200).",
+                 "schema": {"type": "string"}},
                 {"name": "redirect", "in": "query", "required": False,
                  "description": "`true` (also `1` or `yes`, in any case): answer 302 to a "
                                 "read-only, expiring Blob storage link; any other value: the "
@@ -152,7 +158,13 @@ PATHS: dict[str, Any] = {
                  "schema": {"type": "string"}},
             ],
             "responses": {
-                "200": {"description": "The result in the asked format.", "content": {
+                "206": {"description": "The byte range asked for (`Content-Range`).",
+                        "headers": {"Content-Range": {"schema": {"type": "string"}}}},
+                "416": _problem("A `Range` with no byte in the result; `Content-Range` is "
+                                "`bytes */SIZE`."),
+                "200": {"description": "The result in the asked format; gzip-compressed as it "
+                                       "streams (`Content-Encoding: gzip`) when "
+                                       "`Accept-Encoding` accepts gzip.", "content": {
                     fmt.content_type.split(";")[0]: {"schema": _RESULT_SCHEMAS.get(
                         fmt.name, {"type": "string"})}
                     for fmt in search.OUTPUT_FORMATS.values()}},

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from blast_core.api import openapi, views
+from blast_core.api import compression, openapi, views
 from blast_core.api.dispatch import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
 from blast_core.api.ncbi import NCBI_ROUTES
 from blast_core.api.web import WEB_ROUTES
 from blast_core.blast import search
 from blast_core.blast.programs import ToolError
-from blast_core.domain import client_input, job_request, jobs, tabular
+from blast_core.domain import byte_ranges, client_input, job_request, jobs, tabular
 from blast_core.domain.client_input import FieldError, InvalidRequest
 from blast_core.domain.jobs import Job
 from blast_core.service.core import BlastService
-from blast_core.service.results import ResultLink
+from blast_core.service.results import ResultBody, ResultLink
 from blast_core.settings import Settings, SettingsError
 
 
@@ -113,14 +113,33 @@ def get_result(service: BlastService, request: ApiRequest) -> ApiResponse:
         key = result_key(request.params.get("format", tabular.TSV), request.params.get("columns"))
         if request.params.get("redirect", "").lower() in ("1", "true", "yes"):
             return ApiResponse(302, b"", {"Location": service.result_link(job_id, key)})
-        result = service.result(job_id, key, _wait(request))
+        result = service.result(job_id, key, _wait(request),
+                                byte_ranges.parse(request.header("range")))
     except InvalidRequest as error:
         raise ApiError(400, str(error), error.errors) from None
+    except byte_ranges.RangeNotSatisfiable as error:
+        raise ApiError(416, f"Range: {error}", [FieldError("Range", str(error))],
+                       {"Content-Range": f"bytes */{error.size}"}) from None
     if isinstance(result, ResultLink):  # too large to pass through this function
         return ApiResponse(302, b"", {"Location": result.url})
-    return ApiResponse(200, result.chunks, {
-        "Content-Type": result.content_type,
-        "Content-Disposition": f'inline; filename="{result.filename}"'})
+    return _result_response(result, request.header("accept-encoding"))
+
+
+def _result_response(result: ResultBody, accept_encoding: str) -> ApiResponse:
+    """The part asked for (206), or the whole, gzip-compressed as it streams when the client
+    accepts it (a range is of the stored bytes, so it is never compressed)."""
+    headers = {"Content-Type": result.content_type, "Accept-Ranges": "bytes",
+               "Content-Disposition": f'inline; filename="{result.filename}"',
+               "Vary": "Accept-Encoding"}
+    if result.span is not None:
+        return ApiResponse(206, result.chunks, {**headers, "Content-Range":
+                                                result.span.content_range(),
+                                                "Content-Length": str(result.span.length)})
+    if compression.accepts_gzip(accept_encoding):
+        return ApiResponse(200, compression.gzipped(result.chunks),
+                           {**headers, "Content-Encoding": "gzip"})
+    length = {} if result.size is None else {"Content-Length": str(result.size)}
+    return ApiResponse(200, result.chunks, {**headers, **length})
 
 
 def result_key(format_name: str, columns: str | None) -> str:

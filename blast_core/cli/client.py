@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
@@ -37,6 +38,15 @@ def api_base(url: str) -> str:
     return base if base.endswith(PREFIX) else base + PREFIX
 
 
+@dataclass(frozen=True)
+class Download:
+    """A result arriving: its bytes, and how many there are when the service says (not for
+    a result compressed on the way)."""
+
+    chunks: Iterator[bytes]
+    size: int | None
+
+
 class BlastClient:
     def __init__(self, url: str, api_key: str | None = None, timeout: float = 60.0):
         self.base = api_base(url)
@@ -65,11 +75,11 @@ class BlastClient:
 
     def result(self, job_id: str, format_name: str, wait: float = RESULT_WAIT_SECONDS,
                waiting: Callable[[float], None] | None = None,
-               columns: str | None = None) -> Iterator[bytes]:
+               columns: str | None = None) -> Download:
         """The result's bytes as they arrive, for results too large to hold in memory (with
-        `columns`, a tsv result's columns). While a worker makes the format (202), ask again
-        as `Retry-After` says, for up to `wait` seconds, telling `waiting` how long it has
-        waited so far."""
+        `columns`, a tsv result's columns), gzip-compressed on the way when the service does
+        so. While a worker makes the format (202), ask again as `Retry-After` says, for up to
+        `wait` seconds, telling `waiting` how long it has waited so far."""
         started = time.monotonic()
         params = {"format": format_name, **({"columns": columns} if columns else {})}
         while True:
@@ -91,7 +101,9 @@ class BlastClient:
             except requests.RequestException as error:
                 raise Unreachable(f"the result stopped arriving: {error}") from None
 
-        return chunks()
+        compressed = "Content-Encoding" in response.headers
+        length = response.headers.get("Content-Length", "")
+        return Download(chunks(), int(length) if length.isdigit() and not compressed else None)
 
     def _request(self, method: str, path: str, **options: Any) -> requests.Response:
         url = f"{self.base}/{path}"

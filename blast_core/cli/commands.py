@@ -18,7 +18,7 @@ from typing import Any
 from blast_core.blast.programs import ToolError
 from blast_core.blast.samples import database_sequences, sample_fasta
 from blast_core.cli.client import DEFAULT_URL, ApiProblem, BlastClient, Unreachable
-from blast_core.cli.output import Progress, table
+from blast_core.cli.output import DownloadProgress, Progress, table
 from blast_core.cli.parser import (
     EXIT_INTERRUPTED,
     PROG,
@@ -146,21 +146,25 @@ def results_command(client: BlastClient, args: argparse.Namespace) -> None:
         print(f"\rthe {args.format} result is being made ({seconds:.0f} s)", end="",
               file=sys.stderr, flush=True)
 
-    chunks = client.result(args.job_id, args.format, waiting=waiting if sys.stderr.isatty()
-                           else None, columns=args.columns)
+    download = client.result(args.job_id, args.format, waiting=waiting if sys.stderr.isatty()
+                             else None, columns=args.columns)
     if not args.output:
-        for chunk in chunks:
+        for chunk in download.chunks:
             sys.stdout.buffer.write(chunk)
         sys.stdout.flush()
         return
+    progress = DownloadProgress(sys.stderr, download.size)
     with open(args.output, "wb") as out:
         try:
-            for chunk in chunks:
+            for chunk in download.chunks:
                 out.write(chunk)
+                progress.add(len(chunk))
         except BaseException:
             out.close()
             os.remove(args.output)  # no truncated result left behind
             raise
+        finally:
+            progress.end()
 
 
 def recent_command(client: BlastClient, args: argparse.Namespace) -> None:

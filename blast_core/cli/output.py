@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from typing import Any, TextIO
 
 from blast_core.domain.jobs import FINAL_STATUSES
@@ -41,6 +43,47 @@ class Progress:
         if self.live:
             self.stream.write("\n")
             self.stream.flush()
+
+
+class DownloadProgress:
+    """A result being written to a file: a bar of the bytes written when their total is
+    known, else their count, redrawn in place at most ten times a second, on a terminal only
+    (a log or a pipe gets nothing)."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: TextIO, total: int | None,
+                 clock: Callable[[], float] = time.monotonic):
+        self.stream, self.total, self.clock = stream, total, clock
+        self.live = stream.isatty()
+        self.done = 0
+        self.drawn_at = -1.0
+
+    def add(self, count: int) -> None:
+        self.done += count
+        if self.live and self.clock() - self.drawn_at >= 0.1:
+            self._draw()
+
+    def end(self) -> None:
+        if self.live:
+            self._draw()
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _draw(self) -> None:
+        self.drawn_at = self.clock()
+        if self.total:
+            filled = self.WIDTH * min(self.done, self.total) // self.total
+            shown = (f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {megabytes(self.done)} of "
+                     f"{megabytes(self.total)}")
+        else:
+            shown = f"{megabytes(self.done)} written"
+        self.stream.write(f"\r{shown}")
+        self.stream.flush()
+
+
+def megabytes(count: int) -> str:
+    return f"{count / 1e6:.1f} MB"
 
 
 def table(rows: list[list[str]], numeric: tuple[int, ...] = ()) -> str:

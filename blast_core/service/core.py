@@ -12,6 +12,7 @@ from datetime import datetime
 
 from blast_core.blast.databases import DatabaseCatalog
 from blast_core.blast.search import BlastTools
+from blast_core.domain.byte_ranges import RangeSpec
 from blast_core.domain.database import DatabaseInfo
 from blast_core.domain.fasta import QueryLimits
 from blast_core.domain.job_request import JobRequest
@@ -76,12 +77,12 @@ class BlastService:
     def cancel(self, job_id: str) -> Job:
         return cancel.cancel(self, job_id)
 
-    def result(self, job_id: str, format_name: str,
-               wait: float = 0.0) -> ResultBody | ResultLink:
-        return results.result(self, job_id, format_name, wait)
+    def result(self, job_id: str, key: str, wait: float = 0.0,
+               wanted: RangeSpec | None = None) -> ResultBody | ResultLink:
+        return results.result(self, job_id, key, wait, wanted)
 
-    def result_link(self, job_id: str, format_name: str) -> str:
-        return results.result_link(self, job_id, format_name)
+    def result_link(self, job_id: str, key: str) -> str:
+        return results.result_link(self, job_id, key)
 
     def handle(self, message: Message, attempt: int, last_attempt: bool = False) -> None:
         processing.handle(self, message, attempt, last_attempt)

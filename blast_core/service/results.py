@@ -13,7 +13,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from blast_core.blast import search
-from blast_core.domain import batches, fasta, jobs, messages, tabular
+from blast_core.domain import batches, byte_ranges, fasta, jobs, messages, tabular
+from blast_core.domain.byte_ranges import ByteSpan, RangeSpec
 from blast_core.domain.client_input import FieldError, InvalidRequest
 from blast_core.domain.jobs import Job
 from blast_core.logs import describe, job_log
@@ -31,9 +32,13 @@ RESULT_POLL_SECONDS = 0.5
 
 @dataclass(frozen=True)
 class ResultBody:
+    """A result's content, or the part of it asked for (`span`), and its whole size."""
+
     chunks: Iterator[bytes]
     content_type: str
     filename: str
+    size: int | None = None
+    span: ByteSpan | None = None
 
 
 @dataclass(frozen=True)
@@ -43,10 +48,11 @@ class ResultLink:
     url: str
 
 
-def result(service: BlastService, job_id: str, key: str,
-           wait: float = 0.0) -> ResultBody | ResultLink:
+def result(service: BlastService, job_id: str, key: str, wait: float = 0.0,
+           wanted: RangeSpec | None = None) -> ResultBody | ResultLink:
     """The result in one format (`key`: a format's name, or a tabular result's key naming
-    its columns, `domain/tabular.py`): its content, or a link when it is larger than
+    its columns, `domain/tabular.py`): its content (the `wanted` range of it: a range beyond
+    it raises RangeNotSatisfiable), or a link when it is larger than
     BLAST_MAX_INLINE_RESULT_BYTES. The first request for a format asks a worker to make it;
     meanwhile ResultPending, after waiting up to `wait` seconds for the worker (for clients
     that cannot ask again, such as a browser's download link)."""
@@ -54,7 +60,7 @@ def result(service: BlastService, job_id: str, key: str,
     fmt = search.output_format(key)
     job = _succeeded(service, job_id)
     while True:
-        made = _made(service, job, fmt)
+        made = _made(service, job, fmt, wanted)
         if made is not None:
             return made
         pending = _ask_for_format(service, job, fmt)
@@ -75,16 +81,18 @@ def result_link(service: BlastService, job_id: str, key: str) -> str:
     return _link(service, job, fmt)
 
 
-def _made(service: BlastService, job: Job,
-          fmt: search.OutputFormat) -> ResultBody | ResultLink | None:
+def _made(service: BlastService, job: Job, fmt: search.OutputFormat,
+          wanted: RangeSpec | None) -> ResultBody | ResultLink | None:
     made = job.format_state(fmt.key)
     if made.state != jobs.FORMAT_READY:
         return None
     if (made.size or 0) > service.settings.max_inline_result_bytes:
         return ResultLink(_link(service, job, fmt))
-    chunks = service.blobs.stream(job.id, result_blob(fmt.stored_as))
+    span = byte_ranges.resolve(wanted, made.size) if wanted and made.size is not None else None
+    chunks = service.blobs.stream(job.id, result_blob(fmt.stored_as), *(
+        (span.start, span.length) if span else ()))
     return None if chunks is None else ResultBody(chunks, fmt.content_type,
-                                                  f"{job.id}.{fmt.extension}")
+                                                  f"{job.id}.{fmt.extension}", made.size, span)
 
 
 def _link(service: BlastService, job: Job, fmt: search.OutputFormat) -> str:

@@ -51,11 +51,14 @@ class AzureJobBlobs:
     def exists(self, job_id: str, name: str) -> bool:
         return self._container.get_blob_client(f"{job_id}/{name}").exists()
 
-    def stream(self, job_id: str, name: str) -> Iterator[bytes] | None:
-        """The blob's content in chunks, never whole in memory, or None when it does not
-        exist."""
+    def stream(self, job_id: str, name: str, offset: int = 0,
+               length: int | None = None) -> Iterator[bytes] | None:
+        """The blob's content in chunks, never whole in memory, from byte `offset` on (`length`
+        bytes of it, or to the end), or None when it does not exist."""
         try:
-            downloader = self._container.download_blob(f"{job_id}/{name}")
+            downloader = self._container.download_blob(  # no range: an empty blob has none
+                f"{job_id}/{name}", offset=offset if offset or length is not None else None,
+                length=length)
         except ResourceNotFoundError:
             return None
         return downloader.chunks()

@@ -284,12 +284,14 @@ class FakeJobBlobs:
         with self._lock:
             return f"{job_id}/{name}" in self._blobs
 
-    def stream(self, job_id: str, name: str) -> Iterator[bytes] | None:
+    def stream(self, job_id: str, name: str, offset: int = 0,
+               length: int | None = None) -> Iterator[bytes] | None:
         self._call("stream", job_id)
         try:
             content = self._read(job_id, name)
         except ResourceNotFoundError:
             return None
+        content = content[offset:None if length is None else offset + length]
         return (content[start:start + self.chunk_size]
                 for start in range(0, len(content), self.chunk_size))
 

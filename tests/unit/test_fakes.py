@@ -120,7 +120,12 @@ def test_blobs_of_a_job_are_read_streamed_and_deleted_by_job(blobs):
     blobs.put_text("a", "batch-0.fasta", ">q\nACGTACGT\n", "text/x-fasta")
     blobs.put_text("ab", "batch-0.fasta", "other job", "text/x-fasta")
     assert b"".join(blobs.stream("a", "batch-0.fasta")) == b">q\nACGTACGT\n"
+    assert b"".join(blobs.stream("a", "batch-0.fasta", 3, 4)) == b"ACGT"
+    assert b"".join(blobs.stream("a", "batch-0.fasta", 7)) == b"ACGT\n"
     assert blobs.stream("a", "result.tsv") is None
+    assert blobs.stream("a", "result.tsv", 3, 4) is None
+    blobs.put_text("a", "empty.tsv", "", "text/tab-separated-values")
+    assert b"".join(blobs.stream("a", "empty.tsv")) == b"", "no hits: an empty result"
     assert (blobs.exists("a", "batch-0.fasta"), blobs.exists("a", "result.tsv")) == (True, False)
     with pytest.raises(ResourceNotFoundError, match="does not exist"):
         blobs.get_text("a", "result.tsv")
