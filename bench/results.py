@@ -5,7 +5,7 @@ how much memory it takes, against blast_formatter itself on the same archives.
 
 One job of N sampled 16S queries against Combined16SrRNA_2-12-2008 (100 hits each, with
 alignments: about half a megabyte of JSON per query), fanned out into batches, through `serve`
-with one worker on Azurite. Then, per format:
+with one worker per lane on Azurite. Then, per format:
   request    seconds until the first GET answers (202: a worker makes the format);
   making     seconds from that answer until the format is ready (the worker downloads each
              batch's archive, runs blast_formatter, merges the parts, uploads the result);
@@ -15,7 +15,8 @@ with one worker on Azurite. Then, per format:
              storage above BLAST_MAX_INLINE_RESULT_BYTES);
   tsv+       a tsv of columns of one's own (CHOSEN_COLUMNS), made from the same archives;
   download   the tsv downloaded whole, plain and gzip-compressed: bytes on the wire, seconds;
-  worker RSS the worker process's peak resident memory (VmHWM) once every format is made.
+  worker RSS the worker processes' largest peak resident memory (VmHWM) once every format
+             is made.
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ def main() -> int:
                 time.sleep(1)
                 job = requests.get(f"{url}/jobs/{job['id']}", timeout=30).json()
             print(f"searched: {job['status']} in {job['timings']['total']} s")
-            [worker] = children(serve.pid)
+            workers = children(serve.pid)  # one per lane
             settings = Settings.from_env(env)
             store = AzureJobBlobs.connect(settings.connection(STORAGE_CONNECTION),
                                           settings.results_container)
@@ -157,7 +158,7 @@ def main() -> int:
                       f"{first.status_code} then {again.status_code} "
                       f"({state['formats'][fmt.key]})")
             downloads(f"{url}/jobs/{job['id']}/results?format=tsv")
-            print(f"worker peak RSS: {peak_rss_mb(worker):.0f} MB; serve peak RSS: "
+            print(f"worker peak RSS: {max(map(peak_rss_mb, workers)):.0f} MB; serve peak RSS: "
                   f"{peak_rss_mb(serve.pid):.0f} MB")
         finally:
             stop_processes([serve])

@@ -136,8 +136,9 @@ def _result_response(result: ResultBody, accept_encoding: str) -> ApiResponse:
                                                 result.span.content_range(),
                                                 "Content-Length": str(result.span.length)})
     if compression.accepts_gzip(accept_encoding):
-        return ApiResponse(200, compression.gzipped(result.chunks),
-                           {**headers, "Content-Encoding": "gzip"})
+        return ApiResponse(200, compression.gzipped(
+            result.chunks, compression.level_for(result.content_type)),
+            {**headers, "Content-Encoding": "gzip"})
     length = {} if result.size is None else {"Content-Length": str(result.size)}
     return ApiResponse(200, result.chunks, {**headers, **length})
 

@@ -59,6 +59,10 @@ def test_chunks_are_compressed_as_they_stream_and_decompress_to_the_same_bytes()
     compressed = list(compression.gzipped(iter(chunks)))
     assert len(compressed) > 1 and gzip.decompress(b"".join(compressed)) == b"".join(chunks)
     assert gzip.decompress(b"".join(compression.gzipped([]))) == b"", "an empty result too"
+    fast = b"".join(compression.gzipped(iter(chunks), 1))
+    assert gzip.decompress(fast) == b"".join(chunks)
+    assert compression.level_for("text/tab-separated-values; charset=utf-8") == 1
+    assert compression.level_for("application/json") == compression.GZIP_LEVEL
 
 
 class Terminal(io.StringIO):
