@@ -97,6 +97,27 @@ def test_each_program_finds_what_running_it_directly_finds(server, data, tmp_pat
         assert done["hits"] >= 1 and "xml2" in done["results"]
 
 
+@pytest.mark.parametrize(("program", "database"), [("blastp", PROTEIN_DB),
+                                                    ("tblastn", NUCLEOTIDE_DB)])
+def test_subject_sequences_of_the_molecule_each_program_searches(server, data, tmp_path,
+                                                                  program, database):
+    """A database's sequences given as `subject` instead: what `-subject` finds directly."""
+    subject = subprocess.run(["blastdbcmd", "-db", f"{data['db_dir']}/{database}", "-entry",
+                              "all"], capture_output=True, text=True, check=True).stdout
+    response = requests.post(f"{server.url}/jobs", json={
+        "query": data[program], "subject": subject, "program": program})
+    assert response.status_code == 202, response.text
+    done = wait_for_job(server.url, response.json()["id"])
+    assert done["status"] == "succeeded" and done["subjects"] == 40, done
+    (tmp_path / "query.fa").write_text(data[program])
+    (tmp_path / "subject.fa").write_text(subject)
+    expected = subprocess.run([program, "-query", str(tmp_path / "query.fa"), "-subject",
+                               str(tmp_path / "subject.fa"), "-outfmt",
+                               f"6 {' '.join(DEFAULT_COLUMNS)}"],
+                              capture_output=True, text=True, check=True).stdout
+    assert expected and fetch_result(done["results"]["tsv"]).text == expected
+
+
 def test_databases_report_their_molecule(server):
     listed = {d["name"]: d for d in requests.get(f"{server.url}/databases").json()["databases"]}
     assert (listed[PROTEIN_DB]["molecule"], listed[NUCLEOTIDE_DB]["molecule"]) == \

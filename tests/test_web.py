@@ -365,7 +365,9 @@ def test_a_search_of_subject_sequences_through_the_form(page, server, tmp_path):
     page.click("#submit-button")
     expect(page.locator("#error-subject")).to_have_text(
         "sequence 1 (bad) has characters that are not sequence letters: '$'")
-    page.fill("#field-subject", subject)
+    (tmp_path / "subject.fasta").write_text(subject)
+    page.set_input_files("#subject-file", str(tmp_path / "subject.fasta"))
+    expect(page.locator("#field-subject")).to_have_value(subject)
     page.select_option("#field-task", "blastn")
     page.click("#submit-button")
     status = page.locator("#job-summary .badge")

@@ -567,16 +567,17 @@ async function submitForm(event) {
   }
 }
 
-async function readFile() {
-  const file = $("query-file").files[0];
+// A FASTA file picked for the query or the subject, checked against that field's limit.
+async function readFile(field) {
+  const file = $(`${field}-file`).files[0];
   if (!file) return;
   clearErrors();
-  const limit = state.config ? state.config.query.max_bytes : Infinity;
+  const limit = state.config ? state.config[field].max_bytes : Infinity;
   if (file.size > limit) {
-    showFieldErrors([{ field: "query", reason: `${file.name} is ${file.size} bytes; the limit is ${limit}` }]);
+    showFieldErrors([{ field, reason: `${file.name} is ${file.size} bytes; the limit is ${limit}` }]);
     return;
   }
-  $("field-query").value = await file.text();
+  $(`field-${field}`).value = await file.text();
 }
 
 // Recent jobs, refreshed while any is queued or running
@@ -1119,7 +1120,8 @@ function drawAlignment() {
 
 function bind() {
   $("submit-form").addEventListener("submit", submitForm);
-  $("query-file").addEventListener("change", readFile);
+  $("query-file").addEventListener("change", () => readFile("query"));
+  $("subject-file").addEventListener("change", () => readFile("subject"));
   $("field-database").addEventListener("change", databasesChanged);
   $("field-program").addEventListener("change", programChanged);
   $("job-cancel").addEventListener("click", cancelJob);
