@@ -401,9 +401,10 @@ function showLetters(letters) {
   return [...letters].sort().slice(0, 10).map((c) => `'${c}'`).join(" ");
 }
 
-// What fasta.validate checks, in the same words; the API decides the rest (e.g. protein-like
-// sequences for a nucleotide program) and its message is shown the same way.
-function checkQuery(text, molecule, limits = state.config.query) {
+// What fasta.validate checks of a query or subject, in the same words; the API decides the
+// rest (e.g. protein-like sequences for a nucleotide program) and its message is shown the
+// same way.
+function checkFasta(text, molecule, limits = state.config.query) {
   const size = new TextEncoder().encode(text).length;
   if (size > limits.max_bytes) return `is ${size} bytes; the limit is ${limits.max_bytes}`;
   const sequences = parseFasta(text);
@@ -487,11 +488,11 @@ function readForm() {
   };
   const errors = [];
   const molecule = state.config.programs[program]?.query_molecule || "nucleotide";
-  const queryError = checkQuery(payload.query, molecule);
+  const queryError = checkFasta(payload.query, molecule);
   if (queryError) errors.push({ field: "query", reason: queryError });
   if (searchesSubject()) {
     payload.subject = $("field-subject").value;
-    const subjectError = checkQuery(payload.subject, programMolecule(), state.config.subject);
+    const subjectError = checkFasta(payload.subject, programMolecule(), state.config.subject);
     if (subjectError) errors.push({ field: "subject", reason: subjectError });
   } else {
     const databases = chosenDatabases();
