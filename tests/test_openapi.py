@@ -20,7 +20,7 @@ from schemathesis.engine.run import PhaseName
 from schemathesis.openapi.checks import UseAfterFree
 
 from blast_core.api.routes import ROUTES
-from blast_core.domain import client_input, job_request, jobs
+from blast_core.domain import client_input, hit_selection, job_request, jobs
 from blast_core.domain.database import DatabaseInfo
 
 API_KEY = "schemathesis-key"
@@ -63,6 +63,8 @@ STATUSES = {
     "get_job": {"200", "400", "401", "404", "410", "503"},
     "cancel_job": {"200", "400", "401", "404", "409", "410", "503"},
     "get_result": {"200", "202", "206", "302", "400", "401", "404", "409", "410", "416", "503"},
+    "get_hit_sequences": {"200", "202", "206", "302", "400", "401", "404", "409", "410", "416",
+                          "503"},
     "list_databases": {"200", "401", "503"},
     "get_stats": {"200", "401", "503"},
 }
@@ -104,12 +106,14 @@ def filter_case(context, case) -> bool:
     query-string options of POST /jobs are the fields of a text/plain submission, refused
     beside a JSON body, and together with the FASTA body they must make a valid JobRequest (a
     database of the program's molecule, a task of the program, a word size of the task); a
-    result's columns go with its format (`_valid_columns`). Valid requests generated here are
-    held to those rules."""
+    result's columns go with its format (`_valid_columns`); hit sequences take a query or
+    subjects (`_valid_selection`). Valid requests generated here are held to those rules."""
     if not case.meta.generation.mode.is_positive:
         return True
     if case.operation.label == "GET /jobs/{job_id}/results":
         return _valid_columns(dict(case.query or {}))
+    if case.operation.label == "GET /jobs/{job_id}/hits.fasta":
+        return _valid_selection(dict(case.query or {}))
     if case.operation.label != "POST /jobs":
         return True
     options = dict(case.query or {})
@@ -131,6 +135,17 @@ def _valid_columns(params: dict) -> bool:
         return True
     names = [name for name in str(params["columns"]).replace(",", " ").split(" ") if name]
     return params.get("format", "tsv") == "tsv" and len(names) == len(set(names))
+
+
+def _valid_selection(params: dict) -> bool:
+    """Hit sequences: `query` or `subjects`, one of them, at most MAX_SUBJECTS ids; `flank`
+    with `region=aligned` only."""
+    subjects = [name for name in str(params.get("subjects", "")).replace(",", " ").split(" ")
+                if name]
+    flank = params.get("flank", 0) not in (0, "0")
+    return (("query" in params) != ("subjects" in params)
+            and len(set(subjects)) <= hit_selection.MAX_SUBJECTS
+            and (not flank or params.get("region") == hit_selection.ALIGNED))
 
 
 @schemathesis.hook

@@ -118,6 +118,42 @@ def test_subject_sequences_of_the_molecule_each_program_searches(server, data, t
     assert expected and fetch_result(done["results"]["tsv"]).text == expected
 
 
+def test_hit_sequences_of_a_protein_database_are_blastdbcmds(server, data):
+    """A database built with -parse_seqids: the archive names hits by id, which blastdbcmd
+    looks up; each whole sequence, and each aligned region, is blastdbcmd's own."""
+    response = requests.post(f"{server.url}/jobs", json={
+        "query": data["blastp"], "database": PROTEIN_DB, "program": "blastp"})
+    job = wait_for_job(server.url, response.json()["id"])
+    table = fetch_result(f"{server.url}/jobs/{job['id']}/results", params={
+        "format": "tsv", "columns": "sseqid sstart send"}).text
+    hits = [line.split("\t") for line in table.splitlines()]
+    assert hits
+    whole = fetch_result(f"{server.url}/jobs/{job['id']}/hits.fasta", params={"query": "pq"})
+    aligned = fetch_result(f"{server.url}/jobs/{job['id']}/hits.fasta", params={
+        "query": "pq", "region": "aligned"})
+
+    def blastdbcmd(database: str, *options: str) -> str:
+        return subprocess.run(["blastdbcmd", "-db", f"{data['db_dir']}/{database}", *options],
+                              capture_output=True, text=True, check=True).stdout
+
+    subjects = list(dict.fromkeys(subject for subject, _, _ in hits))
+    assert whole.text == "".join(blastdbcmd(PROTEIN_DB, "-entry", subject)
+                                 for subject in subjects)
+    assert aligned.text == "".join(blastdbcmd(PROTEIN_DB, "-entry", subject, "-range",
+                                              f"{start}-{end}") for subject, start, end in hits)
+
+    # tblastx: each Seq-align has `std` segments, one `ids` each; still one tabular line.
+    response = requests.post(f"{server.url}/jobs", json={
+        "query": data["tblastx"], "database": NUCLEOTIDE_DB, "program": "tblastx"})
+    job = wait_for_job(server.url, response.json()["id"])
+    table = fetch_result(f"{server.url}/jobs/{job['id']}/results", params={
+        "format": "tsv", "columns": "sseqid"}).text
+    translated = fetch_result(f"{server.url}/jobs/{job['id']}/hits.fasta", params={
+        "query": "txq"})
+    assert translated.text == "".join(blastdbcmd(NUCLEOTIDE_DB, "-entry", subject) for subject
+                                      in dict.fromkeys(table.split()))
+
+
 def test_databases_report_their_molecule(server):
     listed = {d["name"]: d for d in requests.get(f"{server.url}/databases").json()["databases"]}
     assert (listed[PROTEIN_DB]["molecule"], listed[NUCLEOTIDE_DB]["molecule"]) == \

@@ -388,6 +388,38 @@ def test_a_search_of_subject_sequences_through_the_form(page, server, tmp_path):
     check_alignment(page, expected[0], "Plus/Plus")
 
 
+def test_ticked_hits_download_as_fasta(page, server, tmp_path):
+    """Tick hits in the table, on two pages of it, then download their sequences: those the
+    API gives for those subjects, whole or aligned."""
+    job = requests.post(f"{server.url}/jobs", json={
+        "query": sample_queries(SMALL_DB, 1, seed=37), "database": SMALL_DB,
+        "max_target_seqs": 120}).json()
+    assert wait_for_job(server.url, job["id"])["status"] == "succeeded"
+    open_page(page, f"{server.url}/ui#job={job['id']}")
+    expect(page.locator("#hits tbody tr").first).to_be_visible()
+    assert page.locator("#picked").is_hidden()
+    page.locator("#hits tbody tr").nth(0).locator("input.pick").check()
+    page.locator("#hits tbody tr").nth(2).locator("input.pick").check()
+    page.click("#page-next")
+    page.locator("#hits tbody tr").nth(0).locator("input.pick").check()
+    subjects = [page.locator("#hits tbody tr").nth(0).locator("td").nth(1).inner_text()]
+    page.click("#page-prev")
+    subjects = [page.locator("#hits tbody tr").nth(n).locator("td").nth(1).inner_text()
+                for n in (0, 2)] + subjects
+    expect(page.locator("#picked")).to_contain_text("FASTA of the 3 ticked hits")
+    for region in ("whole", "aligned"):
+        with page.expect_download() as download:
+            page.click(f"#picked a[data-region={region}]")
+        assert download.value.suggested_filename == f"{job['id']}-hits.fasta"
+        params = {"subjects": ",".join(subjects), **({"region": region}
+                                                     if region == "aligned" else {})}
+        assert Path(download.value.path()).read_text() == fetch_result(
+            f"{server.url}/jobs/{job['id']}/hits.fasta", params=params).text
+    page.click("#picked button")
+    expect(page.locator("#picked")).to_be_hidden()
+    expect(page.locator("#hits input.pick:checked")).to_have_count(0)
+
+
 def test_an_expired_job_says_so(page, server):
     sixty_one_days_ago = datetime.now(UTC) - timedelta(days=61)  # retention: 60 days by default
     old = jobs.new_job_id(int(sixty_one_days_ago.timestamp() * 1000))

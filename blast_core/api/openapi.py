@@ -9,7 +9,7 @@ from typing import Any
 
 from blast_core.api.openapi_schemas import SCHEMAS
 from blast_core.blast import search
-from blast_core.domain import job_request, jobs, tabular
+from blast_core.domain import hit_selection, job_request, jobs, tabular
 from blast_core.domain.database import DatabaseInfo
 
 MAX_RECENT = 1000
@@ -42,6 +42,19 @@ _RESULT_SCHEMAS = {"json": {"type": "object", "required": ["BlastOutput2"],
                             "description": "BLAST JSON (-outfmt 15): one report per query.",
                             "properties": {"BlastOutput2": {"type": "array"}}}}
 _JOB_ID_PARAMETER = {"name": "job_id", "in": "path", "required": True, "schema": _JOB_ID}
+
+
+_WAIT_PARAMETER = {
+    "name": "wait", "in": "query", "required": False,
+    "description": "Seconds to wait for a worker making the result before answering 202 (for "
+                   "a client that cannot ask again, such as a download link).",
+    "schema": {"type": "integer", "minimum": 0, "maximum": MAX_RESULT_WAIT, "default": 0}}
+_RANGE_PARAMETER = {
+    "name": "Range", "in": "header", "required": False,
+    "description": "One byte range of the stored result (`bytes=0-999`, `bytes=1000-`, "
+                   "`bytes=-500`): answered 206 with that part, never compressed. Any other "
+                   "value, several ranges among them, is ignored (the whole result, 200).",
+    "schema": {"type": "string"}}
 
 
 def _text_options(database_names: list[str]) -> list[dict[str, Any]]:
@@ -139,18 +152,8 @@ PATHS: dict[str, Any] = {
                  "schema": {"type": "string", "pattern": tabular.COLUMNS_PATTERN},
                  "x-columns": tabular.COLUMNS,
                  "example": "qseqid sseqid pident length evalue bitscore qcovs stitle"},
-                {"name": "wait", "in": "query", "required": False,
-                 "description": "Seconds to wait for a worker making the result before "
-                                "answering 202 (for a client that cannot ask again, such as a "
-                                "download link).",
-                 "schema": {"type": "integer", "minimum": 0, "maximum": MAX_RESULT_WAIT,
-                            "default": 0}},
-                {"name": "Range", "in": "header", "required": False,
-                 "description": "One byte range of the stored result (`bytes=0-999`, "
-                                "`bytes=1000-`, `bytes=-500`): answered 206 with that part, "
-                                "never compressed. Any other value, several ranges among them, "
-                                "is ignored (the whole result, 200).",
-                 "schema": {"type": "string"}},
+                _WAIT_PARAMETER,
+                _RANGE_PARAMETER,
                 {"name": "redirect", "in": "query", "required": False,
                  "description": "`true` (also `1` or `yes`, in any case): answer 302 to a "
                                 "read-only, expiring Blob storage link; any other value: the "
@@ -182,6 +185,61 @@ PATHS: dict[str, Any] = {
                 "404": _problem("No such job."),
                 "409": _problem("The job has not succeeded (yet); `job_status` is its status."),
                 "410": _EXPIRED,
+                "503": _UNAVAILABLE,
+            },
+        },
+    },
+    "/jobs/{job_id}/hits.fasta": {
+        "get": {
+            "operationId": "get_hit_sequences", "summary": "The sequences of a job's hits",
+            "description": "From the job's databases (`blastdbcmd`), or its own subject "
+                           "sequences: every subject hit by one query, or the subjects named; "
+                           "whole, or the region of each alignment on the subject's plus "
+                           "strand with `flank` letters either side. Made by a worker, as a "
+                           "result is.",
+            "parameters": [
+                _JOB_ID_PARAMETER,
+                {"name": "query", "in": "query", "required": False,
+                 "description": "A query's id, as the first column of the tsv result writes "
+                                "it: all its hits. Give `query` or `subjects`.",
+                 "schema": {"type": "string", "pattern": r"^[!-~]{1,200}$"}},
+                {"name": "subjects", "in": "query", "required": False,
+                 "description": "Subject ids, as the second column of the tsv result writes "
+                                f"them, separated by commas or spaces; at most "
+                                f"{hit_selection.MAX_SUBJECTS}.",
+                 "schema": {"type": "string", "pattern": r"^[ ,]*[!-+\--~]{1,200}"
+                                                          r"(?:[ ,]+[!-+\--~]{1,200})*[ ,]*$"}},
+                {"name": "region", "in": "query", "required": False,
+                 "schema": {"type": "string", "enum": [hit_selection.WHOLE,
+                                                       hit_selection.ALIGNED],
+                            "default": hit_selection.WHOLE}},
+                {"name": "flank", "in": "query", "required": False,
+                 "description": "With `region=aligned`: letters either side of each region.",
+                 "schema": {"type": "integer", "minimum": 0,
+                            "maximum": hit_selection.MAX_FLANK, "default": 0}},
+                _WAIT_PARAMETER,
+                _RANGE_PARAMETER,
+            ],
+            "responses": {
+                "200": {"description": "FASTA, as blastdbcmd writes it (a region's header "
+                                       "starts `:FROM-TO `).",
+                        "content": {"text/x-fasta": {"schema": {"type": "string"}}}},
+                "202": {**_json("A worker is making it; ask again after `Retry-After`.",
+                                "ResultPending"),
+                        "headers": {"Retry-After": {"schema": {"type": "string"}}}},
+                "206": {"description": "The byte range asked for (`Content-Range`)."},
+                "302": {"description": "A read-only link, for a FASTA larger than "
+                                       "BLAST_MAX_INLINE_RESULT_BYTES.",
+                        "headers": {"Location": {"schema": {"type": "string"}}}},
+                "400": _problem("Not a job id; neither or both of `query` and `subjects`; "
+                                "a bad id, `region`, `flank` or `wait`; more selections than "
+                                "a job may have."),
+                "401": _KEY_REFUSED,
+                "404": _problem("No such job, or an id that is not among the job's hits "
+                                "(`errors` names it)."),
+                "409": _problem("The job has not succeeded (yet); `job_status` is its status."),
+                "410": _EXPIRED,
+                "416": _problem("A `Range` with no byte in the FASTA."),
                 "503": _UNAVAILABLE,
             },
         },

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from blast_core.api import compression, openapi, views
@@ -11,7 +12,7 @@ from blast_core.api.ncbi import NCBI_ROUTES
 from blast_core.api.web import WEB_ROUTES
 from blast_core.blast import search
 from blast_core.blast.programs import ToolError
-from blast_core.domain import byte_ranges, client_input, job_request, jobs, tabular
+from blast_core.domain import byte_ranges, client_input, hit_selection, job_request, jobs, tabular
 from blast_core.domain.client_input import FieldError, InvalidRequest
 from blast_core.domain.jobs import Job
 from blast_core.service.core import BlastService
@@ -109,18 +110,40 @@ def list_jobs(service: BlastService, request: ApiRequest) -> ApiResponse:
 
 def get_result(service: BlastService, request: ApiRequest) -> ApiResponse:
     job_id = _job_id(request)
-    try:  # the columns named, or a set of them beyond what one job may have made
+
+    def asked() -> ResultBody | ResultLink:
         key = result_key(request.params.get("format", tabular.TSV), request.params.get("columns"))
         if request.params.get("redirect", "").lower() in ("1", "true", "yes"):
-            return ApiResponse(302, b"", {"Location": service.result_link(job_id, key)})
-        result = service.result(job_id, key, _wait(request),
-                                byte_ranges.parse(request.header("range")))
+            return ResultLink(service.result_link(job_id, key))
+        return service.result(job_id, key, _wait(request),
+                              byte_ranges.parse(request.header("range")))
+
+    return _send_result(asked, request)
+
+
+def get_hit_sequences(service: BlastService, request: ApiRequest) -> ApiResponse:
+    """The FASTA of a job's hits: all those of a query, or the subjects named."""
+    job_id = _job_id(request)
+    return _send_result(lambda: service.hit_sequences(
+        job_id, hit_selection.parse_selection(request.params), _wait(request),
+        byte_ranges.parse(request.header("range"))), request)
+
+
+def _send_result(asked: Callable[[], ResultBody | ResultLink],
+                 request: ApiRequest) -> ApiResponse:
+    """A result, a link to it (asked for, or the result is too large to pass through this
+    function), or why the request is refused: what it names (columns, ids, a set beyond a
+    job's bound) or its range."""
+    try:
+        result = asked()
+    except hit_selection.UnknownHits as error:
+        raise ApiError(404, str(error), error.errors) from None
     except InvalidRequest as error:
         raise ApiError(400, str(error), error.errors) from None
     except byte_ranges.RangeNotSatisfiable as error:
         raise ApiError(416, f"Range: {error}", [FieldError("Range", str(error))],
                        {"Content-Range": f"bytes */{error.size}"}) from None
-    if isinstance(result, ResultLink):  # too large to pass through this function
+    if isinstance(result, ResultLink):
         return ApiResponse(302, b"", {"Location": result.url})
     return _result_response(result, request.header("accept-encoding"))
 
@@ -202,6 +225,7 @@ ROUTES: tuple[Route, ...] = (
     Route("get_job", "GET", "jobs/{job_id}", get_job),
     Route("cancel_job", "DELETE", "jobs/{job_id}", cancel_job),
     Route("get_result", "GET", "jobs/{job_id}/results", get_result),
+    Route("get_hit_sequences", "GET", "jobs/{job_id}/hits.fasta", get_hit_sequences),
     Route("list_databases", "GET", "databases", list_databases),
     Route("get_stats", "GET", "stats", get_stats),
     Route("openapi", "GET", "openapi.json", openapi_document, anonymous=True),

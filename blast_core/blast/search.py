@@ -33,11 +33,14 @@ class OutputFormat:
     extension: str
     content_type: str
     columns: tuple[str, ...] = ()  # a tabular result's
+    selection: str = ""  # a hit selection's digest (`domain/hit_selection.py`)
 
     @property
     def key(self) -> str:
         """What this result is asked for and recorded under: a tabular result's names its
-        columns, unless they are the default ones."""
+        columns, unless they are the default ones; hit sequences', their selection."""
+        if self.selection:
+            return f"{self.name}-{self.selection}"
         return tabular.result_key(self.columns) if self.columns else self.name
 
     @property
@@ -45,7 +48,7 @@ class OutputFormat:
         """The extension of its result blob, one for each key."""
         if self.key == self.name:
             return self.extension
-        return f"{'-'.join(self.columns)}.{self.extension}"
+        return f"{self.selection or '-'.join(self.columns)}.{self.extension}"
 
 
 def _tabular(columns: tuple[str, ...]) -> OutputFormat:
@@ -61,6 +64,14 @@ OUTPUT_FORMATS: dict[str, OutputFormat] = {f.name: f for f in (
     OutputFormat("text", "0", "txt", "text/plain; charset=utf-8"),
 )}
 ARCHIVE = OutputFormat("archive", "11", "asn", "text/plain; charset=utf-8")
+HIT_SEQUENCES = "fasta"
+_SELECTION_KEY = re.compile(rf"{HIT_SEQUENCES}-([0-9a-f]{{16}})")
+
+
+def hit_sequences_format(selection: str) -> OutputFormat:
+    """The FASTA of a job's hits that a selection's digest names."""
+    return OutputFormat(HIT_SEQUENCES, "", "fasta", "text/x-fasta; charset=utf-8",
+                        selection=selection)
 
 
 def output_format(key: str) -> OutputFormat:
@@ -68,6 +79,8 @@ def output_format(key: str) -> OutputFormat:
     (`domain/tabular.py`); raises KeyError for any other key."""
     if key in OUTPUT_FORMATS:
         return OUTPUT_FORMATS[key]
+    if found := _SELECTION_KEY.fullmatch(key):
+        return hit_sequences_format(found.group(1))
     if not tabular.is_column_set(key):
         raise KeyError(key)
     try:

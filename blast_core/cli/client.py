@@ -80,17 +80,29 @@ class BlastClient:
         `columns`, a tsv result's columns), gzip-compressed on the way when the service does
         so. While a worker makes the format (202), ask again as `Retry-After` says, for up to
         `wait` seconds, telling `waiting` how long it has waited so far."""
-        started = time.monotonic()
         params = {"format": format_name, **({"columns": columns} if columns else {})}
+        return self._download(f"jobs/{quote(job_id, safe='')}/results", params,
+                              f"the {format_name} result of job {job_id}", wait, waiting)
+
+    def hit_sequences(self, job_id: str, selection: dict[str, str],
+                      wait: float = RESULT_WAIT_SECONDS,
+                      waiting: Callable[[float], None] | None = None) -> Download:
+        """The FASTA of a job's hits that `selection` asks for (`query` or `subjects`,
+        `region`, `flank`), as `result` downloads a result."""
+        return self._download(f"jobs/{quote(job_id, safe='')}/hits.fasta", selection,
+                              f"the hit sequences of job {job_id}", wait, waiting)
+
+    def _download(self, path: str, params: dict[str, str], what: str, wait: float,
+                  waiting: Callable[[float], None] | None) -> Download:
+        started = time.monotonic()
         while True:
-            response = self._request("GET", f"jobs/{quote(job_id, safe='')}/results",
-                                     params=params, stream=True)
+            response = self._request("GET", path, params=params, stream=True)
             if response.status_code != 202:
                 break
             waited = time.monotonic() - started
             if waited > wait:
-                raise Unreachable(f"the {format_name} result of job {job_id} was still being "
-                                  f"made after {wait:g} s; ask again later")
+                raise Unreachable(f"{what} was still being made after {wait:g} s; ask again "
+                                  "later")
             if waiting:
                 waiting(waited)
             time.sleep(min(float(response.headers.get("Retry-After") or 2), 30))

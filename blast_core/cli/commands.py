@@ -142,12 +142,20 @@ def cancel_command(client: BlastClient, args: argparse.Namespace) -> None:
 
 
 def results_command(client: BlastClient, args: argparse.Namespace) -> None:
-    def waiting(seconds: float) -> None:
-        print(f"\rthe {args.format} result is being made ({seconds:.0f} s)", end="",
-              file=sys.stderr, flush=True)
+    what = "the hit sequences are" if args.fasta else f"the {args.format} result is"
 
-    download = client.result(args.job_id, args.format, waiting=waiting if sys.stderr.isatty()
-                             else None, columns=args.columns)
+    def waiting(seconds: float) -> None:
+        print(f"\r{what} being made ({seconds:.0f} s)", end="", file=sys.stderr, flush=True)
+
+    if args.fasta:
+        selection = {name: str(value) for name, value in (
+            ("query", args.query), ("subjects", args.subjects), ("flank", args.flank),
+            ("region", "aligned" if args.aligned else None)) if value is not None}
+        download = client.hit_sequences(args.job_id, selection, waiting=waiting
+                                        if sys.stderr.isatty() else None)
+    else:
+        download = client.result(args.job_id, args.format, waiting=waiting
+                                 if sys.stderr.isatty() else None, columns=args.columns)
     if not args.output:
         for chunk in download.chunks:
             sys.stdout.buffer.write(chunk)

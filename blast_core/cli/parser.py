@@ -124,6 +124,16 @@ def _add_job_commands(commands, connection: argparse.ArgumentParser,
                               "by commas or spaces, e.g. 'qseqid sseqid pident qcovs stitle' "
                               "(default: the 12 standard ones; the README lists them all)")
     results.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
+    fasta = results.add_argument_group(
+        "hit sequences", "--fasta: the FASTA of the hits, from the job's databases, instead of "
+                         "a result (give --query or --subjects)")
+    fasta.add_argument("--fasta", action="store_true", help="the sequences of hits")
+    fasta.add_argument("--query", metavar="ID", help="every subject hit by this query")
+    fasta.add_argument("--subjects", metavar="IDS",
+                       help="these subjects, as the tsv result names them, separated by commas")
+    fasta.add_argument("--aligned", action="store_true",
+                       help="only the region of each alignment (default: whole sequences)")
+    fasta.add_argument("--flank", type=int, help="with --aligned: letters either side")
 
 
 def _add_listing_commands(commands, client: argparse.ArgumentParser) -> None:

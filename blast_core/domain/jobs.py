@@ -32,8 +32,10 @@ BATCH_PENDING, BATCH_RUNNING, BATCH_DONE, BATCH_FAILED = ".", "R", "D", "F"
 UNFINISHED_BATCH_STATES = frozenset({BATCH_PENDING, BATCH_RUNNING})
 
 
-# A result format's state on the record: asked for (its message is queued), made, or failed.
+# A result format's state on the record: asked for (its message is queued), made, failed, or
+# refused (what it asks for is not in the job: a hit selection's ids; asking again is no use).
 FORMAT_QUEUED, FORMAT_READY, FORMAT_FAILED = "queued", "ready", "failed"
+FORMAT_REFUSED = "refused"
 
 
 JOB_ID_PATTERN = r"^[0-9a-f]{19}$"
@@ -243,6 +245,11 @@ class Job:
     def format_failed(self, name: str, reason: str) -> Job:
         return replace(self, formats=self._with_format(name, FormatState(
             FORMAT_FAILED, utc_now(), error=reason)))
+
+    def format_refused(self, name: str, field: str, reason: str) -> Job:
+        """`reason` is kept as `field: reason`, the field a request is refused by."""
+        return replace(self, formats=self._with_format(name, FormatState(
+            FORMAT_REFUSED, utc_now(), error=f"{field}: {reason}")))
 
 
 TIMED_PHASES = ("queued", "staging", "blast", "transfer", "format")

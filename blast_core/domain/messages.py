@@ -36,8 +36,9 @@ def lane_for(query_letters: int, interactive_letters: int, batch_letters: int) -
 
 
 _JOB_ID = re.compile(r"^[0-9a-f]{19}$")
-# A format's name, or a tabular result's key naming its columns (`tabular.result_key`).
-_FORMAT = re.compile(r"^[a-z0-9]{1,12}(?::[a-z,]{1,1000})?$")
+# A format's name, a tabular result's key naming its columns (`tabular.result_key`), or hit
+# sequences' naming their selection (`hit_selection.HitSelection.digest`).
+_FORMAT = re.compile(r"^[a-z0-9]{1,12}(?::[a-z,]{1,1000}|-[0-9a-f]{16})?$")
 _TRACE_ENTRIES = 8  # traceparent and tracestate, with room to spare
 _TRACE_VALUE_CHARS = 512  # W3C tracestate: at most 32 entries, but a sender's are short
 

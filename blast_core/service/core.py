@@ -15,6 +15,7 @@ from blast_core.blast.search import BlastTools
 from blast_core.domain.byte_ranges import RangeSpec
 from blast_core.domain.database import DatabaseInfo
 from blast_core.domain.fasta import QueryLimits
+from blast_core.domain.hit_selection import HitSelection
 from blast_core.domain.job_request import JobRequest
 from blast_core.domain.jobs import Job
 from blast_core.domain.messages import Message
@@ -80,6 +81,10 @@ class BlastService:
     def result(self, job_id: str, key: str, wait: float = 0.0,
                wanted: RangeSpec | None = None) -> ResultBody | ResultLink:
         return results.result(self, job_id, key, wait, wanted)
+
+    def hit_sequences(self, job_id: str, selection: HitSelection, wait: float = 0.0,
+                      wanted: RangeSpec | None = None) -> ResultBody | ResultLink:
+        return results.hit_sequences_result(self, job_id, selection, wait, wanted)
 
     def result_link(self, job_id: str, key: str) -> str:
         return results.result_link(self, job_id, key)

@@ -13,14 +13,21 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from blast_core.blast import search
-from blast_core.domain import batches, byte_ranges, fasta, jobs, messages, tabular
+from blast_core.domain import batches, byte_ranges, fasta, hit_selection, jobs, messages, tabular
 from blast_core.domain.byte_ranges import ByteSpan, RangeSpec
 from blast_core.domain.client_input import FieldError, InvalidRequest
+from blast_core.domain.hit_selection import HitSelection, UnknownHits
 from blast_core.domain.jobs import Job
 from blast_core.logs import describe, job_log
-from blast_core.service import lookup, submission
+from blast_core.service import hit_sequences, lookup, submission
 from blast_core.service.errors import ResultNotReady, ResultPending, UnknownJob
-from blast_core.storage.ports import RecordMissing, archive_blob, query_blob, result_blob
+from blast_core.storage.ports import (
+    RecordMissing,
+    archive_blob,
+    query_blob,
+    result_blob,
+    selection_blob,
+)
 
 if TYPE_CHECKING:
     from blast_core.service.core import BlastService
@@ -84,6 +91,9 @@ def result_link(service: BlastService, job_id: str, key: str) -> str:
 def _made(service: BlastService, job: Job, fmt: search.OutputFormat,
           wanted: RangeSpec | None) -> ResultBody | ResultLink | None:
     made = job.format_state(fmt.key)
+    if made.state == jobs.FORMAT_REFUSED:  # a hit selection naming ids not in the job
+        field, _, reason = (made.error or "").partition(": ")
+        raise UnknownHits([FieldError(field, reason)])
     if made.state != jobs.FORMAT_READY:
         return None
     if (made.size or 0) > service.settings.max_inline_result_bytes:
@@ -91,8 +101,9 @@ def _made(service: BlastService, job: Job, fmt: search.OutputFormat,
     span = byte_ranges.resolve(wanted, made.size) if wanted and made.size is not None else None
     chunks = service.blobs.stream(job.id, result_blob(fmt.stored_as), *(
         (span.start, span.length) if span else ()))
+    stem = f"{job.id}-hits" if fmt.selection else job.id
     return None if chunks is None else ResultBody(chunks, fmt.content_type,
-                                                  f"{job.id}.{fmt.extension}", made.size, span)
+                                                  f"{stem}.{fmt.extension}", made.size, span)
 
 
 def _link(service: BlastService, job: Job, fmt: search.OutputFormat) -> str:
@@ -113,13 +124,13 @@ def _ask_for_format(service: BlastService, job: Job, fmt: search.OutputFormat) -
     """Queue the making of a format unless it is already queued (and recently), and record
     that it is; returns the ResultPending to raise. Also when the record says ready but the
     blob is gone: it is made again. A job has at most MAX_COLUMN_SETS sets of columns other
-    than the default made, which bounds its record."""
+    than the default, and MAX_SELECTIONS hit selections, made: this bounds its record."""
     made = job.format_state(fmt.key)
     if made.state == jobs.FORMAT_QUEUED and made.at and (datetime.now(UTC) - jobs.parse_time(
             made.at)).total_seconds() < FORMAT_REQUEST_SECONDS:
         return ResultPending(job, fmt.key)
-    if made.state is None and tabular.is_column_set(fmt.key):
-        _refuse_another_column_set(job)
+    if made.state is None and fmt.key != fmt.name:
+        _refuse_beyond_bound(job, fmt)
     trace = {"traceparent": job.traceparent} if job.traceparent else {}
     submission.send(service, messages.format_message(
         job.id, fmt.key, trace, submission.lane_of(service, job)),
@@ -132,12 +143,34 @@ def _ask_for_format(service: BlastService, job: Job, fmt: search.OutputFormat) -
     return ResultPending(job, fmt.key, made.error)
 
 
-def _refuse_another_column_set(job: Job) -> None:
+def _refuse_beyond_bound(job: Job, fmt: search.OutputFormat) -> None:
+    if fmt.selection:
+        selections = [key for key in job.format_keys() if key.startswith(f"{fmt.name}-")]
+        if len(selections) >= hit_selection.MAX_SELECTIONS:
+            raise InvalidRequest([FieldError("selection", (
+                f"this job has {len(selections)} hit selections made, the most one job may "
+                "have; ask again for one of those"))])
+        return
     made = [key for key in job.format_keys() if tabular.is_column_set(key)]
     if len(made) >= tabular.MAX_COLUMN_SETS:
         raise InvalidRequest([FieldError("columns", (
             f"this job has {len(made)} sets of columns made, the most one job may have; "
             f"ask for one of them: {'; '.join(key.partition(':')[2] for key in made)}"))])
+
+
+def hit_sequences_result(service: BlastService, job_id: str, selection: HitSelection,
+                         wait: float = 0.0,
+                         wanted: RangeSpec | None = None) -> ResultBody | ResultLink:
+    """The FASTA of the hits a selection asks for, made by a worker as a format is (its key
+    names the selection, which is stored for the worker); InvalidRequest once the worker has
+    found an id it names is not among the job's hits."""
+    job = _succeeded(service, job_id)
+    fmt = search.hit_sequences_format(selection.digest)
+    if job.format_state(fmt.key).state is None:  # first asked for: nothing stored if refused
+        _refuse_beyond_bound(job, fmt)
+        service.blobs.put_text(job_id, selection_blob(selection.digest), selection.to_json(),
+                               "application/json")
+    return result(service, job_id, fmt.key, wait, wanted)
 
 
 def make(service: BlastService, job_id: str, key: str, attempt: int,
@@ -163,6 +196,12 @@ def make(service: BlastService, job_id: str, key: str, attempt: int,
         return
     try:
         _make(service, job, fmt)
+    except UnknownHits as refused:  # a hit selection's ids: asking again is no use
+        [error] = refused.errors
+        with contextlib.suppress(RecordMissing):
+            service.records.update(job_id, lambda current: current.format_refused(
+                key, error.field, error.reason))
+        jlog.info("job %s: %s refused: %s", job_id, key, refused)
     except Exception as error:
         if last_attempt:
             reason = f"gave up after {attempt} attempts: {describe(error)}"
@@ -179,24 +218,32 @@ def _make(service: BlastService, job: Job, fmt: search.OutputFormat) -> None:
     same format write the same blob."""
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix=f"format-{job.id}-") as workdir:
-        parts, queries_before, seen = [], [], 0
-        for number in range(job.batches):
-            archive = os.path.join(workdir, archive_blob(number))
-            service.blobs.download(job.id, archive_blob(number), archive)
-            formatted = os.path.join(workdir, f"batch-{number}.{fmt.extension}")
-            search.format_archive(service.tools, archive, fmt, service.settings.db_dir, formatted)
-            os.unlink(archive)
-            parts.append(formatted)
-            queries_before.append(seen)
-            if number + 1 < job.batches:  # a job of one batch may have no query blob
-                seen += fasta.count_sequences(
-                    service.blobs.get_text(job.id, query_blob(number)).splitlines())
         merged = os.path.join(workdir, f"result.{fmt.extension}")
-        with contextlib.ExitStack() as files, open(merged, "w") as out:
-            out.writelines(batches.merge(fmt.name, [files.enter_context(open(part))
-                                                    for part in parts], queries_before))
+        if fmt.selection:
+            hit_sequences.write(service, job, fmt.selection, workdir, merged)
+        else:
+            _merge_formatted(service, job, fmt, workdir, merged)
         service.blobs.put_file(job.id, result_blob(fmt.stored_as), merged, fmt.content_type)
         size = os.path.getsize(merged)
     seconds = time.monotonic() - started
     service.records.update(job.id, lambda current: current.format_ready(fmt.key, seconds, size))
     job_log(job.id).info("job %s: %s result made in %.2f s", job.id, fmt.key, seconds)
+
+
+def _merge_formatted(service: BlastService, job: Job, fmt: search.OutputFormat, workdir: str,
+                     merged: str) -> None:
+    parts, queries_before, seen = [], [], 0
+    for number in range(job.batches):
+        archive = os.path.join(workdir, archive_blob(number))
+        service.blobs.download(job.id, archive_blob(number), archive)
+        formatted = os.path.join(workdir, f"batch-{number}.{fmt.extension}")
+        search.format_archive(service.tools, archive, fmt, service.settings.db_dir, formatted)
+        os.unlink(archive)
+        parts.append(formatted)
+        queries_before.append(seen)
+        if number + 1 < job.batches:  # a job of one batch may have no query blob
+            seen += fasta.count_sequences(
+                service.blobs.get_text(job.id, query_blob(number)).splitlines())
+    with contextlib.ExitStack() as files, open(merged, "w") as out:
+        out.writelines(batches.merge(fmt.name, [files.enter_context(open(part))
+                                                for part in parts], queries_before))

@@ -80,6 +80,11 @@ def query_blob(batch: int) -> str:
 SUBJECT_BLOB = "subject.fasta"  # a job's subject sequences, searched instead of a database
 
 
+def selection_blob(digest: str) -> str:
+    """A hit selection asked for (`domain/hit_selection.py`), for the worker that makes it."""
+    return f"hits-{digest}.json"
+
+
 def archive_blob(batch: int) -> str:
     return f"batch-{batch}.asn"
 

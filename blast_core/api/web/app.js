@@ -50,6 +50,7 @@ const state = {
   sort: { key: "rank", descending: false },
   page: 0,
   selected: 0,
+  picked: new Set(),  // subject ids ticked in the hit table, for their FASTA
 };
 
 // DOM helpers
@@ -637,6 +638,8 @@ async function loadJob(id, query) {
     state.reports = null;
     state.rows = new Map();
     state.query = -1;
+    state.picked.clear();
+    $("picked").hidden = true;
     $("results").hidden = true;
     $("downloads").hidden = true;
     $("job-actions").hidden = true;
@@ -1027,8 +1030,15 @@ function drawTable() {
   $("hits").tBodies[0].replaceChildren(...page.map((row) => {
     const subject = el("button", { type: "button", class: "link" }, row.subject);
     subject.addEventListener("click", () => selectHit(row.rank, true));
+    const pick = el("input", { type: "checkbox", class: "pick", "aria-label": `Tick ${row.subject}` });
+    pick.checked = state.picked.has(row.subject);
+    pick.addEventListener("change", () => {
+      if (pick.checked) state.picked.add(row.subject);
+      else state.picked.delete(row.subject);
+      showPicked();
+    });
     const line = el("tr", { "data-rank": row.rank },
-      el("td", { class: "num" }, String(row.rank)),
+      el("td", { class: "num" }, pick, String(row.rank)),
       el("td", { class: "mono" }, subject),
       el("td", {}, row.description),
       el("td", { class: "num" }, `${row.identity.toFixed(1)} %`),
@@ -1043,6 +1053,28 @@ function drawTable() {
     ? `Hits ${start + 1}–${start + page.length} of ${integer.format(rows.length)}` : "");
   $("page-prev").disabled = state.page === 0;
   $("page-next").disabled = state.page >= pages - 1;
+}
+
+// The FASTA of the ticked hits' subjects, whole or their aligned regions (hits.fasta).
+function showPicked() {
+  const ids = [...state.picked];
+  $("picked").hidden = !ids.length;
+  if (!ids.length) return;
+  const id = state.job.id;
+  const links = [["whole sequences", ""], ["aligned regions", "&region=aligned"]].map(([label, extra]) => {
+    const href = `${API}/jobs/${id}/hits.fasta?subjects=${encodeURIComponent(ids.join(","))}${extra}&wait=60`;
+    const link = el("a", { href, download: `${id}-hits.fasta`, "data-region": extra ? "aligned" : "whole" }, label);
+    link.addEventListener("click", (event) => {
+      if (!state.key) return;
+      event.preventDefault();
+      downloadWithKey(href, `${id}-hits.fasta`);
+    });
+    return link;
+  });
+  const clear = el("button", { type: "button", class: "quiet" }, "clear");
+  clear.addEventListener("click", () => { state.picked.clear(); showPicked(); drawTable(); });
+  $("picked").replaceChildren(`FASTA of the ${ids.length} ticked ${ids.length === 1 ? "hit" : "hits"}: `,
+    links[0], " · ", links[1], " ", clear);
 }
 
 function sortBy(column) {
