@@ -57,12 +57,19 @@ SCHEMAS: dict[str, Any] = {
                                "end (null until then).",
                 "properties": {"total": {"type": ["number", "null"]},
                                **{name: {"type": "number"} for name in jobs.TIMED_PHASES}}},
+            "subjects": {"type": "integer",
+                         "description": "Subject sequences searched instead of a database "
+                                        "(`database` is then \"\"), or 0."},
+            "subject_letters": {"type": "integer"},
             "formats": {"type": "object",
-                        "additionalProperties": {"type": "string",
-                                                 "enum": ["queued", "ready", "failed"]},
-                        "description": "The result formats asked for so far and where each "
-                                       "stands: a worker makes a format when it is first asked "
-                                       "for."},
+                        "additionalProperties": {"type": "string", "enum": [
+                            jobs.FORMAT_QUEUED, jobs.FORMAT_READY, jobs.FORMAT_FAILED,
+                            jobs.FORMAT_REFUSED]},
+                        "description": "The results asked for so far and where each stands (a "
+                                       "worker makes each when it is first asked for): formats "
+                                       "by name, column sets as `tsv:<columns>`, hit sequences "
+                                       "as `fasta-<selection>`, which are `refused` when their "
+                                       "ids are not the job's hits."},
             "results": {"type": "object", "additionalProperties": {"type": "string"},
                         "description": "A URL per result format, once the job has succeeded."},
             "summary": _ref("RunSummary"),
