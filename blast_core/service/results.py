@@ -162,7 +162,7 @@ def hit_sequences_result(service: BlastService, job_id: str, selection: HitSelec
                          wait: float = 0.0,
                          wanted: RangeSpec | None = None) -> ResultBody | ResultLink:
     """The FASTA of the hits a selection asks for, made by a worker as a format is (its key
-    names the selection, which is stored for the worker); InvalidRequest once the worker has
+    names the selection, which is stored for the worker); UnknownHits once the worker has
     found an id it names is not among the job's hits."""
     job = _succeeded(service, job_id)
     fmt = search.hit_sequences_format(selection.digest)
