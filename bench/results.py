@@ -15,6 +15,8 @@ with one worker per lane on Azurite. Then, per format:
              storage above BLAST_MAX_INLINE_RESULT_BYTES);
   tsv+       a tsv of columns of one's own (CHOSEN_COLUMNS), made from the same archives;
   download   the tsv downloaded whole, plain and gzip-compressed: bytes on the wire, seconds;
+  hits.fasta the FASTA of hits (one query's, whole and aligned; up to 500 subjects): seconds
+             from the first request until made (a worker reads every batch's archive);
   worker RSS the worker processes' largest peak resident memory (VmHWM) once every format
              is made.
 """
@@ -81,6 +83,28 @@ def downloads(url: str) -> None:
         wire = len(response.raw.read(decode_content=False))
         print(f"download tsv, {encoding:<8}: {wire / 1e6:6.2f} MB on the wire in "
               f"{time.monotonic() - started:.2f} s")
+
+
+def once_made(url: str, params: dict[str, str]) -> requests.Response:
+    """The answer once a worker has made what is asked for (no longer 202)."""
+    while (response := requests.get(url, params=params, timeout=230)).status_code == 202:
+        time.sleep(0.2)
+    return response
+
+
+def hit_sequences(url: str) -> None:
+    """The FASTA of the hits of one query, whole and aligned, and of the first 500 subjects
+    hit: seconds from the first request until made, and size."""
+    table = once_made(url.replace("hits.fasta", "results"),
+                      {"format": "tsv", "columns": "qseqid,sseqid"}).text.splitlines()
+    subjects = ",".join(list(dict.fromkeys(line.split("\t")[1] for line in table))[:500])
+    for label, params in (("one query, whole", {"query": "q1"}),
+                          ("one query, aligned", {"query": "q1", "region": "aligned"}),
+                          (f"{subjects.count(',') + 1} subjects", {"subjects": subjects})):
+        started = time.monotonic()
+        response = once_made(url, params)
+        print(f"hits.fasta, {label}: {response.status_code} in {time.monotonic() - started:.1f} s, "
+              f"{len(response.content) / 1e6:.2f} MB")
 
 
 def main() -> int:
@@ -158,6 +182,7 @@ def main() -> int:
                       f"{first.status_code} then {again.status_code} "
                       f"({state['formats'][fmt.key]})")
             downloads(f"{url}/jobs/{job['id']}/results?format=tsv")
+            hit_sequences(f"{url}/jobs/{job['id']}/hits.fasta")
             print(f"worker peak RSS: {max(map(peak_rss_mb, workers)):.0f} MB; serve peak RSS: "
                   f"{peak_rss_mb(serve.pid):.0f} MB")
         finally:
