@@ -8,6 +8,7 @@ fetched at run time. The page routes need no key; the page sends the key on its 
 from __future__ import annotations
 
 import functools
+from dataclasses import asdict
 from pathlib import Path
 
 from blast_core.api.dispatch import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
@@ -57,7 +58,6 @@ def config(service: BlastService, request: ApiRequest) -> ApiResponse:
     query limits, result formats and job statuses, as the API has them, so that the page
     checks the same before it submits and knows when a job has ended."""
     fields = job_request.JOB_REQUEST_SCHEMA["properties"]
-    settings = service.settings
     return json_response(200, {
         "programs": {
             name: {"tasks": list(tasks), "default_task": default_task,
@@ -67,14 +67,8 @@ def config(service: BlastService, request: ApiRequest) -> ApiResponse:
         "default_program": fields["program"]["default"],
         "options": {name: {k: v for k, v in field.items() if k in OPTION_KEYWORDS}
                     for name, field in fields.items() if name not in FORM_FIELDS},
-        "query": {"max_bytes": settings.max_query_bytes,
-                  "max_sequences": settings.max_queries,
-                  "max_letters": settings.max_sequence_letters,
-                  "max_header_chars": settings.max_header_chars},
-        "subject": {"max_bytes": settings.max_subject_bytes,
-                    "max_sequences": settings.max_subjects,
-                    "max_letters": settings.max_subject_bytes,
-                    "max_header_chars": settings.max_header_chars},
+        "query": asdict(service.query_limits),
+        "subject": asdict(service.subject_limits),
         "alphabets": {"nucleotide": "".join(sorted(fasta.NUCLEOTIDE_LETTERS)),
                       "protein": "".join(sorted(fasta.PROTEIN_LETTERS))},
         "formats": {name: fmt.extension for name, fmt in search.OUTPUT_FORMATS.items()},

@@ -63,9 +63,13 @@ def result(service: BlastService, job_id: str, key: str, wait: float = 0.0,
     BLAST_MAX_INLINE_RESULT_BYTES. The first request for a format asks a worker to make it;
     meanwhile ResultPending, after waiting up to `wait` seconds for the worker (for clients
     that cannot ask again, such as a browser's download link)."""
-    deadline = time.monotonic() + wait
     fmt = search.output_format(key)
-    job = _succeeded(service, job_id)
+    return _result(service, _succeeded(service, job_id), fmt, wait, wanted)
+
+
+def _result(service: BlastService, job: Job, fmt: search.OutputFormat, wait: float,
+            wanted: RangeSpec | None) -> ResultBody | ResultLink:
+    deadline = time.monotonic() + wait
     while True:
         made = _made(service, job, fmt, wanted)
         if made is not None:
@@ -74,7 +78,7 @@ def result(service: BlastService, job_id: str, key: str, wait: float = 0.0,
         if time.monotonic() >= deadline:
             raise pending
         time.sleep(RESULT_POLL_SECONDS)
-        job = _succeeded(service, job_id)
+        job = _succeeded(service, job.id)
 
 
 def result_link(service: BlastService, job_id: str, key: str) -> str:
@@ -170,7 +174,7 @@ def hit_sequences_result(service: BlastService, job_id: str, selection: HitSelec
         _refuse_beyond_bound(job, fmt)
         service.blobs.put_text(job_id, selection_blob(selection.digest), selection.to_json(),
                                "application/json")
-    return result(service, job_id, fmt.key, wait, wanted)
+    return _result(service, job, fmt, wait, wanted)
 
 
 def make(service: BlastService, job_id: str, key: str, attempt: int,
