@@ -105,6 +105,13 @@ SETTINGS: tuple[Setting, ...] = (
             "Largest accepted `subject` (sequences searched instead of a database), in bytes of "
             "FASTA; also the longest subject sequence (a bacterial genome fits)."),
     Setting("BLAST_MAX_SUBJECTS", "1000", "Most `subject` sequences in one job."),
+    Setting("BLAST_MAX_UPLOAD_BYTES", "5368709120",
+            "Largest uploaded query (`POST /api/uploads`), in bytes of FASTA (5 GiB)."),
+    Setting("BLAST_MAX_UPLOAD_QUERIES", "20000000", "Most sequences in one uploaded query."),
+    Setting("BLAST_UPLOAD_LINK_MINUTES", "60",
+            "Minutes an upload link (a write-only SAS for one blob) stays valid; a job can be "
+            "made of the upload until an hour after that, and the upload is deleted once its "
+            "job has split it, or once that time has passed."),
     Setting("BLAST_MAX_HEADER_CHARS", "10000",
             "Longest accepted FASTA header line of a query (the `>` line), in characters: room "
             "for any one record's description (GenBank, RefSeq, UniProt), not for a header "
@@ -215,6 +222,9 @@ class Settings:
     max_inline_result_bytes: int
     max_subject_bytes: int
     max_subjects: int
+    max_upload_bytes: int
+    max_upload_queries: int
+    upload_link_minutes: int
     max_header_chars: int
     price_per_core_second: float
     limits: RunLimits
@@ -262,6 +272,9 @@ class Settings:
             max_inline_result_bytes=number("BLAST_MAX_INLINE_RESULT_BYTES"),
             max_subject_bytes=number("BLAST_MAX_SUBJECT_BYTES"),
             max_subjects=number("BLAST_MAX_SUBJECTS"),
+            max_upload_bytes=number("BLAST_MAX_UPLOAD_BYTES"),
+            max_upload_queries=number("BLAST_MAX_UPLOAD_QUERIES"),
+            upload_link_minutes=number("BLAST_UPLOAD_LINK_MINUTES"),
             max_header_chars=number("BLAST_MAX_HEADER_CHARS"),
             price_per_core_second=decimal("BLAST_PRICE_PER_CORE_SECOND"),
             limits=limits,

@@ -143,6 +143,9 @@ module storage 'modules/storage.bicep' = {
     sku: storageSku
     dbShareQuotaGiB: dbShareQuotaGiB
     retentionDays: retentionDays
+    uploadOrigins: [
+      'https://${prefix}-func-${token}.azurewebsites.net'
+    ]
   }
 }
 

@@ -55,6 +55,9 @@ LEFT_AT_DEFAULT = {
     "BLAST_MAX_SEQUENCE_LETTERS": "request limits: change them with the extraAppSettings parameter",
     "BLAST_MAX_SUBJECT_BYTES": "request limits: change them with the extraAppSettings parameter",
     "BLAST_MAX_SUBJECTS": "request limits: change them with the extraAppSettings parameter",
+    "BLAST_MAX_UPLOAD_BYTES": "request limits: change them with the extraAppSettings parameter",
+    "BLAST_MAX_UPLOAD_QUERIES": "request limits: change them with the extraAppSettings parameter",
+    "BLAST_UPLOAD_LINK_MINUTES": "request limits: change them with the extraAppSettings parameter",
     "BLAST_BATCH_LETTERS": "the per-program defaults suit the plans; extraAppSettings overrides them",
     "BLAST_PRICE_PER_CORE_SECOND": "a price for cost estimates only; the default is the EP list "
                                    "price per core, extraAppSettings sets a region's",

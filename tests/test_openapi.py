@@ -58,7 +58,9 @@ def api(azurite, db_dir, tmp_path_factory):
 # size check (413). Health answers 200 whatever it finds.
 STATUSES = {
     "health": {"200"},
-    "submit_job": {"202", "400", "401", "413", "415", "503"},
+    "submit_job": {"202", "400", "401", "404", "409", "410", "413", "415", "503"},
+    "new_upload": {"201", "401", "503"},
+    "get_partial_results": {"200", "400", "401", "404", "409", "410", "503"},
     "list_jobs": {"200", "400", "401", "503"},
     "get_job": {"200", "400", "401", "404", "410", "503"},
     "cancel_job": {"200", "400", "401", "404", "409", "410", "503"},

@@ -99,7 +99,7 @@ def test_stats_over_http_and_from_the_command_line(served):
         "transport": "storage", "name": stats["queue"]["name"],
         "bulk_name": stats["queue"]["bulk_name"], "depth": 0, "dead_letters": 0,
         "error": None, "age_seconds": 0}
-    assert stats["jobs"]["last_hour"] == {"queued": 0, "running": 0, "succeeded": 1,
+    assert stats["jobs"]["last_hour"] == {"validating": 0, "queued": 0, "running": 0, "succeeded": 1,
                                           "failed": 0, "cancelled": 0, "total": 1}
     assert stats["jobs"]["last_day"] == stats["jobs"]["last_hour"]
     assert stats["end_to_end"]["jobs"] == 1
@@ -155,7 +155,7 @@ def test_stats_read_the_queue_through_the_transport_with_a_short_cache(azurite, 
         stats = service.stats()
         assert (stats["queue"]["depth"], stats["queue"]["dead_letters"]) == (3, 1)
         assert stats["jobs"]["last_hour"]["total"] == 1
-        assert stats["jobs"]["last_day"] == {"queued": 1, "running": 0, "succeeded": 1,
+        assert stats["jobs"]["last_day"] == {"validating": 0, "queued": 1, "running": 0, "succeeded": 1,
                                              "failed": 1, "cancelled": 0, "total": 3}
         service.transport.send(Outgoing(messages.batch_message(jobs.new_job_id(), 0).encode(),
                                         "m"))

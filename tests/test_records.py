@@ -35,6 +35,14 @@ def test_entities_round_trip():
     assert from_entity(to_entity(job)) == job
 
 
+def test_numbers_beyond_32_bits_round_trip_through_the_table(records):
+    """A 5 GiB upload's bytes and letters: the SDK writes a bare int as Edm.Int32."""
+    job = dataclasses.replace(make_job(2_000), upload_bytes=5 << 30, query_letters=3 * 10**9)
+    records.create(job)
+    assert records.get(job.id).job == job
+    assert records.recent(10)[0] == job
+
+
 def test_a_stale_update_is_refused(records):
     job = make_job(1_000)
     records.create(job)

@@ -33,6 +33,7 @@ from conftest import (
 )
 
 from blast_core.api.routes import ROUTES
+from blast_core.cli.client import BlastClient
 from blast_core.domain import jobs
 from blast_core.hosts import azure_functions
 from blast_core.service.bootstrap import reset_default_service
@@ -386,6 +387,67 @@ def test_a_search_of_subject_sequences_through_the_form(page, server, tmp_path):
     assert column(page, 2)[0] == "same"
     page.locator("#hits tbody tr").first.locator("button.link").click()
     check_alignment(page, expected[0], "Plus/Plus")
+
+
+@pytest.fixture(scope="module")
+def small_bodies(azurite, blast_available, tmp_path_factory) -> Iterator[Server]:
+    """A service whose request bodies hold at most 5,000 bytes of query: the page uploads any
+    larger file."""
+    running = start_server(service_env(azurite, BLAST_MAX_QUERY_BYTES="5000",
+                                       BLAST_BATCH_LETTERS="4000"),
+                           tmp_path_factory.mktemp("web-upload") / "serve.log")
+    yield running
+    running.stop()
+
+
+def test_a_query_file_too_large_for_a_body_is_uploaded_to_storage(page, small_bodies, tmp_path):
+    """The file goes to Blob storage (Azurite, another origin: CORS and the page's CSP allow
+    it) with a bar of its progress; the job validates, then runs as any other."""
+    query = sample_queries(SMALL_DB, 6, seed=37)
+    assert len(query) > 5000
+    (tmp_path / "big.fasta").write_text(query)
+    open_page(page, f"{small_bodies.url}/ui")
+    choose_databases(page, SMALL_DB)
+    page.fill("#field-evalue", "1e-20")
+    page.set_input_files("#query-file", str(tmp_path / "big.fasta"))
+    expect(page.locator("#upload-note")).to_contain_text("big.fasta (0.0 MB) will be uploaded")
+    expect(page.locator("#field-query")).to_be_disabled()
+    page.click("#submit-button")
+    status = page.locator("#job-summary .badge")
+    expect(status).to_have_text(re.compile(r"^(succeeded|failed)$"), timeout=120_000)
+    assert status.inner_text() == "succeeded", page.locator("#job-error").inner_text()
+    progress = page.locator("#upload-progress")
+    assert progress.get_attribute("value") == progress.get_attribute("max") == str(len(query))
+    expect(page.locator("#job-summary")).to_contain_text("6 queries")
+    job_id = page.locator("#jobs tbody tr.current a").inner_text()
+    job = requests.get(f"{small_bodies.url}/jobs/{job_id}", timeout=10).json()
+    assert job["upload_bytes"] == len(query) and job["batches"] > 1
+    tsv = fetch_result(f"{small_bodies.url}/jobs/{job_id}/results?format=tsv").text
+    assert tsv == direct_blastn(query, SMALL_DB, tmp_path, "-evalue", "1e-20",
+                                "-max_target_seqs", "100")
+
+
+def test_a_running_job_shows_and_downloads_its_hits_so_far(page, small_bodies, tmp_path):
+    """A sensitive search of 20 queries in batches of two (uploaded: too large for this
+    service's bodies): once some are done, the page says how many queries are searched and
+    downloads their hits, each line one of the whole result's."""
+    (tmp_path / "q.fasta").write_text(sample_queries(SMALL_DB, 20, seed=38))
+    upload_id = BlastClient(small_bodies.url).upload(str(tmp_path / "q.fasta"))
+    job = requests.post(f"{small_bodies.url}/jobs", timeout=30, json={
+        "query_upload": upload_id, "database": SMALL_DB, "task": "blastn",
+        "evalue": 1e-30}).json()
+    open_page(page, f"{small_bodies.url}/ui#job={job['id']}")
+    partial = page.locator("#partial")
+    expect(partial).to_contain_text(re.compile(r"Results so far: \d+ of 20 queries searched "
+                                               r"\(\d+ of \d+ batches\)"), timeout=120_000)
+    with page.expect_download() as downloaded:
+        partial.get_by_text("Download TSV so far").click()
+    so_far = Path(downloaded.value.path()).read_text()
+    assert downloaded.value.suggested_filename == f"{job['id']}.partial.tsv"
+    assert wait_for_job(small_bodies.url, job["id"], timeout=300)["status"] == "succeeded"
+    expect(partial).to_be_hidden()
+    whole = fetch_result(f"{small_bodies.url}/jobs/{job['id']}/results?format=tsv").text
+    assert so_far and set(so_far.splitlines()) <= set(whole.splitlines())
 
 
 def test_ticked_hits_download_as_fasta(page, server, tmp_path):

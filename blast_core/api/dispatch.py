@@ -117,7 +117,7 @@ def handle(route: Route, request: ApiRequest,
     except ApiError as error:
         return problem(error.status, error.detail, error.errors, error.headers)
     except InvalidRequest as error:
-        return problem(400, f"the job request is invalid: {error}", error.errors)
+        return problem(error.status, f"{error.summary}: {error}", error.errors)
     except JobNotFound as error:
         return problem(404, f"no job with id {error}")
     except JobExpired as error:

@@ -54,8 +54,8 @@ _FILTERS = {"F": "no", "T": "yes", "L": "yes", "MT": "yes", "ML": "yes"}
 # here they are the single-file forms (XML2_S, JSON2_S), which are also accepted.
 _FORMAT_TYPES = {"XML": "xml", "XML2": "xml2", "XML2_S": "xml2", "JSON2": "json",
                  "JSON2_S": "json", "TEXT": "text", "TABULAR": "tsv"}
-_STATUSES = {jobs.QUEUED: "WAITING", jobs.RUNNING: "WAITING", jobs.SUCCEEDED: "READY",
-             jobs.FAILED: "FAILED", jobs.CANCELLED: "UNKNOWN"}
+_STATUSES = {jobs.VALIDATING: "WAITING", jobs.QUEUED: "WAITING", jobs.RUNNING: "WAITING",
+             jobs.SUCCEEDED: "READY", jobs.FAILED: "FAILED", jobs.CANCELLED: "UNKNOWN"}
 _ACCESSION = re.compile(r"^[A-Za-z]{0,6}_?\d+(\.\d+)?$")
 _LETTER_PAIRS_PER_SECOND = 1e11  # megablast, warm cache, as measured here: for RTOE only
 

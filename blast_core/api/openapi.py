@@ -90,6 +90,9 @@ def _submit_operation(database_names: list[str]) -> dict[str, Any]:
                     "headers": {"Location": {"schema": {"type": "string"}}}},
             "400": _problem("The request is invalid; `errors` says which field and why."),
             "401": _KEY_REFUSED,
+            "404": _problem("Nothing was uploaded as the `query_upload` named."),
+            "409": _problem("The `query_upload` is a job's query already."),
+            "410": _problem("The `query_upload` is past its time."),
             "413": _problem("The body is larger than the request size limit (twice "
                             "BLAST_MAX_QUERY_BYTES)."),
             "415": _problem("The body is neither JSON nor text."),
@@ -243,6 +246,37 @@ PATHS: dict[str, Any] = {
                 "503": _UNAVAILABLE,
             },
         },
+    },
+    "/jobs/{job_id}/partial.tsv": {
+        "get": {
+            "operationId": "get_partial_results", "summary": "A job's results so far",
+            "description": "For a job of several batches, while it runs or after it failed: "
+                           "the default tsv of the batches searched so far, in query order. "
+                           "`Blast-Batches-Done` and `Blast-Queries-Done` say how many of all "
+                           "(`done/all`), `Blast-Queries-Covered` which query numbers (ranges "
+                           "such as `1-3333,6667-9999`).",
+            "parameters": [_JOB_ID_PARAMETER],
+            "responses": {
+                "200": {"description": "The hits so far (gzip-compressed when accepted).",
+                        "content": {"text/tab-separated-values": {"schema": {"type": "string"}}},
+                        "headers": {name: {"schema": {"type": "string"}} for name in (
+                            "Blast-Batches-Done", "Blast-Queries-Done",
+                            "Blast-Queries-Covered")}},
+                "400": _problem("Not a job id."),
+                "401": _KEY_REFUSED,
+                "404": _problem("No such job."),
+                "409": _problem("A job of one batch: its results come whole."),
+                "410": _EXPIRED,
+            },
+        },
+    },
+    "/uploads": {
+        "post": {"operationId": "new_upload", "summary": "Upload a query set of any size",
+                 "description": "A write-only link to one blob in Blob storage, valid for "
+                                "BLAST_UPLOAD_LINK_MINUTES: PUT the FASTA there, then submit "
+                                "a job with `query_upload` set to `upload_id`.",
+                 "responses": {"201": _json("Where to PUT the query.", "Upload"),
+                               "401": _KEY_REFUSED}},
     },
     "/databases": {
         "get": {"operationId": "list_databases", "summary": "The searchable databases",

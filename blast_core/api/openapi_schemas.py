@@ -27,8 +27,15 @@ SCHEMAS: dict[str, Any] = {
         "properties": {
             "id": _JOB_ID,
             "status": {"type": "string", "enum": list(jobs.STATUSES),
-                       "description": "queued, running, then succeeded, failed or cancelled "
-                                      "(DELETE /jobs/{job_id})."},
+                       "description": "queued (validating before, while a worker checks "
+                                      "and splits an uploaded query), running, then "
+                                      "succeeded, failed or cancelled (DELETE /jobs/{job_id})."},
+            "partial_results": {**_NULLABLE_STRING,
+                                "description": "For a job of several batches: the URL of its "
+                                               "results so far (GET .../partial.tsv)."},
+            "upload_bytes": {"type": "integer",
+                             "description": "The size of its uploaded query (query_upload); "
+                                            "0: none."},
             "database": {"type": "string",
                          "description": "The database searched, or several separated by "
                                         "spaces, as BLAST's -db takes them."},
@@ -109,6 +116,23 @@ SCHEMAS: dict[str, Any] = {
                        "them of one molecule type, searched together.",
         "properties": {"databases": {"type": "array", "items": _ref("Database")},
                        "max_per_search": {"type": "integer", "minimum": 1}}},
+    "Upload": {
+        "type": "object",
+        "required": ["upload_id", "url", "method", "headers", "expires_at", "max_bytes", "then"],
+        "properties": {
+            "upload_id": _JOB_ID,
+            "url": {"type": "string", "description": "A write-only link (SAS) to one block "
+                                                     "blob: PUT the FASTA there, whole or in "
+                                                     "blocks (Put Block, Put Block List)."},
+            "method": {"type": "string", "enum": ["PUT"]},
+            "headers": {"type": "object", "additionalProperties": {"type": "string"},
+                        "description": "Headers of a PUT of the whole file (Put Blob)."},
+            "expires_at": {"type": "string", "description": "When the link stops working."},
+            "max_bytes": {"type": "integer", "description": "The largest upload a job takes."},
+            "then": {"type": "object", "description": "What to add to the job request.",
+                     "properties": {"query_upload": _JOB_ID}},
+        },
+    },
     "Health": {"type": "object", "required": ["status", "problems"],
                "description": "Always 200 while the app runs: `degraded` with the `problems` "
                               "found (wrong settings, databases that cannot be listed).",

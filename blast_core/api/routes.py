@@ -88,6 +88,11 @@ def _submission(request: ApiRequest, max_bytes: int) -> object:
     return payload
 
 
+def new_upload(service: BlastService, request: ApiRequest) -> ApiResponse:
+    """Where to PUT a query set of any size: then submit a job with its `query_upload`."""
+    return json_response(201, views.upload_view(service.new_upload()))
+
+
 def get_job(service: BlastService, request: ApiRequest) -> ApiResponse:
     job = service.get(_job_id(request))
     return json_response(200, job_view(job, request, service))
@@ -127,6 +132,22 @@ def get_hit_sequences(service: BlastService, request: ApiRequest) -> ApiResponse
     return _send_result(lambda: service.hit_sequences(
         job_id, hit_selection.parse_selection(request.params), _wait(request),
         byte_ranges.parse(request.header("range"))), request)
+
+
+def get_partial_results(service: BlastService, request: ApiRequest) -> ApiResponse:
+    """The hits of the batches searched so far, as tsv, with the queries they cover."""
+    partial = service.partial_table(_job_id(request))
+    job = partial.job
+    headers = {"Content-Type": search.output_format(tabular.TSV).content_type,
+               "Content-Disposition": f'inline; filename="{job.id}.partial.tsv"',
+               "Vary": "Accept-Encoding",
+               views.PARTIAL_BATCHES: f"{partial.batches_done}/{job.batches}",
+               views.PARTIAL_QUERIES: f"{partial.queries_done}/{job.queries}",
+               views.PARTIAL_COVERED: views.ranges_text(partial.covered)}
+    if compression.accepts_gzip(request.header("accept-encoding")):
+        return ApiResponse(200, compression.gzipped(partial.chunks, compression.level_for(
+            headers["Content-Type"])), {**headers, "Content-Encoding": "gzip"})
+    return ApiResponse(200, partial.chunks, headers)
 
 
 def _send_result(asked: Callable[[], ResultBody | ResultLink],
@@ -221,11 +242,13 @@ def job_view(job: Job, request: ApiRequest, service: BlastService) -> dict[str, 
 ROUTES: tuple[Route, ...] = (
     Route("health", "GET", "health", health, anonymous=True, probe=True),
     Route("submit_job", "POST", "jobs", submit_job),
+    Route("new_upload", "POST", "uploads", new_upload),
     Route("list_jobs", "GET", "jobs", list_jobs),
     Route("get_job", "GET", "jobs/{job_id}", get_job),
     Route("cancel_job", "DELETE", "jobs/{job_id}", cancel_job),
     Route("get_result", "GET", "jobs/{job_id}/results", get_result),
     Route("get_hit_sequences", "GET", "jobs/{job_id}/hits.fasta", get_hit_sequences),
+    Route("get_partial_results", "GET", "jobs/{job_id}/partial.tsv", get_partial_results),
     Route("list_databases", "GET", "databases", list_databases),
     Route("get_stats", "GET", "stats", get_stats),
     Route("openapi", "GET", "openapi.json", openapi_document, anonymous=True),

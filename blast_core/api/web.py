@@ -14,6 +14,7 @@ from pathlib import Path
 from blast_core.api.dispatch import PREFIX, ApiError, ApiRequest, ApiResponse, Route, json_response
 from blast_core.blast import search
 from blast_core.domain import fasta, job_request, jobs, tabular
+from blast_core.domain.limits import UPLOAD_ABOVE_BYTES
 from blast_core.service.core import BlastService
 
 WEB_DIR = Path(__file__).with_name("web")
@@ -30,7 +31,7 @@ PAGE_HEADERS: dict[str, str] = {
     "Cache-Control": "no-cache",
 }
 # The job request's fields the form shows as its own controls; it builds one for each other field.
-FORM_FIELDS = ("query", "database", "subject", "program", "task")
+FORM_FIELDS = ("query", "query_upload", "database", "subject", "program", "task")
 OPTION_KEYWORDS = ("type", "enum", "minimum", "exclusiveMinimum", "maximum", "default", "description")
 
 
@@ -40,9 +41,13 @@ def _read(name: str) -> bytes:
 
 
 def page(service: BlastService, request: ApiRequest) -> ApiResponse:
-    """GET ui: the page, with the API's path prefix filled in."""
+    """GET ui: the page, with the API's path prefix filled in; it may connect to its own
+    origin, and to Blob storage's, where it uploads a large query."""
     body = _read("index.html").replace(b"{{api}}", PREFIX.encode())
-    return ApiResponse(200, body, {"Content-Type": "text/html; charset=utf-8", **PAGE_HEADERS})
+    policy = PAGE_HEADERS["Content-Security-Policy"].replace(
+        "connect-src 'self'", f"connect-src 'self' {service.blobs.origin()}")
+    return ApiResponse(200, body, {"Content-Type": "text/html; charset=utf-8", **PAGE_HEADERS,
+                                   "Content-Security-Policy": policy})
 
 
 def asset(service: BlastService, request: ApiRequest) -> ApiResponse:
@@ -69,6 +74,8 @@ def config(service: BlastService, request: ApiRequest) -> ApiResponse:
                     for name, field in fields.items() if name not in FORM_FIELDS},
         "query": asdict(service.query_limits),
         "subject": asdict(service.subject_limits),
+        "upload": {"above_bytes": min(UPLOAD_ABOVE_BYTES, service.query_limits.max_bytes),
+                   "max_bytes": service.settings.max_upload_bytes},
         "alphabets": {"nucleotide": "".join(sorted(fasta.NUCLEOTIDE_LETTERS)),
                       "protein": "".join(sorted(fasta.PROTEIN_LETTERS))},
         "formats": {name: fmt.extension for name, fmt in search.OUTPUT_FORMATS.items()},

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -16,6 +18,8 @@ DEFAULT_URL = "http://127.0.0.1:7071"
 PREFIX = "/api"
 PROBLEM_JSON = "application/problem+json"
 RESULT_WAIT_SECONDS = 1800.0  # longest wait for a worker to make a result format
+UPLOAD_BLOCK_BYTES = 8 << 20  # a Put Block of Blob storage takes up to 4000 MiB
+UPLOAD_TRIES = 3  # per block, on a dropped connection or a storage error of its own (5xx)
 
 
 class ApiProblem(Exception):
@@ -41,10 +45,11 @@ def api_base(url: str) -> str:
 @dataclass(frozen=True)
 class Download:
     """A result arriving: its bytes, and how many there are when the service says (not for
-    a result compressed on the way)."""
+    a result compressed on the way); `note` says what a partial one covers."""
 
     chunks: Iterator[bytes]
     size: int | None
+    note: str = ""
 
 
 class BlastClient:
@@ -57,6 +62,46 @@ class BlastClient:
 
     def submit(self, payload: dict[str, Any]) -> dict[str, Any]:
         return self._request("POST", "jobs", json=payload).json()
+
+    def upload(self, path: str, sent: Callable[[int], None] | None = None) -> str:
+        """Upload a FASTA file of any size straight to Blob storage, block by block (Put
+        Block, then Put Block List), telling `sent` the bytes of each block as it goes; the
+        upload's id, to submit as `query_upload`. Messages never show the link: its
+        signature is a secret."""
+        made = self._request("POST", "uploads").json()
+        size = os.path.getsize(path)
+        if size > made["max_bytes"]:
+            raise ApiProblem(413, f"{path} is {size:,} bytes; the service takes uploads of up "
+                                  f"to {made['max_bytes']:,}")
+        url, blocks = made["url"], []
+        with open(path, "rb") as data:
+            while block := data.read(UPLOAD_BLOCK_BYTES):
+                blocks.append(base64.b64encode(f"{len(blocks):08d}".encode()).decode())
+                self._put(f"{url}&comp=block&blockid={quote(blocks[-1], safe='')}", block)
+                if sent:
+                    sent(len(block))
+        listed = "".join(f"<Latest>{block}</Latest>" for block in blocks)
+        self._put(f"{url}&comp=blocklist", f'<?xml version="1.0" encoding="utf-8"?>'
+                  f"<BlockList>{listed}</BlockList>".encode(),
+                  {"Content-Type": "application/xml"})
+        return made["upload_id"]
+
+    def _put(self, url: str, body: bytes, headers: dict[str, str] | None = None) -> None:
+        """One PUT to Blob storage, tried again on a dropped connection or a 5xx."""
+        for attempt in range(1, UPLOAD_TRIES + 1):
+            try:
+                response = requests.put(url, data=body, headers=headers, timeout=self.timeout)
+            except requests.RequestException as error:
+                if attempt == UPLOAD_TRIES:
+                    raise Unreachable(f"the upload to Blob storage failed: "
+                                      f"{type(error).__name__}") from None
+                continue
+            if response.status_code < 500 or attempt == UPLOAD_TRIES:
+                break
+        if response.status_code >= 300:
+            code = response.headers.get("x-ms-error-code", response.reason)
+            raise ApiProblem(response.status_code, f"Blob storage refused the upload: "
+                                                   f"{response.status_code} {code}")
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self._request("GET", f"jobs/{quote(job_id, safe='')}").json()
@@ -92,6 +137,17 @@ class BlastClient:
         return self._download(f"jobs/{quote(job_id, safe='')}/hits.fasta", selection,
                               f"the hit sequences of job {job_id}", wait, waiting)
 
+    def partial(self, job_id: str) -> Download:
+        """The tsv of a job's batches searched so far; `note` says how many and which
+        queries it covers."""
+        response = self._request("GET", f"jobs/{quote(job_id, safe='')}/partial.tsv",
+                                 stream=True)
+        headers = response.headers
+        note = (f"{headers.get('Blast-Queries-Done', '?')} queries "
+                f"({headers.get('Blast-Batches-Done', '?')} batches): "
+                f"{headers.get('Blast-Queries-Covered') or 'none yet'}")
+        return Download(self._chunks(response), None, note)
+
     def _download(self, path: str, params: dict[str, str], what: str, wait: float,
                   waiting: Callable[[float], None] | None) -> Download:
         started = time.monotonic()
@@ -107,15 +163,17 @@ class BlastClient:
                 waiting(waited)
             time.sleep(min(float(response.headers.get("Retry-After") or 2), 30))
 
-        def chunks() -> Iterator[bytes]:
-            try:
-                yield from response.iter_content(chunk_size=1 << 16)
-            except requests.RequestException as error:
-                raise Unreachable(f"the result stopped arriving: {error}") from None
-
         compressed = "Content-Encoding" in response.headers
         length = response.headers.get("Content-Length", "")
-        return Download(chunks(), int(length) if length.isdigit() and not compressed else None)
+        return Download(self._chunks(response),
+                        int(length) if length.isdigit() and not compressed else None)
+
+    @staticmethod
+    def _chunks(response: requests.Response) -> Iterator[bytes]:
+        try:
+            yield from response.iter_content(chunk_size=1 << 16)
+        except requests.RequestException as error:
+            raise Unreachable(f"the result stopped arriving: {error}") from None
 
     def _request(self, method: str, path: str, **options: Any) -> requests.Response:
         url = f"{self.base}/{path}"

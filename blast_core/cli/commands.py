@@ -28,6 +28,7 @@ from blast_core.cli.parser import (
     SAMPLE_SEED,
 )
 from blast_core.domain.jobs import FINAL_STATUSES
+from blast_core.domain.limits import UPLOAD_ABOVE_BYTES
 
 POLL_SECONDS = 0.5
 
@@ -69,7 +70,12 @@ def run_client_command(parser: argparse.ArgumentParser, args: argparse.Namespace
 
 
 def submit_command(client: BlastClient, args: argparse.Namespace) -> None:
-    query = sys.stdin.read() if args.file == "-" else _read_text(args.file)
+    if args.file != "-" and (args.upload or os.path.getsize(args.file) > UPLOAD_ABOVE_BYTES):
+        progress = DownloadProgress(sys.stderr, os.path.getsize(args.file), verb="uploaded")
+        query: dict[str, str] = {"query_upload": client.upload(args.file, progress.add)}
+        progress.end()
+    else:
+        query = {"query": sys.stdin.read() if args.file == "-" else _read_text(args.file)}
     options = {"program": args.program, "task": args.task, "evalue": args.evalue,
                "max_target_seqs": args.max_target_seqs, "word_size": args.word_size,
                "filter": args.filter}
@@ -77,7 +83,7 @@ def submit_command(client: BlastClient, args: argparse.Namespace) -> None:
         target = {"subject": _read_text(args.subject)}
     else:
         target = {"database": args.database[0] if len(args.database) == 1 else args.database}
-    payload = {"query": query, **target,
+    payload = {**query, **target,
                **{name: value for name, value in options.items() if value is not None}}
     job = client.submit(payload)
     if not args.wait:
@@ -147,7 +153,10 @@ def results_command(client: BlastClient, args: argparse.Namespace) -> None:
     def waiting(seconds: float) -> None:
         print(f"\r{what} being made ({seconds:.0f} s)", end="", file=sys.stderr, flush=True)
 
-    if args.fasta:
+    if args.partial:
+        download = client.partial(args.job_id)
+        print(f"results so far: {download.note}", file=sys.stderr)
+    elif args.fasta:
         selection = {name: str(value) for name, value in (
             ("query", args.query), ("subjects", args.subjects), ("flank", args.flank),
             ("region", "aligned" if args.aligned else None)) if value is not None}

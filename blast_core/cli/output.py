@@ -26,7 +26,9 @@ class Progress:
         # A service from before batching reports no queries_done: all are done on success.
         done = job.get("queries_done", total if status == "succeeded" else 0)
         counts = f"{done}/{total} queries"
-        if job.get("batches", 1) > 1:
+        if status == "validating":  # its upload is being checked and split into batches
+            counts = f"checking the {megabytes(job.get('upload_bytes', 0))} upload"
+        elif job.get("batches", 1) > 1:
             counts += f", {job['batches_done']}/{job['batches']} batches"
         if self.live:
             filled = self.WIDTH * done // max(total, 1)
@@ -46,15 +48,15 @@ class Progress:
 
 
 class DownloadProgress:
-    """A result being written to a file: a bar of the bytes written when their total is
-    known, else their count, redrawn in place at most ten times a second, on a terminal only
-    (a log or a pipe gets nothing)."""
+    """A result being written to a file (or a query uploaded: `verb`): a bar of the bytes
+    done when their total is known, else their count, redrawn in place at most ten times a
+    second, on a terminal only (a log or a pipe gets nothing)."""
 
     WIDTH = 30
 
     def __init__(self, stream: TextIO, total: int | None,
-                 clock: Callable[[], float] = time.monotonic):
-        self.stream, self.total, self.clock = stream, total, clock
+                 clock: Callable[[], float] = time.monotonic, verb: str = "written"):
+        self.stream, self.total, self.clock, self.verb = stream, total, clock, verb
         self.live = stream.isatty()
         self.done = 0
         self.drawn_at = -1.0
@@ -77,7 +79,7 @@ class DownloadProgress:
             shown = (f"[{'#' * filled}{'.' * (self.WIDTH - filled)}] {megabytes(self.done)} of "
                      f"{megabytes(self.total)}")
         else:
-            shown = f"{megabytes(self.done)} written"
+            shown = f"{megabytes(self.done)} {self.verb}"
         self.stream.write(f"\r{shown}")
         self.stream.flush()
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 
 from blast_core.cli.client import DEFAULT_URL
+from blast_core.domain.limits import UPLOAD_ABOVE_BYTES
 from blast_core.domain.messages import LANES
 
 # The sample set: SAMPLE_COUNT sequences of a real database from Debian's ncbi-rrna-data,
@@ -106,6 +107,10 @@ def _add_job_commands(commands, connection: argparse.ArgumentParser,
     submit.add_argument("--word-size", type=int, help="BLAST+ -word_size (default: the task's)")
     submit.add_argument("--filter", choices=("yes", "no"),
                         help="low-complexity filter, DUST or SEG (default: the program's)")
+    submit.add_argument("--upload", action="store_true",
+                        help="send FILE straight to Blob storage (what a file of over "
+                             f"{UPLOAD_ABOVE_BYTES // 1_000_000} MB always does): for query "
+                             "sets of any size, checked and split by a worker")
     submit.add_argument("--wait", action="store_true",
                         help="show progress until the job ends, then where its results are")
 
@@ -123,6 +128,9 @@ def _add_job_commands(commands, connection: argparse.ArgumentParser,
                          help="the tsv result's columns, BLAST+ -outfmt 6 specifiers separated "
                               "by commas or spaces, e.g. 'qseqid sseqid pident qcovs stitle' "
                               "(default: the 12 standard ones; the README lists them all)")
+    results.add_argument("--partial", action="store_true",
+                         help="a running (or failed) job of several batches: the tsv of the "
+                              "batches searched so far; stderr says which queries it covers")
     results.add_argument("-o", "--output", metavar="FILE", help="write to FILE, not stdout")
     fasta = results.add_argument_group(
         "hit sequences", "--fasta: the FASTA of the hits, from the job's databases, instead of "

@@ -19,18 +19,21 @@ from blast_core.domain.fasta import Sequence
 
 def split(sequences: list[Sequence], max_letters: int) -> list[list[Sequence]]:
     """Consecutive batches of at most `max_letters` letters; a longer sequence is alone."""
-    batches: list[list[Sequence]] = []
+    return list(split_stream(sequences, max_letters))
+
+
+def split_stream(sequences: Iterable[Sequence], max_letters: int) -> Iterator[list[Sequence]]:
+    """`split` of sequences read one at a time, holding one batch at most."""
     current: list[Sequence] = []
     letters = 0
     for sequence in sequences:
         if current and letters + len(sequence.residues) > max_letters:
-            batches.append(current)
+            yield current
             current, letters = [], 0
         current.append(sequence)
         letters += len(sequence.residues)
     if current:
-        batches.append(current)
-    return batches
+        yield current
 
 
 def merge(format_name: str, parts: list[Iterable[str]], queries_before: list[int]) -> Iterator[str]:

@@ -63,9 +63,35 @@ class FieldError:
 
 
 class InvalidRequest(ValueError):
+    """A request refused for what its fields say; `status` is the HTTP status that says so."""
+
+    status = 400
+    summary = "the job request is invalid"
+
     def __init__(self, errors: list[FieldError]):
         super().__init__("; ".join(f"{e.field}: {e.reason}" for e in errors))
         self.errors = errors
+
+
+class RequestConflict(InvalidRequest):
+    """A well-formed request that what exists already rules out."""
+
+    status = 409
+    summary = "the job request conflicts with what exists"
+
+
+class UnknownReference(InvalidRequest):
+    """A field names something that does not exist."""
+
+    status = 404
+    summary = "the job request names what does not exist"
+
+
+class ExpiredReference(InvalidRequest):
+    """A field names something past its time."""
+
+    status = 410
+    summary = "the job request names what has expired"
 
 
 # JSON Schema with this service's numbers and strings: `number` and `integer` refuse NaN and

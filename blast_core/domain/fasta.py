@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import codecs
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 NUCLEOTIDE_LETTERS = frozenset("ACGTURYSWKMBDHVN")
@@ -47,14 +48,18 @@ def parse(text: str) -> list[Sequence]:
     """Sequences of a FASTA text; a bare sequence without a header is one query. Lines end at
     LF, CR LF or CR only, as the web page reads them: str.splitlines() would also end one at a
     form feed, a file separator or U+2028, turning the rest of a header into residues."""
-    sequences: list[Sequence] = []
+    return list(sequences_of(_LINE_END.split(text)))
+
+
+def sequences_of(lines: Iterable[str]) -> Iterator[Sequence]:
+    """The sequences of FASTA lines (line ends removed), one at a time (`parse`)."""
     header: str | None = None
     chunks: list[str] = []
-    for raw in _LINE_END.split(text):
+    for raw in lines:
         line = raw.strip()
         if line.startswith(">"):
             if header is not None:
-                sequences.append(Sequence(header, "".join(chunks)))
+                yield Sequence(header, "".join(chunks))
             header = _CONTROL.sub(" ", line[1:]).strip()
             chunks = []
         elif line.startswith(";") or not line:
@@ -64,8 +69,41 @@ def parse(text: str) -> list[Sequence]:
                 header = ""
             chunks.append("".join(line.split()).upper())
     if header is not None:
-        sequences.append(Sequence(header, "".join(chunks)))
-    return sequences
+        yield Sequence(header, "".join(chunks))
+
+
+def lines_of(chunks: Iterable[bytes], max_line: int) -> Iterator[str]:
+    """The text lines of UTF-8 bytes that arrive in chunks, ended as `parse` ends them, never
+    holding more than one line and one chunk: FastaError for bytes that are not UTF-8 and for
+    a line longer than `max_line` characters. A CR LF split between two chunks makes an extra
+    empty line, which FASTA ignores."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    pending, read, number = "", 0, 0
+    for chunk in chunks:
+        try:
+            text = pending + decoder.decode(chunk)
+        except UnicodeDecodeError as error:
+            raise FastaError(f"is not UTF-8 text (byte {read + error.start + 1:,})") from None
+        read += len(chunk)
+        lines = _LINE_END.split(text)
+        pending = lines.pop()
+        for line in lines:
+            number += 1
+            if len(line) > max_line:
+                raise FastaError(_too_long(number, max_line))
+            yield line
+        if len(pending) > max_line:
+            raise FastaError(_too_long(number + 1, max_line))
+    try:
+        pending += decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        raise FastaError("is not UTF-8 text (it ends inside a character)") from None
+    if pending:
+        yield pending
+
+
+def _too_long(number: int, max_line: int) -> str:
+    return f"line {number:,} is longer than {max_line:,} characters"
 
 
 def validate(text: str, molecule: str, limits: QueryLimits) -> list[Sequence]:
@@ -79,12 +117,18 @@ def validate(text: str, molecule: str, limits: QueryLimits) -> list[Sequence]:
     if len(sequences) > limits.max_sequences:
         raise FastaError(f"holds {len(sequences)} sequences; the limit is {limits.max_sequences}")
     for index, sequence in enumerate(sequences, start=1):
-        name = describe(index, sequence)
-        if len(sequence.header) > limits.max_header_chars:
-            raise FastaError(f"{name}: header has {len(sequence.header)} characters; the limit "
-                             f"is {limits.max_header_chars}")
-        _check_residues(name, sequence.residues, molecule, limits.max_letters)
+        check(index, sequence, molecule, limits)
     return sequences
+
+
+def check(index: int, sequence: Sequence, molecule: str, limits: QueryLimits) -> None:
+    """One sequence of a query (number `index`, from 1): FastaError naming it when its header
+    or its letters are not acceptable."""
+    name = describe(index, sequence)
+    if len(sequence.header) > limits.max_header_chars:
+        raise FastaError(f"{name}: header has {len(sequence.header)} characters; the limit "
+                         f"is {limits.max_header_chars}")
+    _check_residues(name, sequence.residues, molecule, limits.max_letters)
 
 
 def describe(index: int, sequence: Sequence) -> str:
@@ -151,3 +195,29 @@ def format_fasta(sequences: list[Sequence]) -> str:
         residues = sequence.residues
         lines.extend(residues[i:i + _LINE_WIDTH] for i in range(0, len(residues), _LINE_WIDTH))
     return "\n".join(lines) + "\n"
+
+
+# What a file that is no FASTA text begins with, by kind: compressed ones first.
+_COMPRESSED = {b"\x1f\x8b": "gzip", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz",
+               b"\x28\xb5\x2f\xfd": "zstd", b"PK\x03\x04": "zip"}
+
+
+def check_beginning(head: bytes) -> None:
+    """FastaError when the first bytes of a file show it is no FASTA text: compressed,
+    binary, not UTF-8, or text whose first line is neither a header nor sequence letters.
+    What follows is checked as it is read (`lines_of`)."""
+    for magic, kind in _COMPRESSED.items():
+        if head.startswith(magic):
+            raise FastaError(f"is {kind}-compressed; upload it uncompressed")
+    if b"\x00" in head:
+        raise FastaError("is not text (it holds NUL bytes)")
+    for raw in _LINE_END.split(head.decode("utf-8", "replace")):
+        line = raw.strip()
+        if line and not line.startswith(";"):
+            if not (line.startswith(">") or line[0].isalpha() or line[0] in "*-"):
+                raise FastaError(f"is not FASTA: its first line begins {line[:20]!r}")
+            break
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head)
+    except UnicodeDecodeError as error:
+        raise FastaError(f"is not UTF-8 text (byte {error.start + 1:,})") from None

@@ -20,7 +20,7 @@ from blast_core.domain.client_input import (
     is_whole_number,
 )
 from blast_core.domain.database import DatabaseInfo
-from blast_core.domain.jobs import database_names
+from blast_core.domain.jobs import JOB_ID_PATTERN, database_names
 
 # program -> (tasks, default task, query molecule, database molecule), as in BLAST+ 2.12;
 # tblastx has no -task option, so its one "task" is the program itself (the runner omits -task).
@@ -56,6 +56,18 @@ MAX_DATABASES = 10  # names in one search; BLAST+ searches them as one database
 DEFAULT_PROGRAM = "blastn"
 
 
+QUERY_FIELD = {"type": "string", "minLength": 1, "format": "fasta",
+               "description": "FASTA text with one or more sequences (a bare sequence is one "
+                              "query). Give `query` or `query_upload`, not both."}
+
+
+QUERY_UPLOAD_FIELD = {"type": "string", "pattern": JOB_ID_PATTERN,
+                      "description": "The id of an upload (POST /api/uploads) holding the FASTA "
+                                     "of the queries, for a query set of any size: a worker "
+                                     "checks and splits it (the job is `validating` "
+                                     "meanwhile), and the job takes this id."}
+
+
 SUBJECT_FIELD = {"type": "string", "minLength": 1, "format": "fasta",
                  "description": "FASTA text of the sequences to align the queries with, instead "
                                 "of a database (`blastn -subject`, NCBI's \"Align two or more "
@@ -88,12 +100,10 @@ def request_schema(databases: Sequence[DatabaseInfo] | None = None) -> dict[str,
     return {
         "type": "object",
         "additionalProperties": False,
-        "required": ["query"],
         "oneOf": [{"required": ["database"]}, {"required": ["subject"]}],
         "properties": {
-            "query": {"type": "string", "minLength": 1, "format": "fasta",
-                      "description": "FASTA text with one or more sequences (a bare sequence is "
-                                     "one query)."},
+            "query": QUERY_FIELD,
+            "query_upload": QUERY_UPLOAD_FIELD,
             "database": {
                 **_database_schema(None if databases is None else names["nucleotide"]
                                    + names["protein"]),
@@ -120,7 +130,8 @@ def request_schema(databases: Sequence[DatabaseInfo] | None = None) -> dict[str,
                                       "SEG for the other programs. Default: the program's (on, "
                                       "but off for blastp)."},
         },
-        "allOf": rules,
+        "allOf": [{"oneOf": [{"required": ["query"]}, {"required": ["query_upload"]}]},
+                  *rules],
     }
 
 
@@ -176,6 +187,7 @@ class JobRequest:
     word_size: int | None = None
     filter: str | None = None
     subject: tuple[fasta.Sequence, ...] = ()
+    query_upload: str = ""  # the upload holding the queries, when `sequences` is empty
 
     @property
     def queries(self) -> int:
@@ -204,7 +216,8 @@ def parse_request(payload: Any, limits: fasta.QueryLimits,
     _, default_task, query_molecule, db_molecule = PROGRAMS[program]
     task = payload.get("task", default_task)
     try:
-        sequences = fasta.validate(payload["query"], query_molecule, limits)
+        sequences = fasta.validate(payload["query"], query_molecule, limits) \
+            if "query" in payload else []
         if query_molecule == "protein":
             _refuse_nucleotides(sequences, program)
     except fasta.FastaError as error:
@@ -226,6 +239,7 @@ def parse_request(payload: Any, limits: fasta.QueryLimits,
         max_target_seqs=int(payload.get("max_target_seqs", 100)),
         word_size=int(payload["word_size"]) if "word_size" in payload else None,
         filter=payload.get("filter"),
+        query_upload=payload.get("query_upload", ""),
     )
 
 
@@ -268,9 +282,15 @@ def _subject(payload: Mapping[str, Any], molecule: str, program: str,
 def _refuse_nucleotides(sequences: list[fasta.Sequence], program: str,
                         role: str = "query") -> None:
     for index, sequence in enumerate(sequences, start=1):
-        if fasta.looks_like_nucleotides(sequence.residues):
-            raise fasta.FastaError(f"{fasta.describe(index, sequence)} looks like a nucleotide "
-                                   f"sequence; {program} needs a protein {role}")
+        refuse_nucleotides(index, sequence, program, role)
+
+
+def refuse_nucleotides(index: int, sequence: fasta.Sequence, program: str,
+                       role: str = "query") -> None:
+    """FastaError when a sequence a protein program is given looks like DNA."""
+    if fasta.looks_like_nucleotides(sequence.residues):
+        raise fasta.FastaError(f"{fasta.describe(index, sequence)} looks like a nucleotide "
+                               f"sequence; {program} needs a protein {role}")
 
 
 def _schema_errors(payload: Mapping[str, Any]) -> list[FieldError]:
@@ -281,14 +301,23 @@ def _schema_errors(payload: Mapping[str, Any]) -> list[FieldError]:
                                       lambda error: _rule_error(error, payload))
 
 
+# The fields of which a request gives one: what is said when it gives both, and neither.
+_ONE_OF_TWO = {
+    "database": ("give subject sequences or a database, not both",
+                 "is required, or subject sequences instead"),
+    "query": ("give the query in the request or as an upload, not both",
+              "is required, or query_upload (an upload's id: POST /api/uploads) instead"),
+}
+
+
 def _rule_error(error: jsonschema.ValidationError,
                 payload: Mapping[str, Any]) -> FieldError | None:
     """An error of a rule between fields, told with what the rule depends on; None for an
     error of a field's own."""
-    if error.validator == "oneOf" and not error.absolute_path:  # database or subject
-        if "database" in error.instance:
-            return FieldError("subject", "give subject sequences or a database, not both")
-        return FieldError("database", "is required, or subject sequences instead")
+    if error.validator == "oneOf" and not error.absolute_path:  # one field of two
+        first, second = (option["required"][0] for option in error.schema["oneOf"])
+        both, neither = _ONE_OF_TWO[first]
+        return FieldError(second, both) if first in error.instance else FieldError(first, neither)
     if "then" not in error.absolute_schema_path:
         return None
     program = payload.get("program", DEFAULT_PROGRAM)

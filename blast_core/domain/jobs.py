@@ -18,9 +18,10 @@ if TYPE_CHECKING:
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = (
     "queued", "running", "succeeded", "failed", "cancelled")
+VALIDATING = "validating"  # its query is an upload that a worker is checking and splitting
 
 
-STATUSES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
+STATUSES = (VALIDATING, QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
 
 
 FINAL_STATUSES = frozenset({SUCCEEDED, FAILED, CANCELLED})
@@ -134,6 +135,8 @@ class Job:
     formats: str = ""
     subjects: int = 0  # subject sequences searched instead of a database (`database` "")
     subject_letters: int = 0
+    upload_bytes: int = 0  # the size of its uploaded query (`uploads.py`); 0: none
+    upload_etag: str = ""  # the version of the upload it was submitted with
 
     @classmethod
     def submitted(cls, job_id: str, request: JobRequest, batches: int = 1,
@@ -145,6 +148,24 @@ class Job:
                    word_size=request.word_size, filter=request.filter, batches=batches,
                    batch_states=BATCH_PENDING * batches, traceparent=traceparent,
                    subjects=len(request.subject), subject_letters=request.subject_letters)
+
+    @classmethod
+    def from_upload(cls, request: JobRequest, upload_bytes: int, upload_etag: str,
+                    traceparent: str = "") -> Job:
+        """A job whose query is an upload, `validating` until a worker has checked and split
+        it (`validated`): its queries and batches are not known before."""
+        job = cls.submitted(request.query_upload, request, batches=0, traceparent=traceparent)
+        return replace(job, status=VALIDATING, upload_bytes=upload_bytes, upload_etag=upload_etag)
+
+    def validated(self, batches: int, queries: int, query_letters: int) -> Job:
+        """Its upload checked and split into `batches` stored batches: queued as any job."""
+        return replace(self, status=QUEUED, batches=batches, batch_states=BATCH_PENDING * batches,
+                       queries=queries, query_letters=query_letters)
+
+    def refused(self, reason: str) -> Job:
+        """Its upload is not an acceptable query (`reason` names the field and why): failed,
+        with no batch ever queued."""
+        return replace(self, status=FAILED, finished_at=utc_now(), error=reason)
 
     @property
     def databases(self) -> list[str]:
@@ -195,6 +216,7 @@ class Job:
                        seconds_staging=self.seconds_staging + timings.staging,
                        seconds_blast=self.seconds_blast + timings.blast,
                        seconds_transfer=self.seconds_transfer + timings.transfer,
+                       seconds_format=self.seconds_format + timings.formatting,
                        cpu_seconds_blast=self.cpu_seconds_blast + timings.blast_cpu)
 
     def batch_failed(self, batch: int, reason: str) -> Job:
@@ -205,7 +227,10 @@ class Job:
 
     def requeued(self) -> Job:
         """Back to the queue after a give-up: failed and running batches become pending
-        again; `attempts` keeps counting."""
+        again; `attempts` keeps counting. A job whose upload was never split is validating
+        again."""
+        if self.upload_bytes and not self.batches:
+            return replace(self, status=VALIDATING, finished_at=None, error=None)
         states = self.batch_states.replace(BATCH_FAILED, BATCH_PENDING)
         return replace(self, status=QUEUED, finished_at=None, error=None,
                        batch_states=states.replace(BATCH_RUNNING, BATCH_PENDING))
@@ -267,14 +292,16 @@ class FormatState(NamedTuple):
 
 @dataclass(frozen=True)
 class BatchTimings:
-    """Seconds one batch spent waiting in the queue, staging its database, in BLAST, and moving
-    its query and archive to and from Blob storage; `blast_cpu`: CPU seconds BLAST used."""
+    """Seconds one batch spent waiting in the queue, staging its database, in BLAST, moving
+    its query and archive to and from Blob storage, and making its table of hits;
+    `blast_cpu`: CPU seconds BLAST used."""
 
     queued: float
     staging: float
     blast: float
     transfer: float
     blast_cpu: float = 0.0
+    formatting: float = 0.0
 
 
 def parse_time(text: str) -> datetime:
@@ -285,6 +312,12 @@ def stranded_reason(job: Job, unchanged_seconds: float, limits: RunLimits) -> st
     """Why an open job whose record has not changed for `unchanged_seconds` can no longer end
     by itself, or None while a message for it may still arrive (`limits` says how long one
     can take). The reason does not name the batch: `Job.batch_failed` does, in a job of several."""
+    if job.status == VALIDATING:
+        if unchanged_seconds <= limits.queued_stale_after:
+            return None
+        return (f"stranded: its upload was never checked (nothing has happened for "
+                f"{duration(unchanged_seconds)}, and a message expires after "
+                f"{duration(MESSAGE_TTL)})")
     unfinished = [n for n in range(job.batches) if job.batch_unfinished(n)]
     if not unfinished:
         return None

@@ -49,6 +49,9 @@ MIN_SEARCH_SECONDS = 30  # less left for BLAST in an invocation: try again in a 
 # 64 KiB and a Service Bus one 256 KiB (Standard); JSON escaping (a newline is two bytes),
 # the XML a Storage Queue wraps a message in and the rest of the message stay within the rest.
 INLINE_QUERY_BYTES = 48_000
+# A query file larger than this is uploaded straight to Blob storage by the command line and the
+# web page (POST /api/uploads), not sent in a request body.
+UPLOAD_ABOVE_BYTES = 8_000_000
 STRANDED_MARGIN = 10 * 60  # clocks, sweeps and retries: added to every waiting bound
 
 FUNCTION_TIMEOUT_OVERRIDE = "AzureFunctionsJobHost__functionTimeout"

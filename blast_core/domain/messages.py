@@ -50,8 +50,9 @@ class MalformedMessage(ValueError):
 @dataclass(frozen=True)
 class Message:
     """Work for a worker: search batch `batch` of job `job_id` (its FASTA in `query`, or in
-    Blob storage when None), or make its result in `format`; `trace` is the W3C trace context
-    of the submit the work continues; `lane` the queue it travels in."""
+    Blob storage when None), make its result in `format`, or (`split`) check its uploaded
+    query and split it into batches; `trace` is the W3C trace context of the submit the work
+    continues; `lane` the queue it travels in."""
 
     job_id: str
     batch: int | None = None
@@ -60,11 +61,19 @@ class Message:
     trace: Mapping[str, str] = field(default_factory=dict)
     query: str | None = None
     lane: str = INTERACTIVE
+    split: bool = False
+
+    @property
+    def searches(self) -> bool:
+        """It asks for a batch to be searched."""
+        return self.format is None and not self.split
 
     @property
     def first_id(self) -> str:
         """The message id of the first send. Service Bus duplicate detection drops a second
         send of it within its window: a submit whose send was retried queues the batch once."""
+        if self.split:
+            return f"{self.job_id}-split"
         if self.format is None:
             return f"{self.job_id}-{self.batch}"
         name, _, columns = self.format.partition(":")
@@ -83,7 +92,9 @@ class Message:
 
     def encode(self) -> str:
         data: dict[str, Any] = {"job_id": self.job_id}
-        if self.format is None:
+        if self.split:
+            data["split"] = True
+        elif self.format is None:
             data["batch"] = self.batch
         else:
             data["format"] = self.format
@@ -108,6 +119,12 @@ def format_message(job_id: str, format_name: str, trace: Mapping[str, str] | Non
     return Message(job_id, format=format_name, trace=dict(trace or {}), lane=lane)
 
 
+def split_message(job_id: str, trace: Mapping[str, str] | None = None) -> Message:
+    """Check and split a job's uploaded query: bulk work, in the lane whose trigger takes one
+    message at a time and keeps its lock renewed."""
+    return Message(job_id, split=True, trace=dict(trace or {}), lane=BULK)
+
+
 def decode(body: bytes | str) -> Message:
     """The message a queue body carries; MalformedMessage when it is not one of ours."""
     try:
@@ -126,6 +143,10 @@ def decode(body: bytes | str) -> Message:
     lane = data.get("lane", INTERACTIVE)
     if lane not in LANES:
         raise MalformedMessage("message has no valid lane")
+    if "split" in data:
+        if data["split"] is not True or "batch" in data or "format" in data:
+            raise MalformedMessage("message has no valid split")
+        return Message(job_id, split=True, attempts=attempts, trace=trace, lane=lane)
     if "format" in data:
         name = data["format"]
         if not isinstance(name, str) or not _FORMAT.match(name) or "batch" in data:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from blast_core import telemetry
 from blast_core.blast import archive, search
-from blast_core.domain import coalescing, jobs
+from blast_core.domain import coalescing, jobs, tabular
 from blast_core.domain.jobs import BatchTimings, Job
 from blast_core.logs import log
 from blast_core.service import concurrently
@@ -26,7 +26,7 @@ from blast_core.service.received_batch import (
     cancelled_while_running,
     end_batch,
 )
-from blast_core.storage.ports import SUBJECT_BLOB, RecordMissing, archive_blob
+from blast_core.storage.ports import SUBJECT_BLOB, RecordMissing, archive_blob, batch_table_blob
 
 if TYPE_CHECKING:
     from blast_core.service.core import BlastService
@@ -176,6 +176,8 @@ def _keep(service: BlastService, batch: ReceivedBatch, path: str, hits: int,
             service.blobs.put_file(batch.job_id, archive_blob(number), path,
                                    search.ARCHIVE.content_type)
         timings = replace(timings, transfer=timings.transfer + time.monotonic() - clock)
+        if batch.stored.job.batches > 1:
+            timings = _keep_table(service, batch, path, timings)
         batch.log.info("job %s batch %d searched: %d queries, %d hits, BLAST %.2f s (%.2f CPU s)",
                        batch.job_id, number, batch.queries, hits, timings.blast,
                        timings.blast_cpu)
@@ -184,3 +186,17 @@ def _keep(service: BlastService, batch: ReceivedBatch, path: str, hits: int,
     except Exception as error:
         return attempt_failed(service, batch, error)
     return None
+
+
+def _keep_table(service: BlastService, batch: ReceivedBatch, archive_path: str,
+                timings: BatchTimings) -> BatchTimings:
+    """Store the batch's hits as the default tsv, for the results so far of a job of several
+    batches (ElasticBLAST writes a result file per batch) and its merged tsv."""
+    clock = time.monotonic()
+    table = f"{archive_path}.tsv"
+    with telemetry.span("format", job_id=batch.job_id, batch=batch.number, format=tabular.TSV):
+        search.format_archive(service.tools, archive_path, search.output_format(tabular.TSV),
+                              service.settings.db_dir, table)
+        service.blobs.put_file(batch.job_id, batch_table_blob(batch.number), table,
+                               search.output_format(tabular.TSV).content_type)
+    return replace(timings, formatting=timings.formatting + time.monotonic() - clock)

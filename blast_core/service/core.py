@@ -19,10 +19,21 @@ from blast_core.domain.hit_selection import HitSelection
 from blast_core.domain.job_request import JobRequest
 from blast_core.domain.jobs import Job
 from blast_core.domain.messages import Message
-from blast_core.service import cancel, lookup, operations, processing, results, submission
+from blast_core.service import (
+    cancel,
+    lookup,
+    operations,
+    partial_results,
+    processing,
+    results,
+    submission,
+    uploads,
+)
 from blast_core.service.operations import DeadLetterView, QueueCountsCache, SweepReport
+from blast_core.service.partial_results import PartialTable
 from blast_core.service.processing import Outcome, Work
 from blast_core.service.results import ResultBody, ResultLink
+from blast_core.service.uploads import Upload
 from blast_core.settings import Settings
 from blast_core.storage.ports import JobBlobs, JobStore, Lanes
 
@@ -40,6 +51,8 @@ class BlastService:
                                         settings.max_sequence_letters, settings.max_header_chars)
         self.subject_limits = QueryLimits(settings.max_subject_bytes, settings.max_subjects,
                                           settings.max_subject_bytes, settings.max_header_chars)
+        self.upload_limits = QueryLimits(settings.max_upload_bytes, settings.max_upload_queries,
+                                         settings.max_sequence_letters, settings.max_header_chars)
         self.queue_counts = QueueCountsCache()
         self.on_queued: Callable[[], None] | None = None  # serve wakes its workers here
 
@@ -63,6 +76,9 @@ class BlastService:
     def validate(self, payload: object) -> JobRequest:
         return submission.validate(self, payload)
 
+    def new_upload(self) -> Upload:
+        return uploads.new_upload(self)
+
     def get(self, job_id: str) -> Job:
         return lookup.get(self, job_id)
 
@@ -85,6 +101,9 @@ class BlastService:
     def hit_sequences(self, job_id: str, selection: HitSelection, wait: float = 0.0,
                       wanted: RangeSpec | None = None) -> ResultBody | ResultLink:
         return results.hit_sequences_result(self, job_id, selection, wait, wanted)
+
+    def partial_table(self, job_id: str) -> PartialTable:
+        return partial_results.partial_table(self, job_id)
 
     def result_link(self, job_id: str, key: str) -> str:
         return results.result_link(self, job_id, key)

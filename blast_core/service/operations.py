@@ -18,8 +18,8 @@ from blast_core.domain import jobs, messages
 from blast_core.domain.jobs import Job
 from blast_core.domain.messages import Message
 from blast_core.logs import describe, job_log, log
-from blast_core.service import lookup, submission
-from blast_core.storage.ports import RecordMissing, StoredJob
+from blast_core.service import lookup, submission, uploads
+from blast_core.storage.ports import UPLOADS, RecordMissing, StoredJob
 
 if TYPE_CHECKING:
     from blast_core.service.core import BlastService
@@ -113,6 +113,7 @@ def clean_up(service: BlastService, limit: int = 10_000) -> int:
     newest-first partition, read from the expiry bound on, so no younger job is read. Per
     page, the blobs go first and then the records in one transaction: a crash leaves records
     to find next time, never blobs that no record leads to."""
+    _delete_stale_uploads(service)
     retention = service.settings.retention_days
     if retention <= 0:
         return 0
@@ -129,6 +130,17 @@ def clean_up(service: BlastService, limit: int = 10_000) -> int:
     if deleted:
         log.info("clean-up: deleted %d expired jobs (retention %g days)", deleted, retention)
     return deleted
+
+
+def _delete_stale_uploads(service: BlastService) -> None:
+    """Uploads no job can be made of any more (`uploads.usable_until`): never submitted, or
+    left by a job that ended before its worker deleted them."""
+    now = datetime.now(UTC)
+    for name in service.blobs.names(UPLOADS):
+        upload_id = name.removesuffix(".fasta")
+        if jobs.is_job_id(upload_id) and uploads.usable_until(service, upload_id) < now:
+            service.blobs.delete(UPLOADS, name)
+            log.info("clean-up: deleted upload %s, past its time", upload_id)
 
 
 # Stranded jobs
@@ -169,7 +181,10 @@ def sweep(service: BlastService, now: datetime | None = None) -> SweepReport:
 
 
 def _fail_open_work(service: BlastService, message: Message, reason: str) -> bool:
-    """Fail the batch (or result format) a dead letter names, if it is still open."""
+    """Fail the batch (result format, upload) a dead letter names, if it is still open."""
+    if message.split:
+        return _update(service, message.job_id, lambda job: job.refused(
+            f"query_upload: {reason}") if job.status == jobs.VALIDATING else None) is not None
     if message.format is not None:
         _update(service, message.job_id, lambda job: job.format_failed(message.format, reason)
                 if job.format_state(message.format).state == jobs.FORMAT_QUEUED else None)
@@ -181,6 +196,8 @@ def _fail_open_work(service: BlastService, message: Message, reason: str) -> boo
 
 def _fail_stranded(service: BlastService, job_id: str, reason: str) -> bool:
     def change(job: Job) -> Job | None:
+        if job.status == jobs.VALIDATING:
+            return job.refused(reason)
         unfinished = [n for n in range(job.batches) if job.batch_unfinished(n)]
         return job.batch_failed(unfinished[0], reason) if unfinished else None
 
@@ -247,7 +264,7 @@ def requeue_dead_letters(service: BlastService, limit: int = 1000) -> tuple[list
             continue
         if job_id not in requeued:
             service.records.replace(found.job.requeued(), found.etag)
-            if message.query is not None:  # a one-batch job whose query is in its message
+            if message.query is not None or message.split:  # its one message says it all
                 submission.send(service, replace(message, attempts=0), resend=True)
             else:
                 submission.queue(service, found.job, found.job.unfinished_batches(),

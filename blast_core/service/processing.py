@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, NamedTuple
 from blast_core import telemetry
 from blast_core.domain import coalescing, tuning
 from blast_core.domain.messages import Message
-from blast_core.service import concurrently, lookup, results
+from blast_core.service import concurrently, lookup, results, upload_split
 from blast_core.service.batch_search import search_group
 from blast_core.service.errors import NotTakenOn
 from blast_core.service.received_batch import ReceivedBatch, receive
@@ -56,7 +56,7 @@ def handle_many(service: BlastService, work: Sequence[Work],
     invocation_started = time.monotonic()
     outcomes: list[Outcome] = [None] * len(work)
     received: list[ReceivedBatch] = []
-    searches = [(index, item) for index, item in enumerate(work) if item.message.format is None]
+    searches = [(index, item) for index, item in enumerate(work) if item.message.searches]
     for (index, _), got in zip(searches, concurrently.each(partial(_receive, service), searches),
                                strict=True):
         if isinstance(got, Exception):
@@ -76,7 +76,14 @@ def handle_many(service: BlastService, work: Sequence[Work],
             for index, outcome in search_group(service, group, invocation_started).items():
                 outcomes[index] = outcome
     for index, (message, attempt, last_attempt) in enumerate(work):
-        if message.format is not None:
+        if message.split:
+            with telemetry.span("split upload", parent=message.trace, job_id=message.job_id,
+                                attempt=attempt):
+                try:
+                    upload_split.split(service, message.job_id, last_attempt)
+                except Exception as error:
+                    outcomes[index] = error
+        elif message.format is not None:
             with telemetry.span("format", parent=message.trace, job_id=message.job_id,
                                 format=message.format, attempt=attempt):
                 try:

@@ -4,6 +4,8 @@ request: a result may be hundreds of megabytes), then streamed, or linked when l
 from __future__ import annotations
 
 import contextlib
+import itertools
+import json
 import os
 import tempfile
 import time
@@ -19,11 +21,13 @@ from blast_core.domain.client_input import FieldError, InvalidRequest
 from blast_core.domain.hit_selection import HitSelection, UnknownHits
 from blast_core.domain.jobs import Job
 from blast_core.logs import describe, job_log
-from blast_core.service import hit_sequences, lookup, submission
+from blast_core.service import concurrently, hit_sequences, lookup, submission
 from blast_core.service.errors import ResultNotReady, ResultPending, UnknownJob
 from blast_core.storage.ports import (
+    BATCH_QUERIES_BLOB,
     RecordMissing,
     archive_blob,
+    batch_table_blob,
     query_blob,
     result_blob,
     selection_blob,
@@ -236,18 +240,44 @@ def _make(service: BlastService, job: Job, fmt: search.OutputFormat) -> None:
 
 def _merge_formatted(service: BlastService, job: Job, fmt: search.OutputFormat, workdir: str,
                      merged: str) -> None:
-    parts, queries_before, seen = [], [], 0
-    for number in range(job.batches):
-        archive = os.path.join(workdir, archive_blob(number))
-        service.blobs.download(job.id, archive_blob(number), archive)
-        formatted = os.path.join(workdir, f"batch-{number}.{fmt.extension}")
-        search.format_archive(service.tools, archive, fmt, service.settings.db_dir, formatted)
-        os.unlink(archive)
-        parts.append(formatted)
-        queries_before.append(seen)
-        if number + 1 < job.batches:  # a job of one batch may have no query blob
-            seen += fasta.count_sequences(
-                service.blobs.get_text(job.id, query_blob(number)).splitlines())
+    """Each batch's part, then the parts merged: the default tsv is the table each batch
+    stored when it was searched; any other format is made from its archive, one
+    blast_formatter per core at once (a job of hundreds of batches spends most of its merge
+    there)."""
+
+    def formatted(number: int) -> tuple[str, int]:
+        part = os.path.join(workdir, f"batch-{number}.{fmt.extension}")
+        if not (fmt.key == tabular.TSV and _stored_table(service, job, number, part)):
+            archive = os.path.join(workdir, archive_blob(number))
+            service.blobs.download(job.id, archive_blob(number), archive)
+            search.format_archive(service.tools, archive, fmt, service.settings.db_dir, part)
+            os.unlink(archive)
+        if counts or number + 1 == job.batches:  # a job of one batch may have no query blob
+            return part, 0
+        return part, fasta.count_sequences(  # a job from before BATCH_QUERIES_BLOB
+            service.blobs.get_text(job.id, query_blob(number)).splitlines())
+
+    counts = batch_queries(service, job)
+    done = concurrently.each(formatted, range(job.batches), os.cpu_count() or 1)
+    parts = [part for part, _ in done]
+    queries_before = list(itertools.accumulate([0, *(counts or [c for _, c in done])[:-1]]))
     with contextlib.ExitStack() as files, open(merged, "w") as out:
         out.writelines(batches.merge(fmt.name, [files.enter_context(open(part))
                                                 for part in parts], queries_before))
+
+
+def _stored_table(service: BlastService, job: Job, number: int, path: str) -> bool:
+    """Whether the batch's table of hits was stored when it was searched (a job of several
+    batches); if so, it is downloaded to `path`."""
+    chunks = service.blobs.stream(job.id, batch_table_blob(number)) if job.batches > 1 else None
+    if chunks is None:
+        return False
+    with open(path, "wb") as out:
+        out.writelines(chunks)
+    return True
+
+
+def batch_queries(service: BlastService, job: Job) -> list[int] | None:
+    """How many queries each batch of a job of several holds, as stored at submission."""
+    chunks = service.blobs.stream(job.id, BATCH_QUERIES_BLOB) if job.batches > 1 else None
+    return json.loads(b"".join(chunks)) if chunks is not None else None

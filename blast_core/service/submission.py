@@ -5,6 +5,7 @@ stores none in Blob storage."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -14,8 +15,8 @@ from blast_core.domain.jobs import Job
 from blast_core.domain.limits import INLINE_QUERY_BYTES, duration
 from blast_core.domain.messages import Message
 from blast_core.logs import job_log
-from blast_core.service import lookup
-from blast_core.storage.ports import SUBJECT_BLOB, Outgoing, query_blob
+from blast_core.service import lookup, uploads
+from blast_core.storage.ports import BATCH_QUERIES_BLOB, SUBJECT_BLOB, Outgoing, query_blob
 
 if TYPE_CHECKING:
     from blast_core.service.core import BlastService
@@ -38,6 +39,12 @@ def validate(service: BlastService, payload: object) -> job_request.JobRequest:
 
 def _submit(service: BlastService, payload: object) -> Job:
     request = validate(service, payload)
+    if request.query_upload:
+        job = uploads.submit_upload(service, request)
+        job_log(job.id).info("job %s submitted: %s %s on %s, a %d-byte upload to check",
+                             job.id, job.program, job.task, _searched(job), job.upload_bytes)
+        service.wake_workers()
+        return job
     sequences = list(request.sequences)
     database_letters = (request.subject_letters if request.subject else lookup.database_letters(
         service, jobs.database_names(request.database)) or 0)
@@ -60,6 +67,7 @@ def _submit(service: BlastService, payload: object) -> Job:
         if inline is None:
             for number, text in enumerate(texts):
                 service.blobs.put_text(job.id, query_blob(number), text, "text/x-fasta")
+            store_batch_queries(service, job.id, [len(part) for part in parts])
         service.records.create(job)
         try:
             if inline is None:
@@ -78,27 +86,41 @@ def _submit(service: BlastService, payload: object) -> Job:
     return job
 
 
+def store_batch_queries(service: BlastService, job_id: str, counts: list[int]) -> None:
+    """How many queries each batch of a job of several holds: which queries its results so
+    far cover (`results.partial_table`)."""
+    if len(counts) > 1:
+        service.blobs.put_text(job_id, BATCH_QUERIES_BLOB, json.dumps(counts),
+                               "application/json")
+
+
 def _searched(job: Job) -> str:
     return f"{job.subjects} subject sequences" if job.searches_subject else job.database
 
 
 def _refuse_what_cannot_finish(service: BlastService, request: job_request.JobRequest,
                                sequences: list[fasta.Sequence], database_letters: int) -> None:
-    """A sequence that no search here could get through within BLAST_TIME_LIMIT is refused
-    now, by name, rather than stopped at the limit after the wait (tuning.py)."""
-    limit = service.settings.limits.blast_time_limit
     for index, sequence in enumerate(sequences, start=1):
-        least = tuning.least_search_seconds(request.program, request.task,
-                                            len(sequence.residues), database_letters,
-                                            service.settings.threads)
-        if least is not None and least > limit:
-            name = f"sequence {index}" + (f" ({sequence.id[:40]})" if sequence.id else "")
-            raise client_input.InvalidRequest([client_input.FieldError("query", (
-                f"{name}: {len(sequence.residues):,} letters against {database_letters:,} "
-                f"{'subject' if request.subject else 'database'} letters with task "
-                f"{request.task} take at least {duration(least)}, longer than the "
-                f"{duration(limit)} one search may run here (BLAST_TIME_LIMIT): use task "
-                "megablast, or split the sequence"))])
+        reason = cannot_finish(service, request.program, request.task, bool(request.subject),
+                               index, sequence, database_letters)
+        if reason:
+            raise client_input.InvalidRequest([client_input.FieldError("query", reason)])
+
+
+def cannot_finish(service: BlastService, program: str, task: str, searches_subject: bool,
+                  index: int, sequence: fasta.Sequence, database_letters: int) -> str | None:
+    """Why a sequence that no search here could get through within BLAST_TIME_LIMIT is
+    refused now, by name, rather than stopped at the limit after the wait (tuning.py)."""
+    limit = service.settings.limits.blast_time_limit
+    least = tuning.least_search_seconds(program, task, len(sequence.residues), database_letters,
+                                        service.settings.threads)
+    if least is None or least <= limit:
+        return None
+    return (f"{fasta.describe(index, sequence)}: {len(sequence.residues):,} letters against "
+            f"{database_letters:,} {'subject' if searches_subject else 'database'} letters "
+            f"with task {task} take at least {duration(least)}, longer than the "
+            f"{duration(limit)} one search may run here (BLAST_TIME_LIMIT): use task "
+            "megablast, or split the sequence")
 
 
 def queue(service: BlastService, job: Job, numbers: Iterable[int], resend: bool = False,

@@ -9,6 +9,7 @@ usage data out), on loopback ports, with a random account key: never the well-kn
 from __future__ import annotations
 
 import base64
+import contextlib
 import ctypes
 import errno
 import fcntl
@@ -24,6 +25,9 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
+
+from azure.core.exceptions import HttpResponseError
+from azure.storage.blob import BlobServiceClient, CorsRule
 
 from blast_core.blast.programs import stop_processes
 
@@ -142,7 +146,18 @@ class LocalAzurite:
                     raise LocalStorageError(f"Azurite did not listen on 127.0.0.1:{port} within "
                                             f"{timeout:g} s; its output is in {self.log_path}")
                 time.sleep(0.05)
+        self._allow_browser_uploads()
         return self
+
+    def _allow_browser_uploads(self) -> None:
+        """Let the web page PUT uploads from another origin (`serve`'s), as the Bicep's CORS
+        rule does in Azure; the SAS in each URL is what authorises a PUT. An Azurite that
+        refuses the request is left as it is: its users' own first call says why (`check.py`)."""
+        service = BlobServiceClient.from_connection_string(self.connection_string)
+        with contextlib.suppress(HttpResponseError):
+            service.set_service_properties(cors=[CorsRule(
+                ["*"], ["PUT"], allowed_headers=["*"],
+                exposed_headers=["x-ms-request-id", "x-ms-error-code"], max_age_in_seconds=3600)])
 
     def stop(self) -> None:
         if self.process is not None:

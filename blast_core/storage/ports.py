@@ -26,13 +26,18 @@ class RecordConflict(Exception):
     """The record changed since it was read (another worker got there first)."""
 
 
+class RecordExists(Exception):
+    """A record with this id exists already."""
+
+
 class RecordMissing(LookupError):
     """No record of this job (never submitted here, or cleaned up)."""
 
 
 class JobStore(Protocol):
     def ensure(self) -> None: ...
-    def create(self, job: Job) -> None: ...
+    def create(self, job: Job) -> None:
+        """RecordExists when a job of that id has a record."""
     def get(self, job_id: str) -> StoredJob | None: ...
     def replace(self, job: Job, etag: str) -> str: ...
     def update(self, job_id: str, change: Callable[[Job], Job | None],
@@ -80,6 +85,23 @@ def query_blob(batch: int) -> str:
 SUBJECT_BLOB = "subject.fasta"  # a job's subject sequences, searched instead of a database
 
 
+UPLOADS = "uploads"  # the folder of uploaded queries, beside the jobs' (which are hex ids)
+
+
+def upload_blob(upload_id: str) -> str:
+    """An uploaded query's name in the UPLOADS folder (`service/uploads.py`)."""
+    return f"{upload_id}.fasta"
+
+
+class StoredBlob(NamedTuple):
+    size: int
+    etag: str
+
+
+class BlobChanged(Exception):
+    """A blob read as one version was written since."""
+
+
 def selection_blob(digest: str) -> str:
     """A hit selection asked for (`domain/hit_selection.py`), for the worker that makes it."""
     return f"hits-{digest}.json"
@@ -89,13 +111,23 @@ def archive_blob(batch: int) -> str:
     return f"batch-{batch}.asn"
 
 
+def batch_table_blob(batch: int) -> str:
+    """A batch's hits as the default tsv, made as soon as it is searched (jobs of several
+    batches): the results so far, and the merged tsv without formatting again."""
+    return f"batch-{batch}.tsv"
+
+
+BATCH_QUERIES_BLOB = "batches.json"  # how many queries each batch of a job holds, in order
+
+
 def result_blob(extension: str) -> str:
     return f"result.{extension}"
 
 
 class JobBlobs(Protocol):
     """A job's blobs by job id and name: its query batches (`query_blob`), their search
-    archives (`archive_blob`), and the results made from them (`result_blob`)."""
+    archives (`archive_blob`), and the results made from them (`result_blob`); and uploaded
+    queries, by `UPLOADS` and `upload_blob`."""
 
     def ensure(self) -> None: ...
     def put_text(self, job_id: str, name: str, text: str, content_type: str) -> None: ...
@@ -103,11 +135,17 @@ class JobBlobs(Protocol):
     def get_text(self, job_id: str, name: str) -> str: ...
     def download(self, job_id: str, name: str, path: str) -> None: ...
     def exists(self, job_id: str, name: str) -> bool: ...
-    def stream(self, job_id: str, name: str, offset: int = 0,
-               length: int | None = None) -> Iterator[bytes] | None: ...
+    def stream(self, job_id: str, name: str, offset: int = 0, length: int | None = None,
+               etag: str | None = None) -> Iterator[bytes] | None:
+        """With `etag`: BlobChanged when the blob is no longer that version."""
+    def properties(self, job_id: str, name: str) -> StoredBlob | None: ...
+    def names(self, job_id: str) -> list[str]: ...
     def delete(self, job_id: str, name: str) -> None: ...
     def delete_job(self, job_id: str) -> None: ...
+    def origin(self) -> str:
+        """Where links point (scheme://host[:port]), for the web page's CSP."""
     def read_link(self, job_id: str, name: str, expiry: datetime) -> str: ...
+    def write_link(self, job_id: str, name: str, expiry: datetime) -> str: ...
 
 
 @dataclass(frozen=True)

@@ -13,26 +13,43 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient, TableTransactionError, UpdateMode
+from azure.data.tables import (
+    EdmType,
+    EntityProperty,
+    TableClient,
+    TableServiceClient,
+    TableTransactionError,
+    UpdateMode,
+)
 
 from blast_core.domain.jobs import Job
 from blast_core.settings import Connection
 from blast_core.storage.clients import storage_client
-from blast_core.storage.ports import RecordConflict, StoredJob, conditional_update
+from blast_core.storage.ports import RecordConflict, RecordExists, StoredJob, conditional_update
 
 PARTITION = "job"
 _FIELDS = [f.name for f in dataclasses.fields(Job)]
 
 
 def to_entity(job: Job) -> dict[str, Any]:
-    entity = {"PartitionKey": PARTITION, "RowKey": job.id}
-    entity.update({k: v for k, v in job.to_dict().items() if k != "id" and v is not None})
+    entity: dict[str, Any] = {"PartitionKey": PARTITION, "RowKey": job.id}
+    entity.update({k: _typed(v) for k, v in job.to_dict().items() if k != "id" and v is not None})
     return entity
+
+
+def _typed(value: Any) -> Any:
+    """An int beyond 32 bits as Edm.Int64 (an upload's bytes, its letters): the SDK writes
+    every int as Edm.Int32 and refuses a larger one."""
+    if isinstance(value, int) and not isinstance(value, bool) and not -2**31 <= value < 2**31:
+        return EntityProperty(value, EdmType.INT64)
+    return value
 
 
 def from_entity(entity: dict[str, Any]) -> Job:
     """A Job from its entity; properties absent from the entity keep the Job's defaults."""
     values = {name: entity[name] for name in _FIELDS if name != "id" and name in entity}
+    values = {name: value.value if isinstance(value, EntityProperty) else value
+              for name, value in values.items()}
     values["evalue"] = float(values["evalue"])
     return Job(id=entity["RowKey"], **values)
 
@@ -53,7 +70,10 @@ class JobRecords:
             pass
 
     def create(self, job: Job) -> None:
-        self._table.create_entity(to_entity(job))
+        try:
+            self._table.create_entity(to_entity(job))
+        except ResourceExistsError:
+            raise RecordExists(f"job {job.id} has a record already") from None
 
     def get(self, job_id: str) -> StoredJob | None:
         """The job and its ETag, or None."""
@@ -117,10 +137,11 @@ class JobRecords:
 
     def open_jobs_unchanged_since(self, moment: datetime,
                                   limit: int) -> list[tuple[Job, str, datetime]]:
-        """Queued and running jobs whose record has not been written since `moment` (the
+        """Validating, queued and running jobs whose record has not been written since `moment` (the
         entity's own Timestamp, which every write sets), with their ETags and that time."""
         query = self._table.query_entities(
-            f"PartitionKey eq '{PARTITION}' and (status eq 'queued' or status eq 'running') "
+            f"PartitionKey eq '{PARTITION}' and (status eq 'queued' or status eq 'running' or "
+            "status eq 'validating') "
             "and Timestamp lt @moment", parameters={"moment": moment},
             results_per_page=min(limit, 1000))
         found = []

@@ -31,6 +31,9 @@ param dbShareQuotaGiB int = 100
 @minValue(0)
 param retentionDays int = 60
 
+@description('Origins whose pages may PUT an upload (a write-only SAS for one blob) straight to the results container: the function app\'s own web page.')
+param uploadOrigins array
+
 resource account 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   //checkov:skip=CKV_AZURE_35:No virtual network in this template: the Elastic Premium app reaches storage over its public endpoint (TLS 1.2, no anonymous access).
   //checkov:skip=CKV_AZURE_59:No virtual network in this template: the Elastic Premium app reaches storage over its public endpoint (TLS 1.2, no anonymous access).
@@ -72,6 +75,26 @@ resource blobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01'
     containerDeleteRetentionPolicy: {
       enabled: true
       days: 7
+    }
+    // The web page uploads a large query with PUTs from the app's origin (Put Block, Put Block
+    // List); the SAS in each URL is what authorises it.
+    cors: {
+      corsRules: [
+        {
+          allowedOrigins: uploadOrigins
+          allowedMethods: [
+            'PUT'
+          ]
+          allowedHeaders: [
+            '*'
+          ]
+          exposedHeaders: [
+            'x-ms-request-id'
+            'x-ms-error-code'
+          ]
+          maxAgeInSeconds: 3600
+        }
+      ]
     }
   }
 }

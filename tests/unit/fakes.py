@@ -13,6 +13,7 @@ the fakes, so a test arranges and inspects the state behind the service directly
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import os
 import threading
@@ -22,7 +23,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 
 from blast_core.blast import archive, search
 from blast_core.domain import jobs, messages
@@ -32,11 +33,14 @@ from blast_core.domain.messages import Message
 from blast_core.service.core import BlastService
 from blast_core.settings import Settings
 from blast_core.storage.ports import (
+    BlobChanged,
     DeadLetter,
     Lanes,
     Outgoing,
     QueueCounts,
     RecordConflict,
+    RecordExists,
+    StoredBlob,
     StoredJob,
     conditional_update,
 )
@@ -84,7 +88,7 @@ class FakeJobStore:
     milliseconds, come newest first; `ids_from` pages lazily from the last key returned (a
     continuation token), so deleting a page does not shift the next; `delete` and
     `delete_many` ignore a missing record, as the adapter ends up doing; `create` of an
-    existing id raises ResourceExistsError. Each write and read is atomic (one lock).
+    existing id raises RecordExists. Each write and read is atomic (one lock).
 
     Not kept: latency, throttling, the 100-operation and 4 MB transaction limits, the
     property size limits (64 KiB per string, 1 MiB per entity), the 1,000-row query pages.
@@ -123,7 +127,7 @@ class FakeJobStore:
         with self._lock:
             self.calls["create"] += 1
             if job.id in self._rows:
-                raise ResourceExistsError("The specified entity already exists.")
+                raise RecordExists(f"job {job.id} has a record already")
             self._write(job)
 
     def get(self, job_id: str) -> StoredJob | None:
@@ -186,7 +190,7 @@ class FakeJobStore:
         with self._lock:
             self.calls["open_jobs_unchanged_since"] += 1
             found = [(self._job(row), row.etag, row.changed_at) for _, row in self._sorted()
-                     if row.entity["status"] in (jobs.QUEUED, jobs.RUNNING)
+                     if row.entity["status"] in (jobs.VALIDATING, jobs.QUEUED, jobs.RUNNING)
                      and row.changed_at < moment]
             return found[:limit]
 
@@ -284,16 +288,26 @@ class FakeJobBlobs:
         with self._lock:
             return f"{job_id}/{name}" in self._blobs
 
-    def stream(self, job_id: str, name: str, offset: int = 0,
-               length: int | None = None) -> Iterator[bytes] | None:
+    def stream(self, job_id: str, name: str, offset: int = 0, length: int | None = None,
+               etag: str | None = None) -> Iterator[bytes] | None:
         self._call("stream", job_id)
         try:
             content = self._read(job_id, name)
         except ResourceNotFoundError:
             return None
+        if etag is not None and etag != _etag(content):
+            raise BlobChanged(f"{job_id}/{name}")
         content = content[offset:None if length is None else offset + length]
         return (content[start:start + self.chunk_size]
                 for start in range(0, len(content), self.chunk_size))
+
+    def properties(self, job_id: str, name: str) -> StoredBlob | None:
+        self._call("properties", job_id)
+        try:
+            content = self._read(job_id, name)
+        except ResourceNotFoundError:
+            return None
+        return StoredBlob(len(content), _etag(content))
 
     def delete(self, job_id: str, name: str) -> None:
         self._call("delete", job_id)
@@ -311,10 +325,17 @@ class FakeJobBlobs:
         self.links.append((job_id, name, expiry))
         return f"{self.LINK_PREFIX}{job_id}/{name}?sp=r&se={jobs.format_time(expiry)}"
 
-    # For tests
+    def origin(self) -> str:
+        return self.LINK_PREFIX.rstrip("/")
+
+    def write_link(self, job_id: str, name: str, expiry: datetime) -> str:
+        self._call("write_link", job_id)
+        self.links.append((job_id, name, expiry))
+        return f"{self.LINK_PREFIX}{job_id}/{name}?sp=cw&se={jobs.format_time(expiry)}"
 
     def names(self, job_id: str) -> list[str]:
         """The names of a job's blobs."""
+        self._call("names", job_id)
         with self._lock:
             return sorted(key.split("/", 1)[1] for key in self._blobs
                           if key.startswith(f"{job_id}/"))
@@ -322,6 +343,10 @@ class FakeJobBlobs:
     def content_type(self, job_id: str, name: str) -> str:
         with self._lock:
             return self._blobs[f"{job_id}/{name}"][1]
+
+
+def _etag(content: bytes) -> str:
+    return '"' + hashlib.sha256(content).hexdigest()[:16] + '"'
 
 
 # The queue

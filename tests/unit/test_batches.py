@@ -11,7 +11,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from blast_core.domain import jobs, messages
 from blast_core.service.errors import UnknownJob
-from blast_core.storage.ports import archive_blob, query_blob
+from blast_core.storage.ports import BATCH_QUERIES_BLOB, archive_blob, batch_table_blob, query_blob
 from unit.fakes import build
 
 TIMES = jobs.BatchTimings(queued=1.0, staging=0.0, blast=2.0, transfer=0.5, blast_cpu=1.5)
@@ -35,7 +35,8 @@ def test_a_job_of_batches_succeeds_with_its_last_batch_each_counted_once(world, 
     assert done.finished_at and done.error is None and done.cpu_seconds_blast == \
         pytest.approx(0.03)
     assert world.blobs.names(job.id) == sorted(
-        [query_blob(n) for n in range(3)] + [archive_blob(n) for n in range(3)])
+        [query_blob(n) for n in range(3)] + [archive_blob(n) for n in range(3)]
+        + [batch_table_blob(n) for n in range(3)] + [BATCH_QUERIES_BLOB])
     assert [s[0] for s in blast.searches] == [job.id] * 3
     assert {tuple(s[1]) for s in blast.searches} == {("/fake/blastdb/16SCore",)}
 

@@ -6,13 +6,13 @@ import pytest
 
 from blast_core.domain import jobs
 from blast_core.service.errors import JobExpired, JobFinished, JobNotFound
-from blast_core.storage.ports import archive_blob, query_blob
+from blast_core.storage.ports import BATCH_QUERIES_BLOB, archive_blob, query_blob
 from unit.fakes import build
 
 
 def test_a_queued_job_is_cancelled_its_blobs_deleted_and_its_batches_never_run(world):
     job = world.submit(batches=2)
-    assert world.blobs.names(job.id) == [query_blob(0), query_blob(1)]
+    assert world.blobs.names(job.id) == [query_blob(0), query_blob(1), BATCH_QUERIES_BLOB]
     cancelled = world.service.cancel(job.id)
     record = world.stored(job.id)
     assert record.job == cancelled

@@ -6,10 +6,16 @@ tests/test_servicebus_emulation.py checks the queue's rules on the emulated Serv
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import ResourceNotFoundError
 
 from blast_core.domain import jobs, messages
-from blast_core.storage.ports import Outgoing, QueueCounts, RecordConflict, RecordMissing
+from blast_core.storage.ports import (
+    Outgoing,
+    QueueCounts,
+    RecordConflict,
+    RecordExists,
+    RecordMissing,
+)
 from unit.fakes import FakeClock, FakeJobBlobs, FakeJobStore, FakeTransport, LockLost
 
 
@@ -33,7 +39,7 @@ def make_job(now_ms: int, status: str = jobs.QUEUED) -> jobs.Job:
 def test_a_record_is_written_only_at_its_etag_and_each_write_has_a_new_one(store):
     job = make_job(1_000)
     store.create(job)
-    with pytest.raises(ResourceExistsError):
+    with pytest.raises(RecordExists):
         store.create(job)
     first, etag = store.get(job.id)
     assert first == job

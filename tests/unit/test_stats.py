@@ -12,9 +12,9 @@ def test_jobs_are_counted_by_status_over_the_last_hour_and_day(world):
                         (2 * 24 * HOUR, jobs.SUCCEEDED)):
         world.add_job(age_seconds=age, status=status)
     stats = world.service.stats()
-    assert stats["jobs"]["last_hour"] == {"queued": 0, "running": 0, "succeeded": 1,
+    assert stats["jobs"]["last_hour"] == {"validating": 0, "queued": 0, "running": 0, "succeeded": 1,
                                           "failed": 0, "cancelled": 0, "total": 1}
-    assert stats["jobs"]["last_day"] == {"queued": 1, "running": 0, "succeeded": 1,
+    assert stats["jobs"]["last_day"] == {"validating": 0, "queued": 1, "running": 0, "succeeded": 1,
                                          "failed": 1, "cancelled": 0, "total": 3}
     assert stats["jobs"]["complete"] is True
 

@@ -37,7 +37,7 @@ def test_a_job_whose_record_cannot_be_written_leaves_no_blobs(world):
     world.records.create = refuse
     with pytest.raises(OSError):
         world.submit(batches=2)
-    assert world.blobs.calls["put_text"] == 2 and world.blobs.calls["delete_job"] == 1
+    assert world.blobs.calls["put_text"] == 3 and world.blobs.calls["delete_job"] == 1
     assert world.transport.sent == []
 
 

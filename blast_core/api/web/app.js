@@ -10,6 +10,7 @@ const JOBS_SHOWN = 20;
 const REFRESH_MS = 2000;
 const ALIGNMENT_WIDTH = 60;
 const JOB_ID = /^[0-9a-f]{19}$/;
+const UPLOAD_BLOCK_BYTES = 8 * 1024 * 1024;  // one Put Block of an uploaded query
 const SVG_NS = "http://www.w3.org/2000/svg";
 // Bit score classes of NCBI's graphic summary, lowest first.
 const SCORE_CLASSES = [
@@ -51,6 +52,7 @@ const state = {
   page: 0,
   selected: 0,
   picked: new Set(),  // subject ids ticked in the hit table, for their FASTA
+  queryUpload: null,  // a query file too large for the form, uploaded on submit
 };
 
 // DOM helpers
@@ -489,8 +491,12 @@ function readForm() {
   };
   const errors = [];
   const molecule = state.config.programs[program]?.query_molecule || "nucleotide";
-  const queryError = checkFasta(payload.query, molecule);
-  if (queryError) errors.push({ field: "query", reason: queryError });
+  if (state.queryUpload) {
+    delete payload.query;  // the file goes to Blob storage; a worker checks it
+  } else {
+    const queryError = checkFasta(payload.query, molecule);
+    if (queryError) errors.push({ field: "query", reason: queryError });
+  }
   if (searchesSubject()) {
     payload.subject = $("field-subject").value;
     const subjectError = checkFasta(payload.subject, programMolecule(), state.config.subject);
@@ -552,6 +558,7 @@ async function submitForm(event) {
   const button = $("submit-button");
   button.disabled = true;
   try {
+    if (state.queryUpload) payload.query_upload = await uploadQuery(state.queryUpload);
     const job = await apiJson("/jobs", {
       method: "POST",
       headers: { "Content-Type": "application/json" },
@@ -569,17 +576,78 @@ async function submitForm(event) {
   }
 }
 
-// A FASTA file picked for the query or the subject, checked against that field's limit.
+// A FASTA file picked for the query or the subject, checked against that field's limit. A query
+// file above config.upload.above_bytes is not read here: it is uploaded on submit.
 async function readFile(field) {
   const file = $(`${field}-file`).files[0];
+  if (field === "query") pickUpload(null);
   if (!file) return;
   clearErrors();
+  if (field === "query" && file.size > state.config.upload.above_bytes) {
+    const most = state.config.upload.max_bytes;
+    if (file.size > most) {
+      showFieldErrors([{ field, reason: `${file.name} is ${file.size} bytes; the limit is ${most}` }]);
+    } else {
+      pickUpload(file);
+    }
+    return;
+  }
   const limit = state.config ? state.config[field].max_bytes : Infinity;
   if (file.size > limit) {
     showFieldErrors([{ field, reason: `${file.name} is ${file.size} bytes; the limit is ${limit}` }]);
     return;
   }
   $(`field-${field}`).value = await file.text();
+}
+
+// A query file sent straight to Blob storage on submit (null: the text box is the query).
+function pickUpload(file) {
+  state.queryUpload = file;
+  $("field-query").disabled = Boolean(file);
+  if (file) $("field-query").value = "";
+  setText("upload-note", file ? `${file.name} (${megabytes(file.size)}) will be uploaded on `
+    + "submit, then checked and split into batches by a worker." : "");
+  $("upload-progress").hidden = true;
+}
+
+// The file uploaded block by block to the write-only link that POST /uploads gives (Put Block,
+// then Put Block List), with its progress shown; the upload's id, for the job's query_upload.
+async function uploadQuery(file) {
+  const link = await apiJson("/uploads", { method: "POST" });
+  const progress = $("upload-progress");
+  Object.assign(progress, { hidden: false, max: file.size, value: 0 });
+  const blocks = [];
+  for (let start = 0; start < file.size; start += UPLOAD_BLOCK_BYTES) {
+    const id = btoa(String(blocks.length).padStart(8, "0"));
+    await putToStorage(`${link.url}&comp=block&blockid=${encodeURIComponent(id)}`,
+      file.slice(start, start + UPLOAD_BLOCK_BYTES));
+    blocks.push(id);
+    progress.value = Math.min(file.size, start + UPLOAD_BLOCK_BYTES);
+    setText("upload-note", `${megabytes(progress.value)} of ${megabytes(file.size)} uploaded`);
+  }
+  const listed = blocks.map((id) => `<Latest>${id}</Latest>`).join("");
+  await putToStorage(`${link.url}&comp=blocklist`,
+    `<?xml version="1.0" encoding="utf-8"?><BlockList>${listed}</BlockList>`, "application/xml");
+  setText("upload-note", `${file.name} uploaded; submitting`);
+  return link.upload_id;
+}
+
+// One PUT to Blob storage. Its errors never show the link: its signature is a secret.
+async function putToStorage(url, body, type) {
+  let response;
+  try {
+    response = await fetch(url, { method: "PUT", body, headers: type ? { "Content-Type": type } : {} });
+  } catch {
+    throw new Error("the upload to storage failed: no answer");
+  }
+  if (!response.ok) {
+    const code = response.headers.get("x-ms-error-code") || response.statusText;
+    throw new Error(`storage refused the upload: ${response.status} ${code}`);
+  }
+}
+
+function megabytes(bytes) {
+  return `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
 // Recent jobs, refreshed while any is queued or running
@@ -642,6 +710,7 @@ async function loadJob(id, query) {
     $("picked").hidden = true;
     $("results").hidden = true;
     $("downloads").hidden = true;
+    $("partial").hidden = true;
     $("job-actions").hidden = true;
     showJobNotice("");
   }
@@ -685,6 +754,7 @@ async function loadJob(id, query) {
 
 function showJob(job) {
   showJobSummary(job);
+  showPartial(job);
   showJobError(job.error || "");
   $("job-actions").hidden = !isActive(job);
   $("job-cancel").disabled = false;
@@ -749,8 +819,9 @@ function showJobSummary(job) {
     job.subjects ? " " : ` ${databases.length === 1 ? "database" : "databases"} `,
     el("span", { class: "job-databases" }, jobTarget(job)),
     ` · ${job.program} / ${job.task} · `
-      + `${integer.format(job.queries)} ${job.queries === 1 ? "query" : "queries"} `
-      + `(${integer.format(job.query_letters)} letters)`,
+      + (job.status === "validating" ? `a ${megabytes(job.upload_bytes)} upload being checked`
+        : `${integer.format(job.queries)} ${job.queries === 1 ? "query" : "queries"} `
+          + `(${integer.format(job.query_letters)} letters)`),
   ];
   for (const name of Object.keys(state.config.options)) {
     if (job[name] !== null && job[name] !== undefined) parts.push(` · ${optionLabel(name)} ${job[name]}`);
@@ -798,6 +869,24 @@ function showDownloads(job) {
   $("downloads").replaceChildren("Download: ", ...links.flatMap((link, i) => (i ? [" · ", link] : [link])));
   if (job.results.tsv) $("downloads").append(" · ", columnPicker(job));
   $("downloads").hidden = false;
+}
+
+// A running job of several batches: the hits of the batches searched so far, as a TSV.
+function showPartial(job) {
+  const shown = Boolean(job.partial_results) && isActive(job) && job.batches_done > 0;
+  $("partial").hidden = !shown;
+  if (!shown) return;
+  const filename = `${job.id}.partial.tsv`;
+  const link = el("a", { href: `${API}/jobs/${job.id}/partial.tsv`, download: filename },
+    "Download TSV so far");
+  link.addEventListener("click", (event) => {
+    if (!state.key) return;
+    event.preventDefault();
+    downloadWithKey(link.getAttribute("href"), filename);
+  });
+  $("partial").replaceChildren(`Results so far: ${integer.format(job.queries_done)} of `
+    + `${integer.format(job.queries)} queries searched (${job.batches_done} of ${job.batches} `
+    + `batches), ${integer.format(job.hits || 0)} hits. `, link);
 }
 
 // A TSV of the columns ticked, in the order listed (the 12 standard ones first, as in the
