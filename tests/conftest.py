@@ -160,13 +160,13 @@ def queued_message(service, job_id: str, batch: int = 0):
 
 
 @functools.cache
-def _sequences(database: str) -> list[str]:
+def sequences_of(database: str) -> list[str]:
     return database_sequences(str(RRNA_DATA / database))
 
 
 def sample_queries(database: str, count: int, seed: int = 7) -> str:
     """FASTA of `count` real sequences of a database, mutated with a fixed seed."""
-    return sample_fasta(_sequences(database), count, seed=seed, label=f"of {database}")
+    return sample_fasta(sequences_of(database), count, seed=seed, label=f"of {database}")
 
 
 def direct_blastn(query_fasta: str, database: str, tmp_path: Path, *options: str,

@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 from azure.data.tables import TableClient
 from conftest import (
     ROOT,
@@ -25,6 +26,7 @@ from conftest import (
     direct_blastn,
     processes_running,
     sample_queries,
+    sequences_of,
     service_env,
     wait_until,
 )
@@ -46,6 +48,7 @@ from blast_core.storage.ports import query_blob
 pytestmark = pytest.mark.slow
 PATHS = ["storage", "servicebus"]
 LONG_DB = "SSURef_93.fasta"
+VECTORS = "UniVec_Core"
 
 
 @contextmanager
@@ -243,3 +246,57 @@ def test_a_job_that_gave_up_runs_again_when_requeued(path, azurite, blast_availa
             **figures, "faults": "every attempt failed, then the dead letter was requeued"})
         assert figures == {"jobs": 1, "lost": 0, "done_twice": 0, "stranded": 0}
         results_match_direct_blastn(app, queries, tmp_path)
+
+
+def reads_of(count: int, length: int = 150, seed: int = 15) -> str:
+    """`count` reads: pieces of 16S sequences, one in fifty of a vector's, 3 letters changed."""
+    rng = random.Random(seed)
+    pools = [[s for s in sequences_of(name) if len(s) >= length]
+             for name in (SMALL_DB, VECTORS)]
+    reads = []
+    for number in range(1, count + 1):
+        source = rng.choice(pools[number % 50 == 0])
+        start = rng.randrange(len(source) - length + 1)
+        read = list(source[start:start + length])
+        for _ in range(3):
+            read[rng.randrange(length)] = rng.choice("ACGT")
+        reads.append(f">read_{number}\n{''.join(read)}\n")
+    return "".join(reads)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_an_upload_whose_workers_are_killed_while_splitting_runs_once(
+        path, own_azurite, blast_available, tmp_path):
+    """A query set of 150,000 reads uploaded to Blob storage, its split (two seconds) killed
+    with -9 once it has recorded some progress, then its search at random moments: the split
+    is done again from the start, every batch is queued and searched to one result, a clean
+    run's."""
+    reads = reads_of(150_000)
+    with running(path, own_azurite, tmp_path, BLAST_MAX_DELIVERIES="20") as app:
+        made = app.http("POST", "uploads").json()
+        stored = requests.put(made["url"], data=reads.encode(),
+                              headers=made["headers"], timeout=120)
+        assert stored.status_code == 201
+        answer = app.http("POST", "jobs", json={"query_upload": made["upload_id"],
+                                                "database": VECTORS, "max_target_seqs": 10})
+        assert answer.status_code == 202, answer.text
+        job_id = answer.json()["id"]
+        def splitting() -> bool:
+            job = app.http("GET", f"jobs/{job_id}").json()
+            return job["status"] == "validating" and job["upload_checked"] > 0
+
+        wait_until(splitting, 60, "the split under way", interval=0.02)
+        app.kill_worker()  # mid-split: it has recorded its progress, and is not done
+        rng = random.Random(2027)
+        for _ in range(3):
+            time.sleep(rng.uniform(0.5, 2.5))
+            app.kill_worker()
+        statuses = statuses_once_settled(status_of(app), [job_id], timeout=300)
+        figures = outcome(statuses, successes_logged(app.log))
+        record_figures(app.transport, "upload-kill-9",
+                       {**figures, "faults": "kill -9 of a worker during the split, then 3 more"})
+        assert figures == {"jobs": 1, "lost": 0, "done_twice": 0, "stranded": 0}
+        job = app.http("GET", f"jobs/{job_id}").json()
+        assert job["queries"] == 150_000 and job["batches"] > 40
+        tsv = app.http("GET", f"jobs/{job_id}/results", params={"format": "tsv", "wait": "60"})
+        assert tsv.text == direct_blastn(reads, VECTORS, tmp_path, "-max_target_seqs", "10")

@@ -36,6 +36,9 @@ SCHEMAS: dict[str, Any] = {
             "upload_bytes": {"type": "integer",
                              "description": "The size of its uploaded query (query_upload); "
                                             "0: none."},
+            "upload_checked": {"type": "integer",
+                               "description": "Bytes of the upload checked and split so far "
+                                              "(while validating)."},
             "database": {"type": "string",
                          "description": "The database searched, or several separated by "
                                         "spaces, as BLAST's -db takes them."},

@@ -27,7 +27,9 @@ class Progress:
         done = job.get("queries_done", total if status == "succeeded" else 0)
         counts = f"{done}/{total} queries"
         if status == "validating":  # its upload is being checked and split into batches
-            counts = f"checking the {megabytes(job.get('upload_bytes', 0))} upload"
+            size = job.get("upload_bytes", 0)
+            counts = (f"checking the {megabytes(size)} upload: "
+                      f"{100 * job.get('upload_checked', 0) // max(size, 1)}%")
         elif job.get("batches", 1) > 1:
             counts += f", {job['batches_done']}/{job['batches']} batches"
         if self.live:

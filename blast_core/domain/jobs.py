@@ -137,6 +137,7 @@ class Job:
     subject_letters: int = 0
     upload_bytes: int = 0  # the size of its uploaded query (`uploads.py`); 0: none
     upload_etag: str = ""  # the version of the upload it was submitted with
+    upload_checked: int = 0  # bytes of the upload read and checked so far
 
     @classmethod
     def submitted(cls, job_id: str, request: JobRequest, batches: int = 1,
@@ -157,10 +158,15 @@ class Job:
         job = cls.submitted(request.query_upload, request, batches=0, traceparent=traceparent)
         return replace(job, status=VALIDATING, upload_bytes=upload_bytes, upload_etag=upload_etag)
 
+    def checking(self, checked: int) -> Job:
+        """`checked` bytes of its upload read, checked and stored as batches so far."""
+        return replace(self, upload_checked=checked)
+
     def validated(self, batches: int, queries: int, query_letters: int) -> Job:
         """Its upload checked and split into `batches` stored batches: queued as any job."""
         return replace(self, status=QUEUED, batches=batches, batch_states=BATCH_PENDING * batches,
-                       queries=queries, query_letters=query_letters)
+                       queries=queries, query_letters=query_letters,
+                       upload_checked=self.upload_bytes)
 
     def refused(self, reason: str) -> Job:
         """Its upload is not an acceptable query (`reason` names the field and why): failed,

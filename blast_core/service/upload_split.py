@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from blast_core.service.core import BlastService
 
 MAX_BATCHES = 20_000  # per job: its record holds a letter per batch (Table: 64 KiB a value)
-CANCEL_CHECK_BATCHES = 100  # batches written between two looks at whether it was cancelled
+PROGRESS_BATCHES = 20  # batches written between two records of the bytes checked so far
 LINE_SLACK = 1000  # characters of a line beyond the longest sequence (spaces, a header)
 
 
@@ -78,12 +78,14 @@ def _write_batches(service: BlastService, job: Job) -> tuple[list[int], int]:
         if chunks is None:
             raise Refused("the upload is gone (deleted, or past its time)")
         per_batch = max(_batch_letters(service, job), -(-job.upload_bytes // MAX_BATCHES))
+        read = [0]
+        chunks = _counted(chunks, read)
         counts: list[int] = []
         letters = 0
         for number, part in enumerate(batches.split_stream(_checked(service, job, chunks),
                                                            per_batch)):
-            if number and number % CANCEL_CHECK_BATCHES == 0:
-                _go_on_unless_cancelled(service, job.id)
+            if number and number % PROGRESS_BATCHES == 0:
+                _record_progress(service, job.id, read[0])
             service.blobs.put_text(job.id, query_blob(number), fasta.format_fasta(part),
                                    "text/x-fasta")
             counts.append(len(part))
@@ -123,9 +125,17 @@ def _batch_letters(service: BlastService, job: Job) -> int:
                                 service.settings.threads, service.settings.batch_letters)
 
 
-def _go_on_unless_cancelled(service: BlastService, job_id: str) -> None:
-    found = service.records.get(job_id)
-    if found is None or found.job.status != jobs.VALIDATING:
+def _counted(chunks: Iterable[bytes], read: list[int]) -> Iterator[bytes]:
+    for chunk in chunks:
+        read[0] += len(chunk)
+        yield chunk
+
+
+def _record_progress(service: BlastService, job_id: str, checked: int) -> None:
+    """The bytes of the upload read so far, on the record for the job's owner to see;
+    Cancelled when the job is no longer validating (cancelled meanwhile)."""
+    if service.records.update(job_id, lambda job: job.checking(checked)
+                              if job.status == jobs.VALIDATING else None) is None:
         raise Cancelled()
 
 

@@ -303,3 +303,42 @@ def test_a_claim_lost_to_a_concurrent_submission_touches_nothing_of_the_other_jo
     assert world.blobs.get_text(first.id, "subject.fasta") == fasta.format_fasta(
         fasta.named(fasta.parse(query(1))))
     assert len(world.transport.sent) == sent and world.job(first.id) == first
+
+
+def test_the_bytes_checked_so_far_are_recorded_as_the_split_goes(world, monkeypatch):
+    monkeypatch.setattr(upload_split, "PROGRESS_BATCHES", 2)
+    world.service.settings.__dict__["batch_letters"] = 40
+    world.blobs.chunk_size = 100
+    job = submit(world, upload(world, query(7)))
+    seen = []
+    update = world.records.update
+
+    def watched(job_id, change, known=None):
+        stored = update(job_id, change, known)
+        if stored is not None and stored.job.status == jobs.VALIDATING:
+            seen.append(stored.job.upload_checked)
+        return stored
+
+    world.records.update = watched
+    split(world, job.id)
+    assert len(seen) == 3 and seen == sorted(seen) and 0 < seen[0] < job.upload_bytes
+    assert world.job(job.id).upload_checked == job.upload_bytes
+
+
+def test_a_job_cancelled_during_its_split_stops_it_with_nothing_queued(world, monkeypatch):
+    monkeypatch.setattr(upload_split, "PROGRESS_BATCHES", 2)
+    world.service.settings.__dict__["batch_letters"] = 40
+    job = submit(world, upload(world, query(7)))
+    put_text = world.blobs.put_text
+
+    def cancel_at_the_second(job_id, name, text, content_type):
+        put_text(job_id, name, text, content_type)
+        if name == query_blob(1):
+            world.service.cancel(job_id)
+
+    world.blobs.put_text = cancel_at_the_second
+    world.transport.sent.clear()
+    split(world, job.id)
+    assert world.job(job.id).status == jobs.CANCELLED
+    assert world.blobs.names(job.id) == [] and world.transport.sent == []
+    assert world.blobs.names(UPLOADS) == []

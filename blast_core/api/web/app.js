@@ -819,7 +819,8 @@ function showJobSummary(job) {
     job.subjects ? " " : ` ${databases.length === 1 ? "database" : "databases"} `,
     el("span", { class: "job-databases" }, jobTarget(job)),
     ` · ${job.program} / ${job.task} · `
-      + (job.status === "validating" ? `a ${megabytes(job.upload_bytes)} upload being checked`
+      + (job.status === "validating" ? `a ${megabytes(job.upload_bytes)} upload being checked `
+        + `(${Math.floor((100 * job.upload_checked) / Math.max(job.upload_bytes, 1))}%)`
         : `${integer.format(job.queries)} ${job.queries === 1 ? "query" : "queries"} `
           + `(${integer.format(job.query_letters)} letters)`),
   ];
