@@ -429,8 +429,8 @@ def test_a_query_file_too_large_for_a_body_is_uploaded_to_storage(page, small_bo
 
 def test_a_running_job_shows_and_downloads_its_hits_so_far(page, small_bodies, tmp_path):
     """A sensitive search of 20 queries in batches of two (uploaded: too large for this
-    service's bodies): once some are done, the page says how many queries are searched and
-    downloads their hits, each line one of the whole result's."""
+    service's bodies): once some are done, the page says how many queries are searched, shows
+    the first hits and downloads them all, each line one of the whole result's."""
     (tmp_path / "q.fasta").write_text(sample_queries(SMALL_DB, 20, seed=38))
     upload_id = BlastClient(small_bodies.url).upload(str(tmp_path / "q.fasta"))
     job = requests.post(f"{small_bodies.url}/jobs", timeout=30, json={
@@ -440,9 +440,16 @@ def test_a_running_job_shows_and_downloads_its_hits_so_far(page, small_bodies, t
     partial = page.locator("#partial")
     expect(partial).to_contain_text(re.compile(r"Results so far: \d+ of 20 queries searched "
                                                r"\(\d+ of \d+ batches\)"), timeout=120_000)
+    rows = page.locator("#partial-hits tbody tr")
+    expect(rows.first).to_be_visible()
+    shown = [row.split("\t") for row in rows.all_inner_texts()]
     with page.expect_download() as downloaded:
         partial.get_by_text("Download TSV so far").click()
     so_far = Path(downloaded.value.path()).read_text()
+    # More batches may be done by the time of the download: each row shown is one of its lines.
+    downloaded_rows = [[line.split("\t")[i] for i in (0, 1, 2, 3, 10, 11)]
+                       for line in so_far.splitlines()]
+    assert all(row in downloaded_rows for row in shown)
     assert downloaded.value.suggested_filename == f"{job['id']}.partial.tsv"
     assert wait_for_job(small_bodies.url, job["id"], timeout=300)["status"] == "succeeded"
     expect(partial).to_be_hidden()

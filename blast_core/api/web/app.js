@@ -53,6 +53,7 @@ const state = {
   selected: 0,
   picked: new Set(),  // subject ids ticked in the hit table, for their FASTA
   queryUpload: null,  // a query file too large for the form, uploaded on submit
+  partialShown: "",  // job id and batches done of the hits so far shown
 };
 
 // DOM helpers
@@ -885,9 +886,53 @@ function showPartial(job) {
     event.preventDefault();
     downloadWithKey(link.getAttribute("href"), filename);
   });
-  $("partial").replaceChildren(`Results so far: ${integer.format(job.queries_done)} of `
+  $("partial-line").replaceChildren(`Results so far: ${integer.format(job.queries_done)} of `
     + `${integer.format(job.queries)} queries searched (${job.batches_done} of ${job.batches} `
     + `batches), ${integer.format(job.hits || 0)} hits. `, link);
+  showPartialHits(job);
+}
+
+// The first hits so far in a table, read from the start of partial.tsv each time another batch
+// is done; the rest of it is not fetched.
+const PARTIAL_ROWS = 20;
+const PARTIAL_COLUMNS = { 0: "Query", 1: "Subject", 2: "% identity", 3: "Length", 10: "E-value",
+  11: "Bit score" };
+
+async function showPartialHits(job) {
+  const shown = `${job.id}:${job.batches_done}`;
+  if (state.partialShown === shown) return;
+  state.partialShown = shown;
+  let rows;
+  try {
+    rows = await firstLines(await api(`/jobs/${job.id}/partial.tsv`), PARTIAL_ROWS);
+  } catch {
+    return;  // the counts and the download above still say what there is
+  }
+  if (state.partialShown !== shown || currentJobId() !== job.id) return;
+  const columns = Object.keys(PARTIAL_COLUMNS);
+  const table = el("table", { class: "grid" },
+    el("thead", {}, el("tr", {}, ...columns.map((c) => el("th", {}, PARTIAL_COLUMNS[c])))),
+    el("tbody", {}, ...rows.map((line) => {
+      const cells = line.split("\t");
+      return el("tr", {}, ...columns.map((c) => el("td", {}, cells[c] ?? "")));
+    })));
+  $("partial-hits").replaceChildren(el("p", { class: "quiet" }, rows.length
+    ? `The first ${rows.length} hits so far:` : "No hits so far."), ...(rows.length ? [table] : []));
+}
+
+// Up to `count` lines of a response, reading no further than they need.
+async function firstLines(response, count) {
+  if (!response.ok) throw await failure(response);
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  let text = "";
+  while (text.split("\n").length <= count) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    text += decoder.decode(value, { stream: true });
+  }
+  reader.cancel();
+  return text.split("\n").filter(Boolean).slice(0, count);
 }
 
 // A TSV of the columns ticked, in the order listed (the 12 standard ones first, as in the
