@@ -8,6 +8,7 @@ import pytest
 from azure.data.tables import TableServiceClient
 from azure.storage.blob import BlobServiceClient
 from unit.test_fakes import (  # noqa: F401  collected here, on the fixtures below
+    test_a_blob_is_read_at_one_version_with_its_size_and_listed_by_folder,
     test_a_record_is_written_only_at_its_etag_and_each_write_has_a_new_one,
     test_a_record_reads_back_as_its_table_entity_does,
     test_an_update_re_reads_and_reapplies_its_change_when_another_write_came_first,

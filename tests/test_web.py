@@ -577,6 +577,13 @@ def test_a_running_fanned_out_job_shows_its_batches_done(page, server):
     single = page.evaluate("""statusBadge({status: "running", started_at: new Date().toISOString(),
         batches: 1, batches_done: 0, queries: 1, queries_done: 0}).textContent""")
     assert "batches" not in single
+    for status, shown in (("failed", True), ("succeeded", False), ("cancelled", False)):
+        page.evaluate(f"""showPartial({{id: "{"0" * 19}", status: "{status}", batches: 5,
+            batches_done: 2, queries: 9, queries_done: 4, hits: 3,
+            partial_results: "{server.url}/jobs/{"0" * 19}/partial.tsv"}})""")
+        assert page.evaluate("document.getElementById('partial').hidden") != shown, status
+    expect(page.locator("#partial-line")).to_contain_text(
+        "Results so far: 4 of 9 queries searched (2 of 5 batches), 3 hits.")
 
 
 def test_the_page_loads_without_a_key_and_its_api_calls_carry_one(browser, locked):

@@ -26,6 +26,7 @@ from blast_core.domain.jobs import Job
 from blast_core.storage.ports import (
     SUBJECT_BLOB,
     UPLOADS,
+    BlobChanged,
     Outgoing,
     RecordExists,
     StoredBlob,
@@ -114,12 +115,16 @@ def _usable(service: BlastService, upload_id: str) -> StoredBlob:
         raise _refused("the upload is empty (0 bytes)")
     if stored.size > limit:
         raise _refused(f"the upload is {stored.size:,} bytes; the limit is {limit:,}")
-    head = b"".join(service.blobs.stream(UPLOADS, upload_blob(upload_id), 0,
-                                         min(HEAD_BYTES, stored.size), stored.etag) or ())
     try:
+        head = b"".join(service.blobs.stream(UPLOADS, upload_blob(upload_id), 0,
+                                             min(HEAD_BYTES, stored.size), stored.etag) or ())
         fasta.check_beginning(head)
     except fasta.FastaError as error:
         raise _refused(f"the upload {error}") from None
+    except BlobChanged:
+        raise RequestConflict([FieldError("query_upload", (
+            "the upload was being written while the job was submitted; submit it once it is "
+            "complete"))]) from None
     return stored
 
 

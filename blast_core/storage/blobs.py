@@ -67,7 +67,9 @@ class AzureJobBlobs:
                 length=length, **condition)
         except ResourceNotFoundError:
             return None
-        except ResourceModifiedError:
+        except ResourceModifiedError:  # Azurite says so of a blob that is gone, too
+            if not self.exists(job_id, name):
+                return None
             raise BlobChanged(f"{job_id}/{name}") from None
         return _unchanged(downloader.chunks(), f"{job_id}/{name}")
 

@@ -10,6 +10,7 @@ from azure.core.exceptions import ResourceNotFoundError
 
 from blast_core.domain import jobs, messages
 from blast_core.storage.ports import (
+    BlobChanged,
     Outgoing,
     QueueCounts,
     RecordConflict,
@@ -139,6 +140,24 @@ def test_blobs_of_a_job_are_read_streamed_and_deleted_by_job(blobs):
     blobs.delete_job("a")
     assert blobs.stream("a", "batch-0.fasta") is None
     assert blobs.get_text("ab", "batch-0.fasta") == "other job"
+
+
+def test_a_blob_is_read_at_one_version_with_its_size_and_listed_by_folder(blobs):
+    blobs.put_text("uploads", "u1.fasta", ">q\nACGT\n", "text/x-fasta")
+    blobs.put_text("uploads", "u2.fasta", "", "text/x-fasta")
+    blobs.put_text("uploadsx", "u3.fasta", "other folder", "text/x-fasta")
+    found = blobs.properties("uploads", "u1.fasta")
+    assert found.size == 8 and found.etag
+    assert blobs.properties("uploads", "u2.fasta").size == 0
+    assert blobs.properties("uploads", "none.fasta") is None
+    assert sorted(blobs.names("uploads")) == ["u1.fasta", "u2.fasta"]
+    assert b"".join(blobs.stream("uploads", "u1.fasta", etag=found.etag)) == b">q\nACGT\n"
+    assert b"".join(blobs.stream("uploads", "u1.fasta", 0, 2, found.etag)) == b">q"
+    blobs.put_text("uploads", "u1.fasta", ">q\nACGTT\n", "text/x-fasta")
+    assert blobs.properties("uploads", "u1.fasta").etag != found.etag
+    with pytest.raises(BlobChanged):
+        b"".join(blobs.stream("uploads", "u1.fasta", etag=found.etag))
+    assert blobs.stream("uploads", "none.fasta", etag=found.etag) is None
 
 
 def test_a_blob_streams_in_chunks_of_its_chunk_size():

@@ -342,3 +342,18 @@ def test_a_job_cancelled_during_its_split_stops_it_with_nothing_queued(world, mo
     assert world.job(job.id).status == jobs.CANCELLED
     assert world.blobs.names(job.id) == [] and world.transport.sent == []
     assert world.blobs.names(UPLOADS) == []
+
+
+def test_an_upload_written_while_it_is_submitted_is_a_conflict(world):
+    upload_id = upload(world, query(2))
+    properties = world.blobs.properties
+
+    def then_written(job_id, name):
+        found = properties(job_id, name)
+        upload(world, query(3), upload_id)
+        return found
+
+    world.blobs.properties = then_written
+    with pytest.raises(client_input.RequestConflict, match="being written while the job"):
+        submit(world, upload_id)
+    assert world.records.ids() == [] and world.transport.sent == []

@@ -873,9 +873,10 @@ function showDownloads(job) {
   $("downloads").hidden = false;
 }
 
-// A running job of several batches: the hits of the batches searched so far, as a TSV.
+// A running (or failed) job of several batches: the hits of the batches searched so far.
 function showPartial(job) {
-  const shown = Boolean(job.partial_results) && isActive(job) && job.batches_done > 0;
+  const shown = Boolean(job.partial_results) && job.batches_done > 0
+    && (isActive(job) || job.status === "failed");
   $("partial").hidden = !shown;
   if (!shown) return;
   const filename = `${job.id}.partial.tsv`;
