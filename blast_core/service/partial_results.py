@@ -38,9 +38,9 @@ def partial_table(service: BlastService, job_id: str) -> PartialTable:
     job = lookup.get(service, job_id)
     counts = results.batch_queries(service, job) if job.batches > 1 else None
     if counts is None:
-        raise RequestConflict([FieldError("job_id", (
-            f"job {job_id} has no results so far: a job of one batch has its results whole "
-            "once it succeeds"))])
+        why = ("a job of one batch has its results whole once it succeeds" if job.batches <= 1
+               else "it was submitted before batches kept results of their own")
+        raise RequestConflict([FieldError("job_id", f"job {job_id} has no results so far: {why}")])
     done = [n for n in range(job.batches) if job.batch_state(n) == jobs.BATCH_DONE]
     return PartialTable(job, _tables(service, job_id, done), len(done),
                         sum(counts[n] for n in done), covered(counts, done))

@@ -53,6 +53,9 @@ def test_a_job_of_one_batch_has_no_results_so_far(world):
     job = world.submit(batches=1)
     with pytest.raises(client_input.RequestConflict, match="a job of one batch"):
         world.service.partial_table(job.id)
+    older = world.add_job(batches=3)  # submitted before batches kept their query counts
+    with pytest.raises(client_input.RequestConflict, match="submitted before batches kept"):
+        world.service.partial_table(older.id)
 
 
 @pytest.mark.parametrize("counts, done, ranges", [
