@@ -30,6 +30,7 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import requests
@@ -127,7 +128,7 @@ def raw_blastn(reads: Path, database: str, out: Path) -> float:
     return time.monotonic() - started
 
 
-def until(url: str, done: callable, poll: float = 0.2) -> dict:
+def until(url: str, done: Callable[[dict], bool], poll: float = 0.2) -> dict:
     while True:
         job = requests.get(url, timeout=30).json()
         if done(job):

@@ -712,6 +712,7 @@ async function loadJob(id, query) {
     $("results").hidden = true;
     $("downloads").hidden = true;
     $("partial").hidden = true;
+    $("partial-hits").replaceChildren();
     $("job-actions").hidden = true;
     showJobNotice("");
   }
