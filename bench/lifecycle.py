@@ -30,6 +30,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from serving import start_serve  # noqa: E402
+
 from blast_core.blast.programs import stop_processes  # noqa: E402
 from blast_core.blast.samples import database_sequences, sample_fasta  # noqa: E402
 from blast_core.domain import jobs  # noqa: E402
@@ -38,7 +40,7 @@ from blast_core.domain.job_request import JobRequest  # noqa: E402
 from blast_core.domain.jobs import Job  # noqa: E402
 from blast_core.service import bootstrap  # noqa: E402
 from blast_core.settings import Settings  # noqa: E402
-from blast_core.storage.azurite import LocalAzurite, free_port  # noqa: E402
+from blast_core.storage.azurite import LocalAzurite  # noqa: E402
 
 DATA = Path("/usr/share/ncbi/data")
 LONG_DB = "SSURef_93.fasta"
@@ -46,22 +48,9 @@ DATABASES = ("Combined16SrRNA_2-12-2008", "16SCore")
 
 
 def serve(azurite: LocalAzurite, workdir: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "BLAST_STORAGE": azurite.connection_string,
-           "BLAST_QUEUE_TRANSPORT": "storage", "BLAST_DB_DIR": str(DATA),
-           "BLAST_QUEUE_NAME": f"bench-{uuid.uuid4().hex[:8]}"}
-    log = open(workdir / "serve.log", "ab")
-    process = subprocess.Popen([sys.executable, "-m", "blast_core", "serve", "--port", str(port),
-                                "--workers", "1"], cwd=ROOT, env=env, stdout=log, stderr=log)
-    url = f"http://127.0.0.1:{port}/api"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/health", timeout=2).ok:
-                return process, url
-        except requests.ConnectionError:
-            time.sleep(0.1)
-    raise TimeoutError("serve did not start")
+    return start_serve({**os.environ, "BLAST_STORAGE": azurite.connection_string,
+                        "BLAST_QUEUE_TRANSPORT": "storage", "BLAST_DB_DIR": str(DATA),
+                        "BLAST_QUEUE_NAME": f"bench-{uuid.uuid4().hex[:8]}"}, workdir)
 
 
 def blastn_of(job_id: str) -> bool:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,12 +36,14 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from serving import start_serve  # noqa: E402
+
 from blast_core.blast import search  # noqa: E402
 from blast_core.blast.programs import stop_processes  # noqa: E402
 from blast_core.blast.samples import database_sequences, sample_fasta  # noqa: E402
 from blast_core.domain import tabular  # noqa: E402
 from blast_core.settings import STORAGE_CONNECTION, Settings  # noqa: E402
-from blast_core.storage.azurite import LocalAzurite, free_port  # noqa: E402
+from blast_core.storage.azurite import LocalAzurite  # noqa: E402
 from blast_core.storage.blobs import AzureJobBlobs  # noqa: E402
 from blast_core.storage.ports import archive_blob  # noqa: E402
 
@@ -119,19 +120,8 @@ def main() -> int:
                "BLAST_QUEUE_TRANSPORT": "storage", "BLAST_DB_DIR": str(DATA),
                "BLAST_QUEUE_NAME": f"bench-{uuid.uuid4().hex[:8]}",
                "BLAST_BATCH_LETTERS": str(args.batch_letters)}
-        port = free_port()
-        with open(workdir / "serve.log", "ab") as log:
-            serve = subprocess.Popen([sys.executable, "-m", "blast_core", "serve", "--port",
-                                      str(port), "--workers", "1"], cwd=ROOT, env=env,
-                                     stdout=log, stderr=log)
-        url = f"http://127.0.0.1:{port}/api"
+        serve, url = start_serve(env, workdir)
         try:
-            for _ in range(600):
-                try:
-                    if requests.get(f"{url}/health", timeout=2).ok:
-                        break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
             query = sample_fasta(database_sequences(str(DATA / DATABASE)), args.queries,
                                  seed=11, label="bench")
             job = requests.post(f"{url}/jobs", timeout=120, json={

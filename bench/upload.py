@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import random
 import subprocess
 import sys
 import tempfile
@@ -38,11 +37,13 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from serving import start_serve  # noqa: E402
+
 from blast_core.blast.programs import stop_processes  # noqa: E402
-from blast_core.blast.samples import database_sequences  # noqa: E402
+from blast_core.blast.samples import database_sequences, sample_reads  # noqa: E402
 from blast_core.cli.client import BlastClient  # noqa: E402
 from blast_core.settings import STORAGE_CONNECTION  # noqa: E402
-from blast_core.storage.azurite import LocalAzurite, free_port  # noqa: E402
+from blast_core.storage.azurite import LocalAzurite  # noqa: E402
 
 DATA = Path("/usr/share/ncbi/data")
 SOURCE = "Combined16SrRNA_2-12-2008"
@@ -50,18 +51,10 @@ MAX_RSS_MB = 500
 OPTIONS = ("-evalue", "10", "-max_target_seqs", "100")
 
 
-def write_reads(path: Path, count: int, length: int, database: str, seed: int = 15) -> None:
-    rng = random.Random(seed)
-    pools = [[s for s in database_sequences(str(DATA / name)) if len(s) >= length]
-             for name in (SOURCE, database)]
+def write_reads(path: Path, count: int, length: int, database: str) -> None:
     with open(path, "w") as out:
-        for number in range(1, count + 1):
-            source = rng.choice(pools[number % 50 == 0])
-            start = rng.randrange(len(source) - length + 1)
-            read = list(source[start:start + length])
-            for _ in range(3):
-                read[rng.randrange(length)] = rng.choice("ACGT")
-            out.write(f">read_{number}\n{''.join(read)}\n")
+        out.writelines(sample_reads(database_sequences(str(DATA / SOURCE)),
+                                    database_sequences(str(DATA / database)), count, length))
 
 
 class PeakMemory:
@@ -193,20 +186,9 @@ def main() -> int:
                "BLAST_QUEUE_NAME": f"bench-{uuid.uuid4().hex[:8]}",
                "BLAST_BULK_QUEUE_NAME": f"bench-bulk-{uuid.uuid4().hex[:8]}",
                "BLAST_THREADS": "1"}
-        port = free_port()
-        with open(workdir / "serve.log", "ab") as log:
-            serve = subprocess.Popen([sys.executable, "-m", "blast_core", "serve", "--port",
-                                      str(port), "--workers", str(cores)], cwd=ROOT, env=env,
-                                     stdout=log, stderr=log)
+        serve, url = start_serve(env, workdir, cores)
         memory = PeakMemory(serve.pid, azurite.process.pid if azurite.process else 0)
-        url = f"http://127.0.0.1:{port}/api"
         try:
-            for _ in range(600):
-                try:
-                    if requests.get(f"{url}/health", timeout=2).ok:
-                        break
-                except requests.ConnectionError:
-                    time.sleep(0.1)
             memory.thread.start()
             phases = through_service(url, reads, args.database, workdir / "service.tsv")
             memory.stop.set()

@@ -41,6 +41,7 @@ from faults import (
     successes_logged,
 )
 
+from blast_core.blast.samples import sample_reads
 from blast_core.domain import messages
 from blast_core.storage.azurite import LocalAzurite
 from blast_core.storage.ports import query_blob
@@ -248,22 +249,6 @@ def test_a_job_that_gave_up_runs_again_when_requeued(path, azurite, blast_availa
         results_match_direct_blastn(app, queries, tmp_path)
 
 
-def reads_of(count: int, length: int = 150, seed: int = 15) -> str:
-    """`count` reads: pieces of 16S sequences, one in fifty of a vector's, 3 letters changed."""
-    rng = random.Random(seed)
-    pools = [[s for s in sequences_of(name) if len(s) >= length]
-             for name in (SMALL_DB, VECTORS)]
-    reads = []
-    for number in range(1, count + 1):
-        source = rng.choice(pools[number % 50 == 0])
-        start = rng.randrange(len(source) - length + 1)
-        read = list(source[start:start + length])
-        for _ in range(3):
-            read[rng.randrange(length)] = rng.choice("ACGT")
-        reads.append(f">read_{number}\n{''.join(read)}\n")
-    return "".join(reads)
-
-
 @pytest.mark.parametrize("path", PATHS)
 def test_an_upload_whose_workers_are_killed_while_splitting_runs_once(
         path, own_azurite, blast_available, tmp_path):
@@ -271,7 +256,7 @@ def test_an_upload_whose_workers_are_killed_while_splitting_runs_once(
     with -9 once it has recorded some progress, then its search at random moments: the split
     is done again from the start, every batch is queued and searched to one result, a clean
     run's."""
-    reads = reads_of(150_000)
+    reads = "".join(sample_reads(sequences_of(SMALL_DB), sequences_of(VECTORS), 150_000))
     with running(path, own_azurite, tmp_path, BLAST_MAX_DELIVERIES="20") as app:
         made = app.http("POST", "uploads").json()
         stored = requests.put(made["url"], data=reads.encode(),

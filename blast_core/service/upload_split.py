@@ -77,13 +77,17 @@ def _write_batches(service: BlastService, job: Job) -> tuple[list[int], int]:
         chunks = service.blobs.stream(UPLOADS, upload_blob(job.id), etag=job.upload_etag)
         if chunks is None:
             raise Refused("the upload is gone (deleted, or past its time)")
-        per_batch = max(_batch_letters(service, job), -(-job.upload_bytes // MAX_BATCHES))
+        searched = lookup.searched_letters(service, job) or 0
+        per_batch = max(tuning.batch_letters(job.program, job.task, searched,
+                                             service.settings.threads,
+                                             service.settings.batch_letters),
+                        -(-job.upload_bytes // MAX_BATCHES))
         read = [0]
         chunks = _counted(chunks, read)
         counts: list[int] = []
         letters = 0
-        for number, part in enumerate(batches.split_stream(_checked(service, job, chunks),
-                                                           per_batch)):
+        checked = _checked(service, job, chunks, searched)
+        for number, part in enumerate(batches.split_stream(checked, per_batch)):
             if number and number % PROGRESS_BATCHES == 0:
                 _record_progress(service, job.id, read[0])
             service.blobs.put_text(job.id, query_blob(number), fasta.format_fasta(part),
@@ -96,12 +100,13 @@ def _write_batches(service: BlastService, job: Job) -> tuple[list[int], int]:
         raise Refused("the upload was written again after the job was submitted") from None
 
 
-def _checked(service: BlastService, job: Job, chunks: Iterable[bytes]) -> Iterator[fasta.Sequence]:
-    """The upload's sequences, each checked as a submission checks a query's (headerless
-    ones named by their place, Query_<n>); FastaError at the first that is not acceptable."""
+def _checked(service: BlastService, job: Job, chunks: Iterable[bytes],
+             searched: int) -> Iterator[fasta.Sequence]:
+    """The upload's sequences, each checked as a submission checks a query's against
+    `searched` letters (headerless ones named by their place, Query_<n>); FastaError at the
+    first that is not acceptable."""
     limits = service.upload_limits
     _, _, molecule, _ = job_request.PROGRAMS[job.program]
-    searched = lookup.searched_letters(service, job) or 0
     lines = fasta.lines_of(chunks, limits.max_letters + limits.max_header_chars + LINE_SLACK)
     index = 0
     for index, sequence in enumerate(fasta.sequences_of(lines), start=1):
@@ -118,11 +123,6 @@ def _checked(service: BlastService, job: Job, chunks: Iterable[bytes]) -> Iterat
         yield sequence if sequence.header else fasta.Sequence(f"Query_{index}", sequence.residues)
     if not index:
         raise fasta.FastaError("holds no sequence")
-
-
-def _batch_letters(service: BlastService, job: Job) -> int:
-    return tuning.batch_letters(job.program, job.task, lookup.searched_letters(service, job) or 0,
-                                service.settings.threads, service.settings.batch_letters)
 
 
 def _counted(chunks: Iterable[bytes], read: list[int]) -> Iterator[bytes]:
